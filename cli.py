@@ -1,0 +1,139 @@
+"""The `tinyprop` command line."""
+import os
+
+# One BLAS thread unless the user says otherwise: at the papers' mini-batch sizes the
+# products are too small to split, and idle BLAS threads spinning on the second core
+# slowed the Numba kernels (MNIST batch 10: dense epoch 21.3 s with two threads, 10.7 s
+# with one). Set before numpy is imported, which reads it once.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import json  # noqa: E402
+import time  # noqa: E402
+
+import click  # noqa: E402
+
+from tasks import mnist  # noqa: E402
+from tasks.config import NETS, OPTIMIZERS, ConfigError, make_settings, read_nnmnist_config  # noqa: E402
+from tasks.files import DataError  # noqa: E402
+from tasks.training import TrainingDiverged  # noqa: E402
+from tinyprop import __version__  # noqa: E402
+
+USER_ERRORS = (ConfigError, DataError, TrainingDiverged)
+
+
+@click.group(context_settings=dict(help_option_names=["-h", "--help"]))
+@click.version_option(__version__, prog_name="tinyprop")
+def main():
+    """tinyprop: minimal-effort backpropagation (meProp) on the CPU.
+
+    \b
+    tinyprop train mnist --net mlptop --k 80     train the papers' MNIST MLP with meProp
+    tinyprop train --config default.json         train from an nnmnist JSON config
+    tinyprop evaluate --model runs/X/model.npz   re-evaluate a saved model
+    tinyprop bench                               time dense and meProp backward passes
+    """
+
+
+@main.group(invoke_without_command=True)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="An nnmnist JSON config (keys ClipBound ... TrainTop); options after the task name override it.")
+@click.pass_context
+def train(ctx, config_path):
+    """Train a model on a task. Without a task name, --config trains what its NetType says."""
+    ctx.obj = dict(config_path=config_path)
+    if ctx.invoked_subcommand is None:
+        if not config_path:
+            raise click.UsageError("name a task (tinyprop train mnist ...) or give --config FILE.json")
+        ctx.invoke(train_mnist)
+
+
+@train.command("mnist")
+@click.option("--net", type=click.Choice(NETS), help="mlp: dense; mlptop: meProp top-k; mlprand: random k. [mlp]")
+@click.option("--k", type=int, help="Rows kept per example in the hidden layers' backward. [80]")
+@click.option("--unified", is_flag=True, default=None, help="mlptop with one top-k set per mini-batch.")
+@click.option("--hidden", type=int, help="Hidden layer size. [500]")
+@click.option("--layers", type=int, help="Linear layers, counting the output layer. [3]")
+@click.option("--batch", type=int, help="Mini-batch size. [10]")
+@click.option("--epochs", type=int, help="Epochs. [20]")
+@click.option("--iter-per-epoch", type=int, help="Parts per epoch; dev is evaluated after each. [8]")
+@click.option("--optim", type=click.Choice(OPTIMIZERS), help="Optimizer. [adam]")
+@click.option("--lr", type=float, help="Learning rate. [0.001]")
+@click.option("--dropout", type=float, help="Dropout rate after each hidden layer. [0]")
+@click.option("--seed", type=int, help="Random seed; negative: from the clock (recorded). [-1]")
+@click.option("--dense-updates", is_flag=True, default=None,
+              help="Update every row every step (nnmnist), not only rows that received gradient.")
+@click.option("--clip-bound", type=float, help="Clip each gradient entry to [-c, c]; 0: off. [5]")
+@click.option("--l2", type=float, help="L2 regularisation factor. [0]")
+@click.option("--decay-rate", type=float, help="SGD learning-rate decay (nnmnist's DecayRate). [0.09]")
+@click.option("--eps", type=float, help="AdaGrad epsilon. [1e-6]")
+@click.option("--max-examples", type=int, help="Use at most N examples of each split (quick runs).")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="Folder with the MNIST files; else $TINYPROP_DATA, else ~/.cache/tinyprop (downloaded).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Output folder. [runs/mnist-NET-TIME]")
+@click.pass_context
+def train_mnist(ctx, out_dir, **options):
+    """Train the papers' MNIST MLP (784-500-500-10, ReLU, Adam, batch 10).
+
+    Writes config.json, metrics.jsonl, model.npz (at the best dev) and summary.json to --out.
+    """
+    config_path = (ctx.obj or {}).get("config_path")
+    try:
+        config_values = read_nnmnist_config(config_path) if config_path else {}
+        settings = make_settings(config_values, options)
+        out_dir = out_dir or os.path.join("runs", f"mnist-{settings.net}-{time.strftime('%Y%m%d-%H%M%S')}")
+        mnist.run(settings, out_dir, log=click.echo)
+    except USER_ERRORS as error:
+        raise click.ClickException(str(error)) from error
+
+
+@main.command()
+@click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False),
+              help="A model.npz written by tinyprop train.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the MNIST files.")
+def evaluate(model_path, data_dir):
+    """Re-evaluate a saved model on the dev and test sets."""
+    try:
+        meta, model = mnist.load_model(model_path)
+        data = mnist.Mnist(mnist.locate_files(data_dir))
+    except USER_ERRORS as error:
+        raise click.ClickException(str(error)) from error
+    task = mnist.MnistTask(data, model, optimizer=None, meta=meta)
+    for split in ("dev", "test"):
+        loss, accuracy = task.evaluate(split)
+        click.echo(f"{split}: accuracy {accuracy:.2f}%  loss {loss:.4f}  ({data.splits[split][1].shape[0]} examples)")
+
+
+@main.command()
+@click.option("--in", "n_in", type=int, help="Input size of an extra layer to time.")
+@click.option("--out", "n_out", type=int, help="Output size of an extra layer to time.")
+@click.option("--batch", type=int, default=10, show_default=True, help="Mini-batch size.")
+@click.option("--k", type=int, default=80, show_default=True, help="k of the meProp variants.")
+@click.option("--rounds", type=int, default=30, show_default=True, help="Alternating rounds; medians are over these.")
+@click.option("--calls", type=int, default=20, show_default=True, help="Backward calls timed together per round.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def bench(n_in, n_out, batch, k, rounds, calls, as_json):
+    """Time the backward of single linear layers: dense (BLAS and loops) against meProp (top, unified, rand).
+
+    The papers' MNIST shapes 784->500 and 500->500 always run; --in/--out add one.
+    """
+    from tinyprop.bench import PAPER_SHAPES, bench_layer, format_report
+    if (n_in is None) != (n_out is None):
+        raise click.UsageError("give both --in and --out, or neither")
+    shapes = list(PAPER_SHAPES) + ([(n_in, n_out)] if n_in else [])
+    for shape_in, shape_out in shapes:
+        if not 1 <= k <= shape_out or batch < 1 or shape_in < 1:
+            raise click.UsageError(f"need 1 <= k <= out and positive sizes; got in {shape_in}, out {shape_out}, "
+                                   f"batch {batch}, k {k}")
+    results = []
+    for shape_in, shape_out in shapes:
+        result = bench_layer(shape_in, shape_out, batch, k, rounds=rounds, calls=calls)
+        results.append(result)
+        if not as_json:
+            click.echo(format_report(result))
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""Run settings, and the JSON config files of the authors' C# nnmnist.
+
+`tinyprop train --config FILE.json` reads nnmnist's keys with nnmnist's meaning; keys the
+file leaves out take nnmnist's defaults (its Config constructor), so a config file runs
+as it would there. `tinyprop train mnist` without a file starts from the papers' MNIST
+setting instead (TKDE 2018, Table 2: mini-batch 10, k 80). Command-line options
+override both. Every value is checked before anything is loaded or trained.
+"""
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+from difflib import get_close_matches
+from typing import Optional
+
+NETS = ("mlp", "mlptop", "mlprand", "mlpvar")
+OPTIMIZERS = ("sgd", "adagrad", "adam")
+
+
+class ConfigError(Exception):
+    """A setting that cannot be used; the message names the key or option."""
+
+
+@dataclass
+class Settings:
+    net: str = "mlp"
+    k: int = 80
+    unified: bool = False
+    hidden: int = 500
+    layers: int = 3
+    batch: int = 10
+    epochs: int = 20
+    iter_per_epoch: int = 8
+    optim: str = "adam"
+    lr: float = 0.001
+    dropout: float = 0.0
+    seed: int = -1
+    dense_updates: bool = False
+    clip_bound: float = 5.0
+    l2: float = 0.0
+    decay_rate: float = 0.09
+    eps: float = 1e-6
+    label_count: int = 10
+    prune: float = 0.1
+    train_cycle: int = 5
+    train_file: Optional[str] = None
+    train_label_file: Optional[str] = None
+    test_file: Optional[str] = None
+    test_label_file: Optional[str] = None
+    data_dir: Optional[str] = None
+    max_examples: Optional[int] = None
+
+    @property
+    def meprop(self):
+        return self.net != "mlp"
+
+
+# nnmnist key -> (Settings field, JSON type, command-line option)
+NNMNIST_KEYS = {
+    "ClipBound": ("clip_bound", float, "--clip-bound"),
+    "DecayRate": ("decay_rate", float, "--decay-rate"),
+    "Eps": ("eps", float, "--eps"),
+    "HiddenSize": ("hidden", int, "--hidden"),
+    "IterPerEpoch": ("iter_per_epoch", int, "--iter-per-epoch"),
+    "L2RegFactor": ("l2", float, "--l2"),
+    "LabelCount": ("label_count", int, None),
+    "Layers": ("layers", int, "--layers"),
+    "LearningRate": ("lr", float, "--lr"),
+    "MaxEpoch": ("epochs", int, "--epochs"),
+    "MinibatchSize": ("batch", int, "--batch"),
+    "NetType": ("net", str, "--net"),
+    "OptType": ("optim", str, "--optim"),
+    "Prune": ("prune", float, "--prune"),
+    "RandomSeed": ("seed", int, "--seed"),
+    "TestFile": ("test_file", "path", None),
+    "TestLabelFile": ("test_label_file", "path", None),
+    "TrainCycle": ("train_cycle", int, "--train-cycle"),
+    "TrainFile": ("train_file", "path", None),
+    "TrainLabelFile": ("train_label_file", "path", None),
+    "TrainTop": ("k", int, "--k"),
+}
+FIELD_NAMES = {field: f"{key} ({option})" if option else key for key, (field, _, option) in NNMNIST_KEYS.items()}
+FIELD_NAMES.update(unified="--unified", dropout="--dropout", max_examples="--max-examples")
+
+NNMNIST_DEFAULTS = dict(batch=100, k=160)  # where nnmnist's Config() differs from the papers' MNIST setting
+
+
+def read_nnmnist_config(path):
+    """Settings from an nnmnist JSON file. Relative data paths resolve against the file's folder."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            raw = json.load(stream)
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read it ({error.strerror})") from error
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path}: line {error.lineno}, column {error.colno}: not valid JSON ({error.msg})") from error
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a JSON object of nnmnist keys, got {type(raw).__name__}")
+    values = dict(NNMNIST_DEFAULTS)
+    folder = os.path.dirname(os.path.abspath(path))
+    for key, value in raw.items():
+        if key not in NNMNIST_KEYS:
+            close = get_close_matches(key, NNMNIST_KEYS, n=1)
+            hint = f"; did you mean {close[0]}?" if close else f"; the keys are {', '.join(NNMNIST_KEYS)}"
+            raise ConfigError(f"{path}: unknown key {key!r}{hint}")
+        field, kind, _ = NNMNIST_KEYS[key]
+        values[field] = _typed(path, key, kind, value, folder)
+    return values
+
+
+def _typed(path, key, kind, value, folder):
+    if kind == "path":
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: {key} must be a file path (a string) or null, got {value!r}")
+        return value if os.path.isabs(value) else _resolve_data_path(value, folder)
+    if kind is int and (isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value)):
+        raise ConfigError(f"{path}: {key} must be a whole number, got {value!r}")
+    if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ConfigError(f"{path}: {key} must be a number, got {value!r}")
+    if kind is str and not isinstance(value, str):
+        raise ConfigError(f"{path}: {key} must be a string, got {value!r}")
+    return kind(value)
+
+
+def _resolve_data_path(relative, folder):
+    """Against the config file's folder first; if no file is there, the name is looked up in the data dir."""
+    beside = os.path.join(folder, relative)
+    return beside if os.path.exists(beside) else relative
+
+
+def make_settings(config_values=None, options=None):
+    """Defaults, then a config file's values, then command-line options; checked."""
+    values = dataclasses.asdict(Settings())
+    values.update(config_values or {})
+    values.update({name: value for name, value in (options or {}).items() if value is not None})
+    settings = Settings(**values)
+    validate(settings)
+    return settings
+
+
+def validate(s):
+    def fail(field, problem):
+        raise ConfigError(f"{FIELD_NAMES.get(field, field)}: {problem}")
+
+    if s.net not in NETS:
+        fail("net", f"{s.net!r} is not a network type; use one of {', '.join(NETS)}")
+    if s.optim not in OPTIMIZERS:
+        fail("optim", f"{s.optim!r} is not an optimizer; use one of {', '.join(OPTIMIZERS)}")
+    for field in ("hidden", "layers", "batch", "epochs", "iter_per_epoch", "train_cycle"):
+        if getattr(s, field) < 1:
+            fail(field, f"must be at least 1, got {getattr(s, field)}")
+    if s.label_count < 2:
+        fail("label_count", f"must be at least 2, got {s.label_count}")
+    if s.meprop:
+        if s.layers < 2:
+            fail("layers", f"{s.net} applies meProp to hidden layers, so it needs Layers >= 2, got {s.layers}")
+        if not 1 <= s.k < s.hidden:
+            fail("k", f"k must be at least 1 and smaller than the hidden size {s.hidden}, got {s.k}")
+    if s.unified and s.net != "mlptop":
+        fail("unified", f"unified top-k is a variant of mlptop, not of {s.net}")
+    if s.lr <= 0:
+        fail("lr", f"must be positive, got {s.lr}")
+    if not 0 <= s.dropout < 1:
+        fail("dropout", f"must be in [0, 1), got {s.dropout}")
+    if s.clip_bound < 0 or s.l2 < 0:
+        fail("clip_bound" if s.clip_bound < 0 else "l2", "must be >= 0")
+    if not 0 < s.decay_rate <= 1:
+        fail("decay_rate", f"must be in (0, 1], got {s.decay_rate}")
+    if s.eps <= 0:
+        fail("eps", f"must be positive, got {s.eps}")
+    if not 0 <= s.prune <= 1:
+        fail("prune", f"must be in [0, 1], got {s.prune}")
+    if s.max_examples is not None and s.max_examples < 1:
+        fail("max_examples", f"must be at least 1, got {s.max_examples}")
+    if s.net == "mlpvar":
+        fail("net", "mlpvar (meSimp) is not yet implemented in this version of tinyprop")
+
+
+def resolve_seed(seed):
+    """nnmnist's rule: a negative seed means a seed from the clock. Returns the seed actually used."""
+    return seed if seed >= 0 else time.time_ns() % (2 ** 31)

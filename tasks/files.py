@@ -1,0 +1,45 @@
+"""Writing run outputs so that a crash never leaves a half-written file."""
+import json
+import os
+import tempfile
+
+import numpy as np
+
+
+class DataError(Exception):
+    """Input data that cannot be used: names the file and what is wrong with it."""
+
+
+def _atomic_write(path, write):
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def write_json(path, data):
+    """Write `data` as indented JSON, atomically (a temporary file renamed over the target)."""
+    _atomic_write(path, lambda stream: stream.write((json.dumps(data, indent=2) + "\n").encode()))
+
+
+def write_npz(path, arrays):
+    """Write a dict of arrays as .npz, atomically."""
+    _atomic_write(path, lambda stream: np.savez(stream, **arrays))
+
+
+def write_bytes(path, data):
+    _atomic_write(path, lambda stream: stream.write(data))
+
+
+def append_jsonl(path, record):
+    """Append one JSON object as a line; each line is written whole with one write call."""
+    with open(path, "a", encoding="utf-8") as stream:
+        stream.write(json.dumps(record) + "\n")

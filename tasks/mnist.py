@@ -1,0 +1,352 @@
+"""The MNIST task: the IDX files, the papers' split, the MLP, training steps and evaluation.
+
+Where the data comes from, first match wins:
+  1. --data-dir DIR,
+  2. the TINYPROP_DATA environment variable,
+  3. the user cache ~/.cache/tinyprop, into which the four files are downloaded
+     (from the usual public mirrors, checked against their canonical sha256) if absent.
+In a data folder the files may sit at the top or in `mnist/`, gzip-compressed or not,
+named in either style: `train-images-idx3-ubyte[.gz]` or `train-images.idx3-ubyte[.gz]`.
+
+Split as in the papers and nnmnist: the first 5,000 training images are the
+development set, the other 55,000 train, the 10,000 test images test.
+Pixels stay uint8 in memory; `scale_pixels` turns a mini-batch into floats in [0, 1].
+"""
+import dataclasses
+import gzip
+import hashlib
+import json
+import os
+import time
+import urllib.request
+
+import click
+import numpy as np
+
+from tasks.files import DataError, write_bytes, write_json
+from tasks.config import ConfigError, resolve_seed
+from tasks.training import Timers, make_optimizer, train, write_summary
+from tinyprop.layers import Dropout, Linear, ReLU, Sequential, SoftmaxCrossEntropy
+
+DEV_SIZE = 5000
+FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+CANONICAL_SHA256 = {  # of the .gz files the mirrors serve
+    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+}
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+IDX_MAGIC = {3: 0x00000803, 1: 0x00000801}  # unsigned bytes, 3 or 1 dimensions
+IMAGE_SHAPE = (28, 28)
+
+
+def read_idx(path, ndim):
+    """Read an IDX file of unsigned bytes (gzip or raw) with `ndim` dimensions; check its header and length."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(2)
+            stream.seek(0)
+            data = gzip.decompress(stream.read()) if head == b"\x1f\x8b" else stream.read()
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        raise DataError(f"{path}: cannot read it as an IDX file ({error}); "
+                        "replace it with a fresh copy of the MNIST file") from error
+    header_size = 4 + 4 * ndim
+    if len(data) < header_size:
+        raise DataError(f"{path}: {len(data)} bytes is too short for an IDX header; the file is truncated")
+    magic = int.from_bytes(data[:4], "big")
+    if magic != IDX_MAGIC[ndim]:
+        raise DataError(f"{path}: magic number 0x{magic:08x}, expected 0x{IDX_MAGIC[ndim]:08x} "
+                        f"(unsigned bytes, {ndim} dimension{'s' if ndim > 1 else ''}); "
+                        "is this the right MNIST file?")
+    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    expected = header_size + int(np.prod(shape))
+    if len(data) != expected:
+        what = "truncated" if len(data) < expected else "longer than its header says"
+        raise DataError(f"{path}: the header says {'x'.join(map(str, shape))} values, so {expected} bytes, "
+                        f"but the file has {len(data)}: it is {what}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
+
+
+def candidate_names(stem):
+    """Both naming styles, raw or gzip: train-images-idx3-ubyte[.gz], train-images.idx3-ubyte[.gz]."""
+    dotted = stem.replace("-idx", ".idx")
+    return [name for base in (stem, dotted) for name in (base, base + ".gz")]
+
+
+def find_in_folder(folder, stem):
+    for where in (folder, os.path.join(folder, "mnist")):
+        for name in candidate_names(stem):
+            path = os.path.join(where, name)
+            if os.path.isfile(path):
+                return path
+    return None
+
+
+def default_cache_dir():
+    return os.path.join(os.path.expanduser("~"), ".cache", "tinyprop")
+
+
+def resolve_data_dir(data_dir=None):
+    """The data folder and where it came from: --data-dir, then TINYPROP_DATA, then the cache."""
+    if data_dir:
+        return data_dir, "--data-dir"
+    if os.environ.get("TINYPROP_DATA"):
+        return os.environ["TINYPROP_DATA"], "TINYPROP_DATA"
+    return default_cache_dir(), "cache"
+
+
+def locate_files(data_dir=None, explicit=None, mirrors=MIRRORS):
+    """Paths of the four MNIST files.
+
+    `explicit` maps keys of FILES to paths from a config file; one that is not a file
+    as given is looked up in the data folder.
+    """
+    explicit = explicit or {}
+    folder, source = resolve_data_dir(data_dir)
+    paths, missing = {}, []
+    for key, stem in FILES.items():
+        given = explicit.get(key)
+        if given:
+            in_data_dir = [os.path.join(where, given) for where in (folder, os.path.join(folder, "mnist"))]
+            found = [path for path in [given] + in_data_dir if os.path.isfile(path)]
+            if not found:
+                raise DataError(f"{given}: no such file, beside the config file or in {folder} "
+                                f"(given for the MNIST {key.replace('_', ' ')})")
+            paths[key] = found[0]
+        else:
+            paths[key] = find_in_folder(folder, stem)
+            if paths[key] is None:
+                missing.append(stem)
+    if missing and source == "cache":
+        failures = []
+        for stem in missing:
+            try:
+                paths[_key_of(stem)] = download(stem, folder, mirrors)
+            except DataError as error:
+                failures.append(str(error))
+        if failures:
+            raise DataError("\n".join(failures) + "\nDownload the MNIST files by hand and point --data-dir or "
+                            "TINYPROP_DATA at their folder")
+    elif missing:
+        raise DataError(f"MNIST files not found in {folder} (from {source}), nor in {os.path.join(folder, 'mnist')}: "
+                        f"{', '.join(missing)} (raw or .gz, either naming style). Point --data-dir or "
+                        "TINYPROP_DATA at a folder that has them, or set neither to download them into "
+                        f"{default_cache_dir()}")
+    return paths
+
+
+def _key_of(stem):
+    return next(key for key, value in FILES.items() if value == stem)
+
+
+def download(stem, folder, mirrors=MIRRORS):
+    """Fetch `stem`.gz from the first mirror that answers, verify its sha256, write it atomically."""
+    name = stem + ".gz"
+    target = os.path.join(folder, name)
+    errors = []
+    for mirror in mirrors:
+        url = mirror + name
+        try:
+            data = _fetch(url)
+        except OSError as error:
+            errors.append(f"{url}: {error}")
+            continue
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != CANONICAL_SHA256[name]:
+            errors.append(f"{url}: sha256 {digest} is not the canonical {CANONICAL_SHA256[name]}")
+            continue
+        write_bytes(target, data)
+        return target
+    raise DataError(f"could not download {name}:\n  " + "\n  ".join(errors))
+
+
+def _fetch(url):
+    with urllib.request.urlopen(url, timeout=30) as response:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        chunks = []
+        with click.progressbar(length=total, label=f"downloading {url.rsplit('/', 1)[-1]}",
+                               file=click.get_text_stream("stderr")) as bar:
+            while chunk := response.read(1 << 16):
+                chunks.append(chunk)
+                bar.update(len(chunk))
+    return b"".join(chunks)
+
+
+class Mnist:
+    """The papers' MNIST split. images: (N, 784) uint8; labels: (N,) uint8."""
+
+    def __init__(self, paths):
+        train_images = read_idx(paths["train_images"], 3)
+        train_labels = read_idx(paths["train_labels"], 1)
+        test_images = read_idx(paths["test_images"], 3)
+        test_labels = read_idx(paths["test_labels"], 1)
+        for images, labels, image_key, label_key in ((train_images, train_labels, "train_images", "train_labels"),
+                                                     (test_images, test_labels, "test_images", "test_labels")):
+            if images.shape[0] != labels.shape[0]:
+                raise DataError(f"{paths[image_key]} has {images.shape[0]} images but {paths[label_key]} "
+                                f"has {labels.shape[0]} labels")
+            if images.shape[1:] != IMAGE_SHAPE:
+                raise DataError(f"{paths[image_key]}: images of {images.shape[1:]}, expected 28x28")
+        if train_images.shape[0] <= DEV_SIZE:
+            raise DataError(f"{paths['train_images']}: {train_images.shape[0]} images; the first {DEV_SIZE} "
+                            "are the development set, so more are needed to train")
+        flat_train = train_images.reshape(train_images.shape[0], -1)
+        self.paths = paths
+        self.splits = {
+            "train": (flat_train[DEV_SIZE:], train_labels[DEV_SIZE:]),
+            "dev": (flat_train[:DEV_SIZE], train_labels[:DEV_SIZE]),
+            "test": (test_images.reshape(test_images.shape[0], -1), test_labels),
+        }
+
+    def subset(self, split, limit):
+        """Keep the first `limit` examples of a split (for quick runs and tests)."""
+        images, labels = self.splits[split]
+        self.splits[split] = (images[:limit], labels[:limit])
+
+
+def scale_pixels(images):
+    """uint8 pixels (batch, 784) -> float32 in [0, 1]."""
+    return images.astype(np.float32) * np.float32(1 / 255)
+
+
+def build_mlp(sizes, net="mlp", k=None, unified=False, dropout=0.0, rng=None):
+    """The papers' MNIST MLP: Linear, ReLU[, Dropout], ..., Linear (sizes: in, hidden..., out).
+
+    meProp (mlptop, mlprand) applies to the hidden layers; the 10-unit output layer
+    stays dense (TKDE 2018, Section 2.3.1).
+    """
+    rng = rng if rng is not None else np.random.default_rng()
+    selection = {"mlptop": "unified" if unified else "top", "mlprand": "rand"}.get(net)
+    layers = []
+    for position, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), 1):
+        hidden = position < len(sizes) - 1
+        sparse = hidden and selection is not None
+        layers.append(Linear(n_in, n_out, k=k if sparse else None, selection=selection if sparse else "top",
+                             rng=rng, name=f"layer{position}"))
+        if hidden:
+            layers.append(ReLU())
+            if dropout:
+                layers.append(Dropout(dropout, rng))
+    return Sequential(layers)
+
+
+class MnistTask:
+    """Data, model and evaluation of the MNIST task, driven by tasks.training.train."""
+
+    EVAL_BATCH = 1000  # evaluation batch size; it does not change the results
+
+    def __init__(self, data, model, optimizer, meta):
+        self.data = data
+        self.model = model
+        self.optimizer = optimizer
+        self.meta = meta
+        self.loss = SoftmaxCrossEntropy()
+        self.timers = Timers()
+
+    @property
+    def train_size(self):
+        return self.data.splits["train"][1].shape[0]
+
+    def linear_layers(self):
+        return [layer for layer in self.model.layers if isinstance(layer, Linear)]
+
+    def train_step(self, indices):
+        """One mini-batch: forward, backward, update. Returns (summed loss, correct predictions)."""
+        images, labels = self.data.splits["train"]
+        x = scale_pixels(images[indices])
+        targets = labels[indices].astype(np.intp)
+        start = time.perf_counter()
+        logits = self.model.forward(x)
+        loss = self.loss.forward(logits, targets)
+        after_forward = time.perf_counter()
+        self.model.backward(self.loss.backward(), need_dx=False)
+        after_backward = time.perf_counter()
+        self.optimizer.step()
+        self.model.zero_grad()
+        self.timers.forward += after_forward - start
+        self.timers.backward += after_backward - after_forward
+        self.timers.update += time.perf_counter() - after_backward
+        return loss, int((logits.argmax(axis=1) == targets).sum())
+
+    def evaluate(self, split):
+        """(mean loss, accuracy %) on a split, with dropout off."""
+        images, labels = self.data.splits[split]
+        self.model.train(False)
+        total_loss, correct = 0.0, 0
+        for first in range(0, labels.shape[0], self.EVAL_BATCH):
+            targets = labels[first:first + self.EVAL_BATCH].astype(np.intp)
+            logits = self.model.forward(scale_pixels(images[first:first + self.EVAL_BATCH]))
+            total_loss += self.loss.forward(logits, targets)
+            correct += int((logits.argmax(axis=1) == targets).sum())
+        self.model.train(True)
+        return total_loss / labels.shape[0], 100.0 * correct / labels.shape[0]
+
+    def model_arrays(self):
+        arrays = {param.name: param.value for param in self.model.params()}
+        arrays["meta"] = np.array(json.dumps(self.meta))
+        return arrays
+
+
+def load_model(path):
+    """(meta, model) from a model.npz written by training."""
+    try:
+        with np.load(path) as saved:
+            meta = json.loads(str(saved["meta"]))
+            arrays = {name: saved[name] for name in saved.files if name != "meta"}
+    except (OSError, KeyError, ValueError) as error:
+        raise DataError(f"{path}: not a tinyprop model file ({error})") from error
+    if meta.get("task") != "mnist":
+        raise DataError(f"{path}: a model of task {meta.get('task')!r}, not mnist")
+    model = build_mlp(meta["sizes"], meta["net"], meta["k"], meta["unified"])
+    for param in model.params():
+        if arrays[param.name].shape != param.shape:
+            raise DataError(f"{path}: {param.name} has shape {arrays[param.name].shape}, "
+                            f"the model description says {param.shape}")
+        param.value[...] = arrays[param.name]
+    return meta, model
+
+
+def run(settings, out_dir, log=print):
+    """Train the MNIST MLP that `settings` describe; write config.json, metrics.jsonl, model.npz, summary.json."""
+    seed = resolve_seed(settings.seed)
+    explicit = dict(train_images=settings.train_file, train_labels=settings.train_label_file,
+                    test_images=settings.test_file, test_labels=settings.test_label_file)
+    data = Mnist(locate_files(settings.data_dir, explicit))
+    if settings.max_examples:
+        for split in data.splits:
+            data.subset(split, settings.max_examples)
+    largest_label = max(int(labels.max()) for _, labels in data.splits.values())
+    if largest_label >= settings.label_count:
+        raise ConfigError(f"LabelCount: the data has label {largest_label}, so LabelCount must be at least "
+                          f"{largest_label + 1}, got {settings.label_count}")
+    sizes = [data.splits["train"][0].shape[1]] + [settings.hidden] * (settings.layers - 1) + [settings.label_count]
+    rng = np.random.default_rng(seed)
+    model = build_mlp(sizes, settings.net, settings.k, settings.unified, settings.dropout, rng)
+    meta = dict(task="mnist", net=settings.net, sizes=sizes, k=settings.k if settings.meprop else None,
+                unified=settings.unified)
+    task = MnistTask(data, model, make_optimizer(settings, model.params(), data.splits["train"][1].shape[0]), meta)
+    os.makedirs(out_dir, exist_ok=True)
+    write_json(os.path.join(out_dir, "config.json"), dict(dataclasses.asdict(settings), seed_used=seed,
+                                                           data_files=data.paths))
+    log(f"mnist {settings.net}{f' k={settings.k}' if settings.meprop else ''}"
+        f"{' unified' if settings.unified else ''}: sizes {'-'.join(map(str, sizes))}, seed {seed}, "
+        f"train {task.train_size} dev {data.splits['dev'][1].shape[0]} test {data.splits['test'][1].shape[0]}, "
+        f"writing to {out_dir}")
+    summary = dict(task="mnist", net=settings.net, k=meta["k"], unified=settings.unified, epochs=settings.epochs,
+                   seed=seed, param_count=int(sum(param.value.size for param in model.params())),
+                   hidden_sizes=sizes[1:-1])
+    summary.update(train(task, settings, seed, out_dir, log))
+    write_summary(out_dir, summary)
+    log(f"best dev {summary['best_dev_acc']:.2f} (epoch {summary['best_epoch']} part {summary['best_part']}), "
+        f"test {summary['test_acc']:.2f}; train {summary['train_time_s']:.1f}s, backward of linear layers "
+        f"{summary['linear_backward_time_s']:.1f}s, peak memory {summary['peak_memory_mb']:.0f} MB")
+    return summary

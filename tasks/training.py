@@ -1,0 +1,111 @@
+"""The training loop shared by the tasks, as in nnmnist.
+
+Each epoch the training set is shuffled and cut into IterPerEpoch parts. After each
+part the dev set is evaluated; when dev improves, the test set is evaluated and the
+model saved. The result reported is the test accuracy at the best dev.
+
+A task gives: `train_size`, `train_step(indices)` -> (summed loss, correct count),
+`evaluate(split)` -> (mean loss, accuracy %), `linear_layers()`, `model_arrays()`,
+and `timers` (a Timers it fills in during train_step).
+"""
+import os
+import resource
+import sys
+import time
+from dataclasses import dataclass
+
+import click
+import numpy as np
+
+from tasks.files import append_jsonl, write_json, write_npz
+from tinyprop.optim import SGD, AdaGrad, Adam
+
+
+@dataclass
+class Timers:
+    """Seconds summed over the run, as in the papers' tables."""
+    forward: float = 0.0
+    backward: float = 0.0
+    update: float = 0.0
+
+
+class TrainingDiverged(Exception):
+    pass
+
+
+def peak_memory_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def train(task, settings, seed, out_dir, log=print):
+    """Run the epochs; write metrics.jsonl, model.npz (at best dev) and summary.json to out_dir."""
+    rng = np.random.default_rng(seed)
+    metrics_path = os.path.join(out_dir, "metrics.jsonl")
+    open(metrics_path, "w").close()
+    best = {"dev_acc": -1.0, "test_acc": None, "epoch": None, "part": None}
+    start = time.perf_counter()
+    train_seconds = 0.0
+    for epoch in range(1, settings.epochs + 1):
+        parts = np.array_split(rng.permutation(task.train_size), settings.iter_per_epoch)
+        for part, indices in enumerate(parts, 1):
+            part_start = time.perf_counter()
+            loss, correct = train_part(task, indices, settings.batch, f"epoch {epoch} part {part}")
+            train_seconds += time.perf_counter() - part_start
+            if not np.isfinite(loss):
+                raise TrainingDiverged(f"epoch {epoch} part {part}: the training loss is {loss}; lower the "
+                                       "learning rate or set ClipBound (--clip-bound)")
+            record = dict(epoch=epoch, part=part, train_loss=loss / len(indices),
+                          train_acc=100.0 * correct / len(indices))
+            record["dev_loss"], record["dev_acc"] = task.evaluate("dev")
+            if record["dev_acc"] > best["dev_acc"]:
+                _, record["test_acc"] = task.evaluate("test")
+                best = dict(dev_acc=record["dev_acc"], test_acc=record["test_acc"], epoch=epoch, part=part)
+                write_npz(os.path.join(out_dir, "model.npz"), task.model_arrays())
+            record["elapsed_s"] = time.perf_counter() - start
+            append_jsonl(metrics_path, record)
+            log(format_record(record, settings))
+    summary = dict(
+        best_epoch=best["epoch"], best_part=best["part"], best_dev_acc=best["dev_acc"], test_acc=best["test_acc"],
+        train_time_s=train_seconds, forward_time_s=task.timers.forward, backward_time_s=task.timers.backward,
+        linear_backward_time_s=sum(layer.backward_seconds for layer in task.linear_layers()),
+        update_time_s=task.timers.update, wall_time_s=time.perf_counter() - start,
+        peak_memory_mb=peak_memory_mb(),
+    )
+    return summary
+
+
+def train_part(task, indices, batch, label):
+    """Train on one part in mini-batches; a progress bar shows on a terminal."""
+    starts = range(0, len(indices), batch)
+    total_loss, total_correct = 0.0, 0
+    show = sys.stderr.isatty()
+    with click.progressbar(starts, label=label, file=sys.stderr, update_min_steps=50,
+                           hidden=not show) as bar:
+        for first in bar:
+            loss, correct = task.train_step(indices[first:first + batch])
+            total_loss += loss
+            total_correct += correct
+    return total_loss, total_correct
+
+
+def format_record(record, settings):
+    line = (f"epoch {record['epoch']:2d} part {record['part']}/{settings.iter_per_epoch}  "
+            f"train loss {record['train_loss']:.4f} acc {record['train_acc']:.2f}  "
+            f"dev loss {record['dev_loss']:.4f} acc {record['dev_acc']:.2f}")
+    if "test_acc" in record:
+        line += f"  test acc {record['test_acc']:.2f} *"
+    return line + f"  {record['elapsed_s']:.1f}s"
+
+
+def write_summary(out_dir, summary):
+    write_json(os.path.join(out_dir, "summary.json"), summary)
+
+
+def make_optimizer(settings, params, train_size):
+    """The optimizer nnmnist's OptType names, with its ClipBound, L2RegFactor, DecayRate and Eps."""
+    common = dict(clip_bound=settings.clip_bound, l2=settings.l2, dense_updates=settings.dense_updates)
+    if settings.optim == "adam":
+        return Adam(params, lr=settings.lr, **common)
+    if settings.optim == "adagrad":
+        return AdaGrad(params, lr=settings.lr, eps=settings.eps, **common)
+    return SGD(params, lr=settings.lr, decay_rate=settings.decay_rate, decay_steps=train_size, **common)

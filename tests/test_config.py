@@ -1,0 +1,96 @@
+"""nnmnist JSON configs: keys, types, impossible values, overrides."""
+import json
+
+import pytest
+
+from tasks.config import ConfigError, NNMNIST_KEYS, make_settings, read_nnmnist_config, resolve_seed
+
+NNMNIST_DEFAULT_JSON = {  # default.json shipped with the authors' C# nnmnist
+    "ClipBound": 5.0, "DecayRate": 0.09, "Eps": 1e-06, "HiddenSize": 500, "IterPerEpoch": 8, "L2RegFactor": 0.0,
+    "LabelCount": 10, "Layers": 3, "LearningRate": 0.001, "MaxEpoch": 20, "MinibatchSize": 100, "NetType": "mlp",
+    "OptType": "adam", "Prune": 0.1, "RandomSeed": -1, "TestFile": "t10k-images.idx3-ubyte",
+    "TestLabelFile": "t10k-labels.idx1-ubyte", "TrainCycle": 5, "TrainFile": "train-images.idx3-ubyte",
+    "TrainLabelFile": "train-labels.idx1-ubyte", "TrainTop": 160,
+}
+
+
+def config_file(tmp_path, **values):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(values))
+    return str(path)
+
+
+def test_nnmnist_default_json_is_understood(tmp_path):
+    settings = make_settings(read_nnmnist_config(config_file(tmp_path, **NNMNIST_DEFAULT_JSON)))
+    assert (settings.net, settings.batch, settings.k, settings.hidden, settings.epochs) == ("mlp", 100, 160, 500, 20)
+    assert settings.train_file == "train-images.idx3-ubyte"  # not beside the config: looked up in the data dir
+    assert set(NNMNIST_KEYS) == set(NNMNIST_DEFAULT_JSON)
+
+
+def test_missing_keys_take_nnmnist_defaults_and_options_override(tmp_path):
+    values = read_nnmnist_config(config_file(tmp_path, NetType="mlptop"))
+    assert make_settings(values).batch == 100 and make_settings(values).k == 160
+    settings = make_settings(values, dict(k=40, batch=None, epochs=3))
+    assert (settings.k, settings.batch, settings.epochs) == (40, 100, 3)
+    assert make_settings({}, {}).batch == 10 and make_settings({}, {}).k == 80  # the papers' setting
+
+
+def test_relative_data_paths_resolve_against_the_config_folder(tmp_path):
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(b"")
+    values = read_nnmnist_config(config_file(tmp_path, TrainFile="train-images-idx3-ubyte"))
+    assert values["train_file"] == str(tmp_path / "train-images-idx3-ubyte")
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"TrainTopp": 10}, "unknown key 'TrainTopp'; did you mean TrainTop"),
+    ({"Colour": 1}, "unknown key 'Colour'; the keys are ClipBound"),
+    ({"HiddenSize": "500"}, "HiddenSize must be a whole number"),
+    ({"HiddenSize": 2.5}, "HiddenSize must be a whole number"),
+    ({"LearningRate": True}, "LearningRate must be a number"),
+    ({"NetType": 3}, "NetType must be a string"),
+    ({"TrainFile": 7}, "TrainFile must be a file path"),
+])
+def test_bad_keys_and_types_name_the_key(tmp_path, values, message):
+    with pytest.raises(ConfigError, match=message):
+        read_nnmnist_config(config_file(tmp_path, **values))
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"NetType": "mlptop", "TrainTop": 0}, r"TrainTop \(--k\): k must be at least 1 and smaller than the hidden"),
+    ({"NetType": "mlptop", "TrainTop": 500}, r"TrainTop \(--k\): .*got 500"),
+    ({"NetType": "mlprand", "TrainTop": -3}, r"TrainTop \(--k\)"),
+    ({"Layers": 0}, r"Layers \(--layers\): must be at least 1"),
+    ({"NetType": "mlptop", "Layers": 1}, r"Layers \(--layers\): mlptop applies meProp to hidden layers"),
+    ({"NetType": "mlps"}, r"NetType \(--net\): 'mlps' is not a network type"),
+    ({"OptType": "rmsprop"}, r"OptType \(--optim\): 'rmsprop' is not an optimizer"),
+    ({"MinibatchSize": 0}, r"MinibatchSize \(--batch\): must be at least 1"),
+    ({"LearningRate": -1}, r"LearningRate \(--lr\): must be positive"),
+    ({"LabelCount": 1}, "LabelCount: must be at least 2"),
+    ({"DecayRate": 0}, r"DecayRate \(--decay-rate\)"),
+    ({"NetType": "mlpvar"}, "mlpvar .* not yet implemented"),
+])
+def test_impossible_values_name_the_key(tmp_path, values, message):
+    with pytest.raises(ConfigError, match=message):
+        make_settings(read_nnmnist_config(config_file(tmp_path, **values)))
+
+
+def test_unified_needs_mlptop():
+    with pytest.raises(ConfigError, match="unified top-k is a variant of mlptop"):
+        make_settings({}, dict(net="mlprand", unified=True))
+
+
+def test_unreadable_files(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"HiddenSize": 500,\n "Layers": }')
+    with pytest.raises(ConfigError, match="bad.json: line 2, column 12: not valid JSON"):
+        read_nnmnist_config(str(bad))
+    with pytest.raises(ConfigError, match="cannot read it"):
+        read_nnmnist_config(str(tmp_path / "absent.json"))
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="expected a JSON object"):
+        read_nnmnist_config(str(tmp_path / "list.json"))
+
+
+def test_negative_seed_comes_from_the_clock():
+    assert resolve_seed(7) == 7
+    assert 0 <= resolve_seed(-1) < 2 ** 31

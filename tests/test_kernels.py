@@ -1,0 +1,58 @@
+"""The Numba kernels against plain numpy, and the same tests with the JIT disabled."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tinyprop.kernels import add_selected_rows_grad, add_to_rows, selected_input_grad
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def test_add_selected_rows_grad_matches_numpy(rng):
+    dy = rng.standard_normal((4, 9)).astype(np.float32)
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    selected = np.array([[0, 3], [3, 8], [1, 2], [8, 0]], dtype=np.int32)
+    weight_grad = rng.standard_normal((9, 6)).astype(np.float32)
+    bias_grad = rng.standard_normal(9).astype(np.float32)
+    expected_w, expected_b = weight_grad.astype(np.float64), bias_grad.astype(np.float64)
+    for b, rows in enumerate(selected):
+        for r in rows:
+            expected_w[r] += dy[b, r] * x[b]
+            expected_b[r] += dy[b, r]
+    weight_rows = np.zeros(9, bool)
+    bias_rows = np.zeros(9, bool)
+    add_selected_rows_grad(dy, x, selected, weight_grad, bias_grad, weight_rows, bias_rows)
+    np.testing.assert_allclose(weight_grad, expected_w, rtol=1e-6)
+    np.testing.assert_allclose(bias_grad, expected_b, rtol=1e-6)
+    assert np.flatnonzero(weight_rows).tolist() == [0, 1, 2, 3, 8] == np.flatnonzero(bias_rows).tolist()
+
+
+def test_selected_input_grad_matches_numpy(rng):
+    dy = rng.standard_normal((3, 7)).astype(np.float32)
+    weight = rng.standard_normal((7, 5)).astype(np.float32)
+    selected = np.array([[6], [0], [2]], dtype=np.int32)
+    dx = np.full((3, 5), 99.0, dtype=np.float32)  # overwritten, not accumulated
+    selected_input_grad(dy, weight, selected, dx)
+    expected = np.stack([dy[b, r] * weight[r] for b, (r,) in enumerate(selected)])
+    np.testing.assert_allclose(dx, expected, rtol=1e-6)
+
+
+def test_add_to_rows(rng):
+    target = rng.standard_normal((6, 4)).astype(np.float32)
+    values = rng.standard_normal((2, 4)).astype(np.float32)
+    expected = target.copy()
+    expected[[5, 1]] += values
+    add_to_rows(target, np.array([5, 1], dtype=np.int32), values)
+    np.testing.assert_allclose(target, expected)
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="already running without the JIT")
+def test_kernels_and_selection_as_plain_python():
+    """The kernels' Python source (NUMBA_DISABLE_JIT=1) passes the same tests as the compiled code."""
+    files = [os.path.join(HERE, name) for name in ("test_kernels.py", "test_topk.py", "test_optim.py")]
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files],
+                            env=dict(os.environ, NUMBA_DISABLE_JIT="1"), capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

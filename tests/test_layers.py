@@ -1,0 +1,174 @@
+"""Finite-difference checks of every layer's backward, and meProp against the dense math."""
+import numpy as np
+import pytest
+
+from tinyprop.gradcheck import grad_check, numerical_gradient
+from tinyprop.layers import Dropout, Layer, Linear, ReLU, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh
+
+
+def away_from_zero(rng, shape):
+    """Inputs whose entries keep clear of ReLU's kink at 0, so central differences are valid."""
+    x = rng.uniform(0.1, 1.0, shape) * rng.choice([-1.0, 1.0], shape)
+    return x
+
+
+def test_linear_dense_gradients(rng):
+    layer = Linear(5, 4, dtype=np.float64, rng=rng)
+    layer.bias.value[:] = rng.standard_normal(4)
+    errors = grad_check(layer, rng.standard_normal((3, 5)))
+    assert max(errors.values()) < 1e-7, errors
+
+
+@pytest.mark.parametrize("activation", [ReLU, Tanh, Sigmoid])
+def test_activation_gradients(rng, activation):
+    errors = grad_check(activation(), away_from_zero(rng, (4, 6)))
+    assert errors["x"] < 1e-7
+
+
+class ReseededDropout(Layer):
+    """Dropout drawing the same mask at every forward, so that central differences apply."""
+
+    def __init__(self, p):
+        self.dropout = Dropout(p)
+
+    def forward(self, x):
+        self.dropout.rng = np.random.default_rng(7)
+        return self.dropout.forward(x)
+
+    def backward(self, dy, need_dx=True):
+        return self.dropout.backward(dy, need_dx)
+
+
+def test_dropout_gradient_and_scaling(rng):
+    assert grad_check(ReseededDropout(0.4), rng.standard_normal((5, 8)))["x"] < 1e-7
+    layer = Dropout(0.25, rng=rng)
+    out = layer.forward(np.ones((200, 50), dtype=np.float32))
+    assert set(np.unique(out)) == {0.0, np.float32(1 / 0.75)}
+    assert abs((out == 0).mean() - 0.25) < 0.02
+    layer.train(False)
+    x = rng.standard_normal((3, 4))
+    assert layer.forward(x) is x
+
+
+def test_sequential_gradients(rng):
+    model = Sequential([Linear(6, 5, dtype=np.float64, rng=rng), Tanh(),
+                        Linear(5, 4, dtype=np.float64, rng=rng), Sigmoid(),
+                        Linear(4, 3, dtype=np.float64, rng=rng)])
+    errors = grad_check(model, rng.standard_normal((2, 6)))
+    assert max(errors.values()) < 1e-7, errors
+
+
+def test_softmax_cross_entropy_gradient(rng):
+    loss = SoftmaxCrossEntropy()
+    logits = rng.standard_normal((4, 5)) * 3
+    labels = np.array([0, 4, 2, 2])
+    loss.forward(logits, labels)
+    numeric = numerical_gradient(lambda: loss.forward(logits, labels), logits)
+    loss.forward(logits, labels)
+    assert np.max(np.abs(loss.backward() - numeric)) < 1e-7
+
+
+def test_softmax_cross_entropy_value_and_bad_labels():
+    loss = SoftmaxCrossEntropy()
+    logits = np.log(np.array([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8]]))
+    assert loss.forward(logits, np.array([0, 2])) == pytest.approx(-np.log(0.5) - np.log(0.8))
+    with pytest.raises(ValueError, match="labels must lie in"):
+        loss.forward(logits, np.array([0, 3]))
+
+
+def test_first_layer_computes_no_input_gradient(rng):
+    model = Sequential([Linear(4, 3, rng=rng), ReLU(), Linear(3, 2, k=1, rng=rng)])
+    model.forward(rng.standard_normal((2, 4)).astype(np.float32))
+    assert model.backward(np.ones((2, 2), np.float32), need_dx=False) is None
+
+
+def test_shape_errors_are_readable(rng):
+    layer = Linear(4, 3, name="hidden", rng=rng)
+    with pytest.raises(ValueError, match=r"hidden: expected a float array x of shape \(batch, 4\)"):
+        layer.forward(np.zeros((2, 5), np.float32))
+    layer.forward(np.zeros((2, 4), np.float32))
+    with pytest.raises(ValueError, match="does not match the output's"):
+        layer.backward(np.zeros((2, 4), np.float32))
+    with pytest.raises(ValueError, match="k=5 is larger than the layer's 3 outputs"):
+        Linear(4, 3, k=5)
+    with pytest.raises(ValueError, match="selection must be one of"):
+        Linear(4, 3, k=2, selection="bottom")
+    with pytest.raises(ValueError, match="float32"):
+        Linear(4, 3, k=2, dtype=np.float64)
+
+
+def dense_reference(layer, x, dy_masked):
+    """Dense backward (eqs. 7, 8) applied to the masked output gradient."""
+    w = layer.weight.value.astype(np.float64)
+    return dy_masked.T @ x, dy_masked.sum(axis=0), dy_masked @ w
+
+
+def mask_of(selection, selected, shape):
+    mask = np.zeros(shape, dtype=bool)
+    if selection == "unified":
+        mask[:, selected] = True
+    else:
+        np.put_along_axis(mask, selected, True, axis=1)
+    return mask
+
+
+@pytest.mark.parametrize("selection", ["top", "rand", "unified"])
+@pytest.mark.parametrize("n_in,n_out,batch,k", [(7, 5, 3, 1), (7, 5, 3, 4), (30, 41, 6, 40), (64, 50, 10, 8),
+                                                (5, 2, 1, 1)])
+def test_sparse_backward_equals_dense_backward_of_masked_gradient(rng, selection, n_in, n_out, batch, k):
+    layer = Linear(n_in, n_out, k=k, selection=selection, rng=np.random.default_rng(n_in))
+    x = rng.standard_normal((batch, n_in)).astype(np.float32)
+    dy = rng.standard_normal((batch, n_out)).astype(np.float32)
+    layer.forward(x)
+    dx = layer.backward(dy)
+    mask = mask_of(selection, layer.selected, dy.shape)
+    if selection == "top":
+        assert np.array_equal(np.sort(layer.selected, axis=1),
+                              np.sort(np.argsort(-np.abs(dy), axis=1, kind="stable")[:, :k], axis=1))
+    assert mask.sum() == batch * k
+    dw, db, dx_ref = dense_reference(layer, x.astype(np.float64), np.where(mask, dy, 0).astype(np.float64))
+    np.testing.assert_allclose(layer.weight.grad, dw, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(layer.bias.grad, db, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-5)
+    assert np.array_equal(layer.weight.rows_with_grad, mask.any(axis=0))
+    assert np.array_equal(layer.bias.rows_with_grad, mask.any(axis=0))
+
+
+def test_rand_selection_is_reproducible_with_a_seed(rng):
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    dy = rng.standard_normal((4, 9)).astype(np.float32)
+    picks = []
+    for _ in range(2):
+        layer = Linear(6, 9, k=3, selection="rand", rng=np.random.default_rng(5))
+        layer.forward(x)
+        layer.backward(dy)
+        picks.append(layer.selected.copy())
+    assert np.array_equal(picks[0], picks[1])
+
+
+@pytest.mark.parametrize("selection", ["top", "unified"])
+def test_k_equal_to_width_gives_exactly_the_dense_gradients(rng, selection):
+    dense = Linear(12, 9, rng=np.random.default_rng(1))
+    sparse = Linear(12, 9, k=9, selection=selection, rng=np.random.default_rng(1))
+    x = rng.standard_normal((5, 12)).astype(np.float32)
+    dy = rng.standard_normal((5, 9)).astype(np.float32)
+    results = []
+    for layer in (dense, sparse):
+        layer.forward(x)
+        dx = layer.backward(dy)
+        results.append((layer.weight.grad, layer.bias.grad, dx))
+    for dense_array, sparse_array in zip(*results):
+        np.testing.assert_allclose(sparse_array, dense_array, rtol=1e-6, atol=1e-6)
+
+
+def test_gradients_accumulate_until_cleared(rng):
+    layer = Linear(6, 5, k=2, rng=rng)
+    x = rng.standard_normal((3, 6)).astype(np.float32)
+    dy = rng.standard_normal((3, 5)).astype(np.float32)
+    layer.forward(x)
+    layer.backward(dy)
+    once = layer.weight.grad.copy()
+    layer.backward(dy)
+    np.testing.assert_allclose(layer.weight.grad, 2 * once, rtol=1e-6)
+    layer.zero_grad()
+    assert not layer.weight.grad.any() and not layer.weight.rows_with_grad.any()

@@ -1,0 +1,118 @@
+"""MNIST files: the IDX reader's checks, finding files, and verified downloads."""
+import gzip
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from tasks import mnist
+from tasks.files import DataError
+
+
+def idx_bytes(array, magic=None):
+    ndim = array.ndim
+    header = (magic if magic is not None else 0x800 + ndim).to_bytes(4, "big")
+    header += b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write(path, data, compress=False):
+    with open(path, "wb") as stream:
+        stream.write(gzip.compress(data) if compress else data)
+    return str(path)
+
+
+def fake_mnist(folder, n_train=5010, n_test=20, dotted=False, compress=True, rng=None):
+    """Four small IDX files in `folder`, named in either style."""
+    rng = rng or np.random.default_rng(0)
+    arrays = {
+        "train_images": rng.integers(0, 256, (n_train, 28, 28)), "train_labels": rng.integers(0, 10, n_train),
+        "test_images": rng.integers(0, 256, (n_test, 28, 28)), "test_labels": rng.integers(0, 10, n_test),
+    }
+    for key, array in arrays.items():
+        name = mnist.FILES[key].replace("-idx", ".idx") if dotted else mnist.FILES[key]
+        write(os.path.join(folder, name + (".gz" if compress else "")), idx_bytes(array), compress)
+    return arrays
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_read_idx_round_trip(tmp_path, compress):
+    array = np.arange(2 * 3 * 4).reshape(2, 3, 4) % 256
+    path = write(tmp_path / "a", idx_bytes(array), compress)
+    assert np.array_equal(mnist.read_idx(path, 3), array)
+
+
+@pytest.mark.parametrize("data,message", [
+    (idx_bytes(np.zeros((2, 3, 4)), magic=0x0801), "magic number 0x00000801, expected 0x00000803"),
+    (idx_bytes(np.zeros((2, 3, 4)))[:-5], "it is truncated"),
+    (idx_bytes(np.zeros((2, 3, 4))) + b"xx", "longer than its header says"),
+    (b"\x00\x00\x08", "too short for an IDX header"),
+    (b"\x1f\x8b" + b"not really gzip", "cannot read it as an IDX file"),
+])
+def test_read_idx_names_the_file_and_the_problem(tmp_path, data, message):
+    path = write(tmp_path / "bad-file", data)
+    with pytest.raises(DataError, match=message) as error:
+        mnist.read_idx(path, 3)
+    assert str(path) in str(error.value)
+
+
+def test_truncated_gzip_is_a_clear_error(tmp_path):
+    data = gzip.compress(idx_bytes(np.zeros((20, 28, 28))))
+    path = write(tmp_path / "cut.gz", data[: len(data) // 2])
+    with pytest.raises(DataError, match="cannot read it as an IDX file"):
+        mnist.read_idx(path, 3)
+
+
+@pytest.mark.parametrize("dotted,compress,subfolder", [(False, True, False), (True, False, True)])
+def test_both_naming_styles_and_the_split(tmp_path, dotted, compress, subfolder):
+    folder = tmp_path / "mnist" if subfolder else tmp_path
+    folder.mkdir(exist_ok=True)
+    arrays = fake_mnist(folder, dotted=dotted, compress=compress)
+    data = mnist.Mnist(mnist.locate_files(str(tmp_path)))
+    train_x, train_y = data.splits["train"]
+    dev_x, dev_y = data.splits["dev"]
+    assert dev_x.shape == (5000, 784) and train_x.shape == (10, 784) and data.splits["test"][0].shape == (20, 784)
+    assert train_x.dtype == np.uint8
+    assert np.array_equal(dev_y, arrays["train_labels"][:5000])
+    assert np.array_equal(train_x, arrays["train_images"][5000:].reshape(10, 784))
+
+
+def test_image_and_label_counts_must_agree(tmp_path):
+    fake_mnist(tmp_path)
+    write(tmp_path / "t10k-labels-idx1-ubyte.gz", idx_bytes(np.zeros(19)), compress=True)
+    with pytest.raises(DataError, match="has 20 images but .* has 19 labels"):
+        mnist.Mnist(mnist.locate_files(str(tmp_path)))
+
+
+def test_missing_files_in_a_given_folder(tmp_path):
+    with pytest.raises(DataError, match="MNIST files not found in .*train-images-idx3-ubyte.*TINYPROP_DATA"):
+        mnist.locate_files(str(tmp_path))
+
+
+def test_data_dir_comes_from_the_option_then_the_environment(monkeypatch):
+    monkeypatch.setenv("TINYPROP_DATA", "/from/env")
+    assert mnist.resolve_data_dir("/from/option") == ("/from/option", "--data-dir")
+    assert mnist.resolve_data_dir() == ("/from/env", "TINYPROP_DATA")
+    monkeypatch.delenv("TINYPROP_DATA")
+    assert mnist.resolve_data_dir()[1] == "cache"
+
+
+def test_download_verifies_the_canonical_checksums(tmp_path, monkeypatch, mnist_dir):
+    """Mirrors here are file:// folders. The shared train images are a rebuilt copy whose sha256
+    is not the canonical one (see the data README), so their download must be refused."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for name in os.listdir(mnist_dir):
+        shutil.copy(os.path.join(mnist_dir, name), mirror / name)
+    cache = tmp_path / "cache"
+    monkeypatch.delenv("TINYPROP_DATA", raising=False)
+    monkeypatch.setattr(mnist, "default_cache_dir", lambda: str(cache))
+    mirrors = [mirror.as_uri() + "/"]
+    path = mnist.download("t10k-labels-idx1-ubyte", str(cache), mirrors)
+    assert open(path, "rb").read() == open(mirror / "t10k-labels-idx1-ubyte.gz", "rb").read()
+    with pytest.raises(DataError, match="(?s)could not download train-images-idx3-ubyte.gz.*is not the canonical.*by hand"):
+        mnist.locate_files(mirrors=mirrors)
+    # the three genuine files were fetched; nothing half-written was left behind
+    assert sorted(os.listdir(cache)) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
+                                         "train-labels-idx1-ubyte.gz"]

@@ -1,0 +1,109 @@
+"""Optimizers: nnmnist's update rules, and sparse row updates that leave other rows alone."""
+import numpy as np
+import pytest
+
+from tinyprop.optim import SGD, AdaGrad, Adam
+from tinyprop.parameter import Parameter
+
+
+def make_param(rng, shape=(6, 4)):
+    return Parameter(rng.standard_normal(shape).astype(np.float32), "w")
+
+
+def give_gradient(param, rows, rng):
+    param.grad[rows] += rng.standard_normal((len(rows),) + param.shape[1:]).astype(np.float32)
+    param.rows_with_grad[rows] = True
+
+
+def nnmnist_adam(w, m, v, g, t, lr=0.001, b1=0.9, b2=0.999, eps=1e-8, l2=0.0, clip=0.0):
+    """Adam.cs of nnmnist, in float64."""
+    d = g + l2 * w
+    if clip > 0:
+        d = np.clip(d, -clip, clip)
+    m = b1 * m + (1 - b1) * d
+    v = b2 * v + (1 - b2) * d * d
+    w = w - lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t) * m / (np.sqrt(v) + eps)
+    return w, m, v
+
+
+@pytest.mark.parametrize("make", [lambda p: Adam(p), lambda p: AdaGrad(p, lr=0.01),
+                                  lambda p: SGD(p, lr=0.1, decay_rate=0.5, decay_steps=3)])
+def test_sparse_step_leaves_other_rows_and_state_bit_identical(rng, make):
+    param = make_param(rng)
+    optimizer = make([param])
+    for _ in range(3):  # build up state on every row
+        give_gradient(param, [0, 1, 2, 3, 4, 5], rng)
+        optimizer.step()
+        param.zero_grad()
+    before = param.value.copy(), {name: array.copy() for name, array in param.state.items()}
+    give_gradient(param, [1, 4], rng)
+    optimizer.step()
+    untouched = [0, 2, 3, 5]
+    assert np.array_equal(param.value[untouched], before[0][untouched])
+    for name, array in param.state.items():
+        assert np.array_equal(array[untouched], before[1][name][untouched])
+    assert not np.array_equal(param.value[[1, 4]], before[0][[1, 4]])
+
+
+def test_dense_adam_moves_every_row_as_nnmnist(rng):
+    param = make_param(rng)
+    optimizer = Adam([param], dense_updates=True, clip_bound=0.5, l2=0.01)
+    w = param.value.astype(np.float64)
+    m = np.zeros_like(w)
+    v = np.zeros_like(w)
+    for t, rows in enumerate([[0, 1, 2, 3, 4, 5], [2], [4, 5]], 1):
+        give_gradient(param, rows, rng)
+        g = param.grad.astype(np.float64)
+        optimizer.step()
+        param.zero_grad()
+        w, m, v = nnmnist_adam(w, m, v, g, t, l2=0.01, clip=0.5)
+        np.testing.assert_allclose(param.value, w, rtol=1e-5, atol=1e-7)
+    # rows 0, 1, 3 had no gradient at the last step and still moved, on their momentum
+    assert np.all(param.state["mean"][[0, 1, 3]] != 0)
+
+
+def test_sparse_adam_matches_nnmnist_on_the_rows_it_updates(rng):
+    param = make_param(rng)
+    optimizer = Adam([param], lr=0.01)
+    w = param.value.astype(np.float64)
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    give_gradient(param, [3], rng)
+    g = param.grad.astype(np.float64)
+    optimizer.step()
+    w_new, _, _ = nnmnist_adam(w, m, v, g, 1, lr=0.01)
+    np.testing.assert_allclose(param.value[3], w_new[3], rtol=1e-6, atol=1e-7)
+
+
+def test_adagrad_and_sgd_rules(rng):
+    param = make_param(rng, (3,))
+    w0 = param.value.astype(np.float64)
+    optimizer = AdaGrad([param], lr=0.1, eps=1e-6)
+    give_gradient(param, [0, 1, 2], rng)
+    g = param.grad.astype(np.float64)
+    optimizer.step()
+    np.testing.assert_allclose(param.value, w0 - 0.1 * g / np.sqrt(g * g + 1e-6), rtol=1e-5)
+
+    param = make_param(rng, (2, 2))
+    w0 = param.value.astype(np.float64)
+    optimizer = SGD([param], lr=0.1, decay_rate=0.5, decay_steps=2, clip_bound=0.3)
+    param.grad[:] = [[1.0, -0.2], [0.1, -5.0]]
+    param.mark_all_rows()
+    optimizer.step()  # t = 1: lr 0.1 * 0.5 ** 0.5
+    np.testing.assert_allclose(param.value, w0 - 0.1 * 0.5 ** 0.5 * np.array([[0.3, -0.2], [0.1, -0.3]]),
+                               rtol=1e-5)
+
+
+def test_reset_forgets_state_and_steps(rng):
+    param = make_param(rng)
+    optimizer = Adam([param])
+    give_gradient(param, [0], rng)
+    optimizer.step()
+    optimizer.reset()
+    assert optimizer.steps == 0 and not param.state["mean"].any() and not param.state["mean_square"].any()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="learning rate must be positive"):
+        Adam([], lr=0)
+    with pytest.raises(ValueError, match="decay_rate"):
+        SGD([], lr=0.1, decay_rate=1.5)

@@ -1,0 +1,68 @@
+"""The heap top-k picks exactly what a stable argsort picks; unified and random selections."""
+import numpy as np
+import pytest
+
+from tinyprop.topk import random_rows, topk_rows, unified_topk
+
+
+def argsort_topk(grad, k):
+    """The reference: k largest |g| per row, ties to the lower index."""
+    return np.sort(np.argsort(-np.abs(grad), axis=1, kind="stable")[:, :k], axis=1)
+
+
+def heap_topk(grad, k):
+    out = np.empty((grad.shape[0], k), dtype=np.int32)
+    topk_rows(grad, k, np.empty(k, dtype=np.uint64), out)
+    return np.sort(out, axis=1)
+
+
+@pytest.mark.parametrize("n,k", [(1, 1), (7, 1), (7, 6), (7, 7), (50, 10), (500, 80), (500, 499), (33, 32)])
+def test_heap_matches_argsort_on_random_values(rng, n, k):
+    grad = rng.standard_normal((6, n)).astype(np.float32)
+    assert np.array_equal(heap_topk(grad, k), argsort_topk(grad, k))
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 39])
+def test_heap_matches_argsort_on_ties(rng, k):
+    # few distinct magnitudes, both signs, and exact zeros as behind a ReLU
+    grad = rng.integers(-2, 3, size=(8, 40)).astype(np.float32)
+    grad[0] = 0.0
+    grad[1] = 1.0
+    grad[2, ::2] = -1.0
+    assert np.array_equal(heap_topk(grad, k), argsort_topk(grad, k))
+
+
+def test_ties_go_to_the_lower_index():
+    grad = np.array([[1, -3, 3, 2, -3, 0]], dtype=np.float32)
+    assert heap_topk(grad, 2).tolist() == [[1, 2]]
+    assert heap_topk(grad, 3).tolist() == [[1, 2, 4]]
+
+
+def test_buffers_are_reused_across_calls(rng):
+    heap = np.empty(5, dtype=np.uint64)
+    out = np.empty((3, 5), dtype=np.int32)
+    for _ in range(3):
+        grad = rng.standard_normal((3, 30)).astype(np.float32)
+        topk_rows(grad, 5, heap, out)
+        assert np.array_equal(np.sort(out, axis=1), argsort_topk(grad, 5))
+
+
+def test_float64_gradients_are_refused():
+    with pytest.raises(TypeError, match="float32"):
+        topk_rows(np.zeros((2, 5)), 2, np.empty(2, np.uint64), np.empty((2, 2), np.int32))
+
+
+def test_unified_is_the_topk_of_summed_magnitudes(rng):
+    grad = rng.standard_normal((10, 60)).astype(np.float32)
+    rows = unified_topk(grad, 7, np.empty(7, np.uint64), np.empty(7, np.int32))
+    expected = np.sort(np.argsort(-np.abs(grad).sum(axis=0), kind="stable")[:7])
+    assert np.array_equal(rows, expected)
+
+
+def test_random_rows_are_distinct_reproducible_and_uniform():
+    picks = random_rows(np.random.default_rng(3), 4000, 10, 3)
+    assert picks.shape == (4000, 3) and picks.dtype == np.int32
+    assert all(len(set(row)) == 3 for row in picks)
+    assert np.array_equal(picks, random_rows(np.random.default_rng(3), 4000, 10, 3))
+    counts = np.bincount(picks.ravel(), minlength=10) / picks.size
+    assert np.allclose(counts, 0.1, atol=0.01)

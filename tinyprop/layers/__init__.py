@@ -1,0 +1,9 @@
+"""tinyprop's layers: one class each, backward written under forward."""
+from tinyprop.layers.activations import Dropout, ReLU, Sigmoid, Tanh
+from tinyprop.layers.base import Layer
+from tinyprop.layers.linear import SELECTIONS, Linear
+from tinyprop.layers.loss import SoftmaxCrossEntropy
+from tinyprop.layers.sequential import Sequential
+
+__all__ = ["Dropout", "Layer", "Linear", "ReLU", "SELECTIONS", "Sequential", "Sigmoid",
+           "SoftmaxCrossEntropy", "Tanh"]

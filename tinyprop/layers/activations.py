@@ -1,0 +1,71 @@
+"""Element-wise non-linearities z = sigma(y) (TKDE 2018, eq. 2), and dropout.
+
+meProp leaves these dense (Section 2.3.1): they cost little next to the matrix products.
+Shapes: any; dy has the shape of the output.
+"""
+import numpy as np
+
+from tinyprop.layers.base import Layer, check_same_shape
+
+
+class ReLU(Layer):
+    """z = max(y, 0). Kept for backward: `active`, the mask y > 0."""
+
+    def forward(self, y):
+        self.active = y > 0
+        return y * self.active
+
+    def backward(self, dz, need_dx=True):
+        check_same_shape("ReLU", dz, self.active.shape)
+        return dz * self.active if need_dx else None
+
+
+class Tanh(Layer):
+    """z = tanh(y); dz/dy = 1 - z^2. Kept for backward: the output `z`."""
+
+    def forward(self, y):
+        self.z = np.tanh(y)
+        return self.z
+
+    def backward(self, dz, need_dx=True):
+        check_same_shape("Tanh", dz, self.z.shape)
+        return dz * (1 - self.z * self.z) if need_dx else None
+
+
+class Sigmoid(Layer):
+    """z = 1 / (1 + exp(-y)); dz/dy = z (1 - z). Kept for backward: the output `z`."""
+
+    def forward(self, y):
+        self.z = 0.5 * (1 + np.tanh(0.5 * y))  # the same function, without overflow in exp
+        return self.z
+
+    def backward(self, dz, need_dx=True):
+        check_same_shape("Sigmoid", dz, self.z.shape)
+        return dz * self.z * (1 - self.z) if need_dx else None
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, z = y * m / (1 - p) with m ~ Bernoulli(1 - p); identity in evaluation.
+
+    Kept for backward: `scale`, the mask already divided by (1 - p).
+    """
+
+    def __init__(self, p, rng=None):
+        if not 0 <= p < 1:
+            raise ValueError(f"Dropout: the rate p must be in [0, 1), got {p!r}")
+        self.p = p
+        self.rng = rng if rng is not None else np.random.default_rng()
+        self.scale = None
+
+    def forward(self, y):
+        if not self.training or self.p == 0:
+            self.scale = None
+            return y
+        keep = self.rng.random(y.shape, dtype=np.float32) >= self.p
+        self.scale = keep.astype(y.dtype) / y.dtype.type(1 - self.p)
+        return y * self.scale
+
+    def backward(self, dz, need_dx=True):
+        if not need_dx:
+            return None
+        return dz if self.scale is None else dz * self.scale

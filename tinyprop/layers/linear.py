@@ -1,0 +1,122 @@
+"""The fully connected layer, with meProp's sparsified backward."""
+import time
+
+import numpy as np
+
+from tinyprop.kernels import add_selected_rows_grad, add_to_rows, selected_input_grad
+from tinyprop.layers.base import Layer, check_input, check_positive_int, check_same_shape
+from tinyprop.parameter import Parameter
+from tinyprop.topk import random_rows, topk_rows, unified_topk
+
+SELECTIONS = ("top", "rand", "unified")
+
+
+class Linear(Layer):
+    """y = x W^T + b, with W: (out, in), one row per neuron (TKDE 2018, eq. 1).
+
+    x: (batch, in) -> y: (batch, out).
+
+    k=None: ordinary backprop, dW += dy^T x, db += sum_b dy, dx = dy W (eqs. 7, 8), by BLAS.
+    With k, meProp (eqs. 9, 10): only k entries of each example's dy take part, chosen by
+      - "top": per example, the k largest |dy| (Algorithm 1; nnmnist's mlptop);
+      - "rand": per example, k at random (nnmnist's mlprand);
+      - "unified": one set for the mini-batch, the k largest sum_b |dy| (Section 3.3.1).
+    Only the selected rows of W and b get gradient, and the cost is k/out of the dense
+    backward: per example for "top"/"rand" (Numba loops in tinyprop.kernels), and for
+    "unified" by BLAS on the k gathered rows.
+
+    Kept for backward: `x`, the input of the last forward. Kept after backward:
+    `selected`, the chosen indices ((batch, k) per example, or (k,) unified), which
+    meSimp counts. `backward_seconds` sums the time spent in backward ("backprop time").
+    """
+
+    def __init__(self, n_in, n_out, k=None, selection="top", rng=None, dtype=np.float32, name="linear"):
+        check_positive_int(name, "n_in", n_in)
+        check_positive_int(name, "n_out", n_out)
+        if k is not None:
+            check_positive_int(name, "k", k)
+            if k > n_out:
+                raise ValueError(f"{name}: k={k} is larger than the layer's {n_out} outputs")
+            if np.dtype(dtype) != np.float32:
+                raise ValueError(f"{name}: meProp layers compute in float32, got dtype {np.dtype(dtype)}")
+        if selection not in SELECTIONS:
+            raise ValueError(f"{name}: selection must be one of {', '.join(SELECTIONS)}, got {selection!r}")
+        self.name = name
+        self.k = k
+        self.selection = selection
+        self.rng = rng if rng is not None else np.random.default_rng()
+        # Glorot & Bengio (2010) uniform initialisation, bound sqrt(6 / (in + out)) as in nnmnist.
+        bound = np.sqrt(6.0 / (n_in + n_out))
+        self.weight = Parameter(self.rng.uniform(-bound, bound, (n_out, n_in)).astype(dtype), f"{name}.weight")
+        self.bias = Parameter(np.zeros(n_out, dtype=dtype), f"{name}.bias")
+        self.x = None
+        self.selected = None
+        self.backward_seconds = 0.0
+        self._heap = np.empty(k or 1, dtype=np.uint64)  # reused by every top-k selection
+
+    @property
+    def n_in(self):
+        return self.weight.shape[1]
+
+    @property
+    def n_out(self):
+        return self.weight.shape[0]
+
+    def params(self):
+        return [self.weight, self.bias]
+
+    def forward(self, x):
+        check_input(self.name, x, self.n_in)
+        self.x = np.ascontiguousarray(x)
+        return self.x @ self.weight.value.T + self.bias.value
+
+    def backward(self, dy, need_dx=True):
+        check_same_shape(self.name, dy, (self.x.shape[0], self.n_out))
+        start = time.perf_counter()
+        dy = np.ascontiguousarray(dy)
+        if self.k is None:
+            dx = self._dense_backward(dy, need_dx)
+        elif self.selection == "unified":
+            dx = self._unified_backward(dy, need_dx)
+        else:
+            dx = self._per_example_backward(dy, need_dx)
+        self.backward_seconds += time.perf_counter() - start
+        return dx
+
+    def _dense_backward(self, dy, need_dx):
+        self.weight.grad += dy.T @ self.x
+        self.bias.grad += dy.sum(axis=0)
+        self.weight.mark_all_rows()
+        self.bias.mark_all_rows()
+        return dy @ self.weight.value if need_dx else None
+
+    def _per_example_backward(self, dy, need_dx):
+        batch = dy.shape[0]
+        if self.selection == "top":
+            if self.selected is None or self.selected.shape != (batch, self.k):
+                self.selected = np.empty((batch, self.k), dtype=np.int32)
+            topk_rows(dy, self.k, self._heap, self.selected)
+        else:
+            self.selected = random_rows(self.rng, batch, self.n_out, self.k)
+        add_selected_rows_grad(dy, self.x, self.selected, self.weight.grad, self.bias.grad,
+                               self.weight.rows_with_grad, self.bias.rows_with_grad)
+        if not need_dx:
+            return None
+        dx = np.empty_like(self.x)
+        selected_input_grad(dy, self.weight.value, self.selected, dx)
+        return dx
+
+    def _unified_backward(self, dy, need_dx):
+        if self.selected is None or self.selected.shape != (self.k,):
+            self.selected = np.empty(self.k, dtype=np.int32)
+        rows = unified_topk(dy, self.k, self._heap, self.selected)
+        dy_kept = dy[:, rows]
+        add_to_rows(self.weight.grad, rows, dy_kept.T @ self.x)
+        self.bias.grad[rows] += dy_kept.sum(axis=0)
+        self.weight.rows_with_grad[rows] = True
+        self.bias.rows_with_grad[rows] = True
+        return dy_kept @ self.weight.value[rows] if need_dx else None
+
+    def __repr__(self):
+        sparsity = "" if self.k is None else f", k={self.k}, selection={self.selection!r}"
+        return f"Linear({self.n_in}, {self.n_out}{sparsity})"

@@ -1,0 +1,31 @@
+"""A chain of layers: the reverse-mode tape of a feed-forward network."""
+from tinyprop.layers.base import Layer
+
+
+class Sequential(Layer):
+    """Runs layers in order; backward runs them in reverse, each taking the gradient the next one returned.
+
+    Only layers with a layer before them compute dL/dx, unless the caller asks for it
+    (need_dx), so the first Linear of an MLP computes only its parameters' gradients.
+    """
+
+    def __init__(self, layers):
+        self.layers = list(layers)
+
+    def params(self):
+        return [param for layer in self.layers for param in layer.params()]
+
+    def train(self, mode=True):
+        self.training = mode
+        for layer in self.layers:
+            layer.train(mode)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dy, need_dx=True):
+        for position in range(len(self.layers) - 1, -1, -1):
+            dy = self.layers[position].backward(dy, need_dx=need_dx or position > 0)
+        return dy

@@ -1,0 +1,29 @@
+"""AdaGrad (Duchi et al., 2011), as nnmnist writes it."""
+import math
+
+from numba import njit
+
+from tinyprop.optim.optimizer import Optimizer, as_rows, regularized_clipped
+
+
+@njit(cache=True, error_model="numpy")
+def adagrad_update_rows(value, grad, sum_squares, rows, lr, eps, l2, clip_bound):
+    for r in rows:
+        for j in range(value.shape[1]):
+            d = regularized_clipped(grad[r, j], value[r, j], l2, clip_bound)
+            sum_squares[r, j] += d * d
+            value[r, j] -= lr * d / math.sqrt(sum_squares[r, j] + eps)
+
+
+class AdaGrad(Optimizer):
+    """h <- h + g^2;  w <- w - lr * g / sqrt(h + eps). nnmnist's defaults: lr 0.001, eps 1e-6."""
+
+    state_names = ("sum_squares",)
+
+    def __init__(self, params, lr=0.001, eps=1e-6, **kwargs):
+        self.eps = eps
+        super().__init__(params, lr, **kwargs)
+
+    def update_rows(self, param, rows):
+        adagrad_update_rows(as_rows(param.value), as_rows(param.grad), as_rows(param.state["sum_squares"]),
+                            rows, *self.in_dtype_of(param, self.lr, self.eps, self.l2, self.clip_bound))

@@ -1,0 +1,38 @@
+"""Adam (Kingma & Ba, 2015), the optimizer of all the papers' experiments (TKDE 2018, Section 3.1)."""
+import math
+
+from numba import njit
+
+from tinyprop.optim.optimizer import Optimizer, as_rows, regularized_clipped
+
+
+@njit(cache=True, error_model="numpy")
+def adam_update_rows(value, grad, mean, mean_square, rows, step_size, beta1, beta2, eps, l2, clip_bound):
+    for r in rows:
+        for j in range(value.shape[1]):
+            d = regularized_clipped(grad[r, j], value[r, j], l2, clip_bound)
+            mean[r, j] = beta1 * mean[r, j] + (1 - beta1) * d
+            mean_square[r, j] = beta2 * mean_square[r, j] + (1 - beta2) * d * d
+            value[r, j] -= step_size * mean[r, j] / (math.sqrt(mean_square[r, j]) + eps)
+
+
+class Adam(Optimizer):
+    """m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;  w <- w - a_t m / (sqrt(v) + eps),
+
+    with a_t = lr * sqrt(1 - b2^t) / (1 - b1^t) (the bias correction in the form of
+    Kingma & Ba's Section 2, as nnmnist computes it). t counts optimizer steps; with
+    sparse updates a row's moments change only on the steps it received gradient.
+    """
+
+    state_names = ("mean", "mean_square")
+
+    def __init__(self, params, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, **kwargs):
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        super().__init__(params, lr, **kwargs)
+
+    def update_rows(self, param, rows):
+        step_size = self.lr * math.sqrt(1 - self.beta2 ** self.steps) / (1 - self.beta1 ** self.steps)
+        adam_update_rows(as_rows(param.value), as_rows(param.grad), as_rows(param.state["mean"]),
+                         as_rows(param.state["mean_square"]), rows,
+                         *self.in_dtype_of(param, step_size, self.beta1, self.beta2, self.eps, self.l2,
+                                           self.clip_bound))

@@ -1,0 +1,31 @@
+"""Stochastic gradient descent with nnmnist's learning-rate decay."""
+from numba import njit
+
+from tinyprop.optim.optimizer import Optimizer, as_rows, regularized_clipped
+
+
+@njit(cache=True, error_model="numpy")
+def sgd_update_rows(value, grad, rows, lr, l2, clip_bound):
+    for r in rows:
+        for j in range(value.shape[1]):
+            value[r, j] -= lr * regularized_clipped(grad[r, j], value[r, j], l2, clip_bound)
+
+
+class SGD(Optimizer):
+    """w <- w - lr_t * g, with lr_t = lr * decay_rate ** (steps / decay_steps).
+
+    nnmnist's DecayRate: there decay_steps is the number of training examples, so
+    the rate falls by decay_rate every (training set size) updates.
+    """
+
+    def __init__(self, params, lr, decay_rate=1.0, decay_steps=1, **kwargs):
+        if not 0 < decay_rate <= 1:
+            raise ValueError(f"SGD: decay_rate must be in (0, 1], got {decay_rate!r}")
+        self.decay_rate = decay_rate
+        self.decay_steps = decay_steps
+        super().__init__(params, lr, **kwargs)
+
+    def update_rows(self, param, rows):
+        lr = self.lr * self.decay_rate ** (self.steps / self.decay_steps)
+        sgd_update_rows(as_rows(param.value), as_rows(param.grad), rows,
+                        *self.in_dtype_of(param, lr, self.l2, self.clip_bound))

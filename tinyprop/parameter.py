@@ -1,0 +1,42 @@
+"""A trainable tensor and everything that has its shape."""
+import numpy as np
+
+
+class Parameter:
+    """A layer's trainable tensor: its value, its gradient and its optimizer state, in one place.
+
+    value, grad: (rows, ...) floats (float32 in training, float64 in gradient checks);
+    row r belongs to output unit r of the layer.
+    state: the optimizer's arrays (Adam's moments, AdaGrad's sums), each shaped like value.
+    rows_with_grad: (rows,) bool, which rows received gradient since the last `zero_grad`;
+    a sparse optimizer step updates only those rows.
+
+    Keeping them together means that removing units (meSimp) is one slice applied to all.
+    """
+
+    def __init__(self, value, name):
+        self.name = name
+        self.value = np.ascontiguousarray(value)
+        if self.value.dtype.kind != "f":
+            raise TypeError(f"{name}: a parameter holds floats, got {self.value.dtype}")
+        self.grad = np.zeros_like(self.value)
+        self.state = {}
+        self.rows_with_grad = np.zeros(self.value.shape[0], dtype=bool)
+
+    @property
+    def shape(self):
+        return self.value.shape
+
+    def mark_all_rows(self):
+        self.rows_with_grad[:] = True
+
+    def zero_grad(self):
+        """Clear the gradient on the rows that received some, and the row marks."""
+        if self.rows_with_grad.all():
+            self.grad.fill(0.0)
+        elif self.rows_with_grad.any():
+            self.grad[self.rows_with_grad] = 0.0
+        self.rows_with_grad[:] = False
+
+    def __repr__(self):
+        return f"Parameter({self.name}, shape={self.shape})"

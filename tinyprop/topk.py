@@ -1,0 +1,109 @@
+"""Choosing which output units of a layer get gradient in meProp.
+
+meProp (TKDE 2018, Section 2.1, Algorithm 1 line 2) keeps, for each example, the
+indices S = {t_1, ..., t_k} of the k entries of dL/dy with the largest magnitude.
+The authors' C# code finds them with a min-heap of size k, which costs O(n log k)
+time and O(k) extra memory per example; so does `topk_rows` below.
+
+Tie rule: when magnitudes are equal the lower index wins. The selection is then
+exactly what a stable descending argsort picks,
+
+    np.argsort(-np.abs(g), kind="stable")[:k],
+
+which is the reference the tests hold it against.
+
+The heap holds one 64-bit key per entry: the bits of |g| (a non-negative float32
+orders like its bit pattern read as an integer) above the bits of (2^32 - 1 - index).
+Comparing keys is then one integer comparison that already applies the tie rule,
+which keeps the heap's inner loop short. This needs float32 gradients; meProp layers
+compute in float32, as the authors' C# does. A NaN's bits exceed infinity's, so NaN
+gradients are selected first (and the training loop stops on the NaN loss).
+
+Three selections share the sparse kernels in `tinyprop.kernels`:
+- `topk_rows`: per-example top-k, the paper's meProp and nnmnist's `mlptop`;
+- `random_rows`: k random indices per example, nnmnist's `mlprand`;
+- `unified_topk`: one top-k set for the whole mini-batch from the summed |dy|
+  (Section 3.3.1, "Simple Unified Top-k").
+"""
+import numpy as np
+from numba import njit
+
+INDEX_MASK = np.uint64(0xFFFFFFFF)
+SIGN_MASK = np.uint32(0x7FFFFFFF)
+
+
+@njit(cache=True)
+def _key(bits, index):
+    """Heap key of entry `index` whose float32 bit pattern is `bits`: larger key = kept longer."""
+    return (np.uint64(bits & SIGN_MASK) << np.uint64(32)) | (INDEX_MASK - np.uint64(index))
+
+
+@njit(cache=True)
+def _sift_down(heap, position, size):
+    """Move heap[position] down until both children hold larger keys (the root is the smallest key)."""
+    item = heap[position]
+    while True:
+        child = 2 * position + 1
+        if child >= size:
+            break
+        if child + 1 < size:
+            child += heap[child + 1] < heap[child]  # the smaller child, without a branch
+        if heap[child] >= item:
+            break
+        heap[position] = heap[child]
+        position = child
+    heap[position] = item
+
+
+@njit(cache=True)
+def topk_of_row(bits, k, heap, out_indices):
+    """out_indices[:k] = indices of the k largest |values| (ties: lower index), in heap order.
+
+    bits: (n,) uint32, the float32 values' bit patterns; heap: a reusable (>= k,) uint64 buffer.
+    """
+    for i in range(k):
+        heap[i] = _key(bits[i], i)
+    for start in range(k // 2 - 1, -1, -1):
+        _sift_down(heap, start, k)
+    for i in range(k, bits.shape[0]):
+        key = _key(bits[i], i)
+        if key > heap[0]:
+            heap[0] = key
+            _sift_down(heap, 0, k)
+    for i in range(k):
+        out_indices[i] = np.int32(INDEX_MASK - (heap[i] & INDEX_MASK))
+
+
+@njit(cache=True)
+def _topk_rows(bits, k, heap, out_indices):
+    for b in range(bits.shape[0]):
+        topk_of_row(bits[b], k, heap, out_indices[b])
+
+
+def check_float32(grad):
+    if grad.dtype != np.float32:
+        raise TypeError(f"top-k selection works on float32 gradients, got {grad.dtype}; "
+                        "build meProp layers with dtype=np.float32")
+
+
+def topk_rows(grad, k, heap, out_indices):
+    """Per-example top-k: out_indices[b] = top-k indices of |grad[b]|. grad: (batch, n) float32, out: (batch, k)."""
+    check_float32(grad)
+    _topk_rows(grad.view(np.uint32), k, heap, out_indices)
+
+
+def unified_topk(grad, k, heap, out_indices):
+    """One top-k set for the mini-batch, from sum over examples of |grad| (Section 3.3.1).
+
+    grad: (batch, n) float32; out_indices: (k,) int32, filled in place and returned sorted.
+    """
+    check_float32(grad)
+    topk_of_row(np.abs(grad).sum(axis=0).view(np.uint32), k, heap, out_indices)
+    out_indices.sort()
+    return out_indices
+
+
+def random_rows(rng, batch, n, k):
+    """k distinct indices drawn uniformly per example (nnmnist's mlprand). Returns (batch, k) int32."""
+    keys = rng.random((batch, n), dtype=np.float32)
+    return np.argpartition(keys, k - 1, axis=1)[:, :k].astype(np.int32)
