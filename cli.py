@@ -48,7 +48,8 @@ def train(ctx, config_path):
 
 
 @train.command("mnist")
-@click.option("--net", type=click.Choice(NETS), help="mlp: dense; mlptop: meProp top-k; mlprand: random k. [mlp]")
+@click.option("--net", type=click.Choice(NETS),
+              help="mlp: dense; mlptop: meProp top-k; mlprand: random k; mlpvar: meSimp. [mlp]")
 @click.option("--k", type=int, help="Rows kept per example in the hidden layers' backward. [80]")
 @click.option("--unified", is_flag=True, default=None, help="mlptop with one top-k set per mini-batch.")
 @click.option("--hidden", type=int, help="Hidden layer size. [500]")
@@ -66,6 +67,9 @@ def train(ctx, config_path):
 @click.option("--l2", type=float, help="L2 regularisation factor. [0]")
 @click.option("--decay-rate", type=float, help="SGD learning-rate decay (nnmnist's DecayRate). [0.09]")
 @click.option("--eps", type=float, help="AdaGrad epsilon. [1e-6]")
+@click.option("--prune", type=float, help="mlpvar: prune rate; a unit is removed when fewer than this share of "
+                                        "the examples since the last pruning had it in their top-k. [0.1]")
+@click.option("--train-cycle", type=int, help="mlpvar: epochs per cycle; even cycles prune, odd ones do not. [5]")
 @click.option("--max-examples", type=int, help="Use at most N examples of each split (quick runs).")
 @click.option("--data-dir", type=click.Path(file_okay=False),
               help="Folder with the MNIST files; else $TINYPROP_DATA, else ~/.cache/tinyprop (downloaded).")

@@ -175,8 +175,6 @@ def validate(s):
         fail("prune", f"must be in [0, 1], got {s.prune}")
     if s.max_examples is not None and s.max_examples < 1:
         fail("max_examples", f"must be at least 1, got {s.max_examples}")
-    if s.net == "mlpvar":
-        fail("net", "mlpvar (meSimp) is not yet implemented in this version of tinyprop")
 
 
 def resolve_seed(seed):

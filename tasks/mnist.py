@@ -27,6 +27,7 @@ from tasks.files import DataError, write_bytes, write_json
 from tasks.config import ConfigError, resolve_seed
 from tasks.training import Timers, make_optimizer, train, write_summary
 from tinyprop.layers import Dropout, Linear, ReLU, Sequential, SoftmaxCrossEntropy
+from tinyprop.mesimp import Simplifier
 
 DEV_SIZE = 5000
 FILES = {
@@ -221,11 +222,11 @@ def scale_pixels(images):
 def build_mlp(sizes, net="mlp", k=None, unified=False, dropout=0.0, rng=None):
     """The papers' MNIST MLP: Linear, ReLU[, Dropout], ..., Linear (sizes: in, hidden..., out).
 
-    meProp (mlptop, mlprand) applies to the hidden layers; the 10-unit output layer
-    stays dense (TKDE 2018, Section 2.3.1).
+    meProp (mlptop, mlprand, and mlpvar, which meSimp then simplifies) applies to the
+    hidden layers; the 10-unit output layer stays dense (TKDE 2018, Section 2.3.1).
     """
     rng = rng if rng is not None else np.random.default_rng()
-    selection = {"mlptop": "unified" if unified else "top", "mlprand": "rand"}.get(net)
+    selection = {"mlptop": "unified" if unified else "top", "mlprand": "rand", "mlpvar": "top"}.get(net)
     layers = []
     for position, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), 1):
         hidden = position < len(sizes) - 1
@@ -244,11 +245,12 @@ class MnistTask:
 
     EVAL_BATCH = 1000  # evaluation batch size; it does not change the results
 
-    def __init__(self, data, model, optimizer, meta):
+    def __init__(self, data, model, optimizer, meta, simplifier=None):
         self.data = data
         self.model = model
         self.optimizer = optimizer
         self.meta = meta
+        self.simplifier = simplifier
         self.loss = SoftmaxCrossEntropy()
         self.timers = Timers()
 
@@ -269,6 +271,8 @@ class MnistTask:
         loss = self.loss.forward(logits, targets)
         after_forward = time.perf_counter()
         self.model.backward(self.loss.backward(), need_dx=False)
+        if self.simplifier is not None:
+            self.simplifier.observe()
         after_backward = time.perf_counter()
         self.optimizer.step()
         self.model.zero_grad()
@@ -290,10 +294,26 @@ class MnistTask:
         self.model.train(True)
         return total_loss / labels.shape[0], 100.0 * correct / labels.shape[0]
 
+    def sizes(self):
+        """Layer widths: input, hidden..., output (meSimp changes the hidden ones)."""
+        linears = self.linear_layers()
+        return [linears[0].n_in] + [layer.n_out for layer in linears]
+
     def model_arrays(self):
         arrays = {param.name: param.value for param in self.model.params()}
-        arrays["meta"] = np.array(json.dumps(self.meta))
+        arrays["meta"] = np.array(json.dumps(dict(self.meta, sizes=self.sizes())))
         return arrays
+
+    def decoding_seconds(self, model, repeats=5):
+        """Median time of a forward pass over the test set."""
+        self.model, saved = model, self.model
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            self.evaluate("test")
+            times.append(time.perf_counter() - start)
+        self.model = saved
+        return float(np.median(times))
 
 
 def load_model(path):
@@ -331,9 +351,12 @@ def run(settings, out_dir, log=print):
     sizes = [data.splits["train"][0].shape[1]] + [settings.hidden] * (settings.layers - 1) + [settings.label_count]
     rng = np.random.default_rng(seed)
     model = build_mlp(sizes, settings.net, settings.k, settings.unified, settings.dropout, rng)
-    meta = dict(task="mnist", net=settings.net, sizes=sizes, k=settings.k if settings.meprop else None,
-                unified=settings.unified)
-    task = MnistTask(data, model, make_optimizer(settings, model.params(), data.splits["train"][1].shape[0]), meta)
+    meta = dict(task="mnist", net=settings.net, k=settings.k if settings.meprop else None, unified=settings.unified)
+    optimizer = make_optimizer(settings, model.params(), data.splits["train"][1].shape[0])
+    task = MnistTask(data, model, optimizer, meta)
+    if settings.net == "mlpvar":
+        linears = task.linear_layers()
+        task.simplifier = Simplifier(zip(linears[:-1], linears[1:]), settings.prune)
     os.makedirs(out_dir, exist_ok=True)
     write_json(os.path.join(out_dir, "config.json"), dict(dataclasses.asdict(settings), seed_used=seed,
                                                            data_files=data.paths))
@@ -342,9 +365,17 @@ def run(settings, out_dir, log=print):
         f"train {task.train_size} dev {data.splits['dev'][1].shape[0]} test {data.splits['test'][1].shape[0]}, "
         f"writing to {out_dir}")
     summary = dict(task="mnist", net=settings.net, k=meta["k"], unified=settings.unified, epochs=settings.epochs,
-                   seed=seed, param_count=int(sum(param.value.size for param in model.params())),
-                   hidden_sizes=sizes[1:-1])
+                   seed=seed)
     summary.update(train(task, settings, seed, out_dir, log))
+    summary.update(param_count=int(sum(param.value.size for param in model.params())),
+                   hidden_sizes=task.sizes()[1:-1])
+    if task.simplifier is not None:
+        summary.update(original_hidden_sizes=sizes[1:-1], prune=settings.prune, train_cycle=settings.train_cycle,
+                       decode_time_s=task.decoding_seconds(model),
+                       decode_time_unsimplified_s=task.decoding_seconds(build_mlp(sizes, rng=rng)))
+        summary["decode_speedup"] = summary["decode_time_unsimplified_s"] / summary["decode_time_s"]
+        log(f"final sizes {task.simplifier.describe()}; test-set decoding {summary['decode_time_s']:.3f}s, "
+            f"unsimplified {summary['decode_time_unsimplified_s']:.3f}s ({summary['decode_speedup']:.1f}x)")
     write_summary(out_dir, summary)
     log(f"best dev {summary['best_dev_acc']:.2f} (epoch {summary['best_epoch']} part {summary['best_part']}), "
         f"test {summary['test_acc']:.2f}; train {summary['train_time_s']:.1f}s, backward of linear layers "

@@ -4,9 +4,15 @@ Each epoch the training set is shuffled and cut into IterPerEpoch parts. After e
 part the dev set is evaluated; when dev improves, the test set is evaluated and the
 model saved. The result reported is the test accuracy at the best dev.
 
+meSimp (a task whose `simplifier` is not None) trains in cycles of TrainCycle epochs
+(TKDE 2018, Section 2.2, "Cycled Training"): the optimizer is re-initialised at the
+start of each cycle; in even cycles (the first is cycle 0) the model is simplified
+after every part, once it has been evaluated, as nnmnist does; odd cycles train on
+(still with meProp) without simplifying. A TrainCycle >= MaxEpoch simplifies throughout.
+
 A task gives: `train_size`, `train_step(indices)` -> (summed loss, correct count),
 `evaluate(split)` -> (mean loss, accuracy %), `linear_layers()`, `model_arrays()`,
-and `timers` (a Timers it fills in during train_step).
+`optimizer`, `simplifier` (or None) and `timers` (a Timers it fills in during train_step).
 """
 import os
 import resource
@@ -46,6 +52,9 @@ def train(task, settings, seed, out_dir, log=print):
     start = time.perf_counter()
     train_seconds = 0.0
     for epoch in range(1, settings.epochs + 1):
+        cycle = (epoch - 1) // settings.train_cycle
+        if task.simplifier is not None and epoch > 1 and (epoch - 1) % settings.train_cycle == 0:
+            task.optimizer.reset()
         parts = np.array_split(rng.permutation(task.train_size), settings.iter_per_epoch)
         for part, indices in enumerate(parts, 1):
             part_start = time.perf_counter()
@@ -61,9 +70,14 @@ def train(task, settings, seed, out_dir, log=print):
                 _, record["test_acc"] = task.evaluate("test")
                 best = dict(dev_acc=record["dev_acc"], test_acc=record["test_acc"], epoch=epoch, part=part)
                 write_npz(os.path.join(out_dir, "model.npz"), task.model_arrays())
+            if task.simplifier is not None and cycle % 2 == 0:
+                task.simplifier.prune()
+                record["hidden_sizes"] = task.simplifier.sizes()
             record["elapsed_s"] = time.perf_counter() - start
             append_jsonl(metrics_path, record)
             log(format_record(record, settings))
+            if "hidden_sizes" in record:
+                log(f"  dims: {task.simplifier.describe()}")
     summary = dict(
         best_epoch=best["epoch"], best_part=best["part"], best_dev_acc=best["dev_acc"], test_acc=best["test_acc"],
         train_time_s=train_seconds, forward_time_s=task.timers.forward, backward_time_s=task.timers.backward,

@@ -38,5 +38,15 @@ class Parameter:
             self.grad[self.rows_with_grad] = 0.0
         self.rows_with_grad[:] = False
 
+    def take(self, index, axis):
+        """Keep only `index` along `axis` in the value, the gradient and every state array (meSimp)."""
+        def keep(array):
+            return np.ascontiguousarray(np.take(array, index, axis=axis))
+        self.value = keep(self.value)
+        self.grad = keep(self.grad)
+        self.state = {name: keep(array) for name, array in self.state.items()}
+        if axis == 0:
+            self.rows_with_grad = keep(self.rows_with_grad)
+
     def __repr__(self):
         return f"Parameter({self.name}, shape={self.shape})"

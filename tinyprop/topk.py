@@ -103,7 +103,27 @@ def unified_topk(grad, k, heap, out_indices):
     return out_indices
 
 
+@njit(cache=True)
+def _floyd_sample_rows(uniforms, n, seen, out_indices):
+    """Robert Floyd's sampling: k distinct indices of range(n) per row, every k-subset equally likely.
+
+    uniforms: (batch, k) in [0, 1); seen: (n,) bool scratch, all False on entry and exit.
+    """
+    batch, k = out_indices.shape
+    for b in range(batch):
+        for t in range(k):
+            last = n - k + t
+            pick = int(uniforms[b, t] * (last + 1))  # uniform on 0..last
+            if seen[pick]:
+                pick = last
+            seen[pick] = True
+            out_indices[b, t] = pick
+        for t in range(k):
+            seen[out_indices[b, t]] = False
+
+
 def random_rows(rng, batch, n, k):
     """k distinct indices drawn uniformly per example (nnmnist's mlprand). Returns (batch, k) int32."""
-    keys = rng.random((batch, n), dtype=np.float32)
-    return np.argpartition(keys, k - 1, axis=1)[:, :k].astype(np.int32)
+    out = np.empty((batch, k), dtype=np.int32)
+    _floyd_sample_rows(rng.random((batch, k)), n, np.zeros(n, dtype=bool), out)
+    return out

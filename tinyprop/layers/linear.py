@@ -45,9 +45,10 @@ class Linear(Layer):
         self.k = k
         self.selection = selection
         self.rng = rng if rng is not None else np.random.default_rng()
-        # Glorot & Bengio (2010) uniform initialisation, bound sqrt(6 / (in + out)) as in nnmnist.
-        bound = np.sqrt(6.0 / (n_in + n_out))
-        self.weight = Parameter(self.rng.uniform(-bound, bound, (n_out, n_in)).astype(dtype), f"{name}.weight")
+        # nnmnist's GlorotNormalInit: normal with standard deviation sqrt(6 / (in + out)),
+        # which is the bound of Glorot & Bengio's (2010) uniform initialisation.
+        scale = np.sqrt(6.0 / (n_in + n_out))
+        self.weight = Parameter(self.rng.normal(0.0, scale, (n_out, n_in)).astype(dtype), f"{name}.weight")
         self.bias = Parameter(np.zeros(n_out, dtype=dtype), f"{name}.bias")
         self.x = None
         self.selected = None
@@ -68,7 +69,9 @@ class Linear(Layer):
     def forward(self, x):
         check_input(self.name, x, self.n_in)
         self.x = np.ascontiguousarray(x)
-        return self.x @ self.weight.value.T + self.bias.value
+        # (W x^T)^T rather than x W^T: OpenBLAS is faster with the large matrix on the left at
+        # mini-batch sizes (784->500, batch 10, cold caches: 267 us against 386 us).
+        return np.ascontiguousarray((self.weight.value @ self.x.T).T) + self.bias.value
 
     def backward(self, dy, need_dx=True):
         check_same_shape(self.name, dy, (self.x.shape[0], self.n_out))
@@ -116,6 +119,19 @@ class Linear(Layer):
         self.weight.rows_with_grad[rows] = True
         self.bias.rows_with_grad[rows] = True
         return dy_kept @ self.weight.value[rows] if need_dx else None
+
+    def remove_outputs(self, keep):
+        """meSimp: keep only the output units `keep` (rows of W, entries of b, their gradients and state)."""
+        self.weight.take(keep, axis=0)
+        self.bias.take(keep, axis=0)
+        if self.k is not None:
+            self.k = min(self.k, self.n_out)
+        self.selected = None
+
+    def remove_inputs(self, keep):
+        """meSimp's column propagation: keep only the input columns `keep`, those of the units the layer
+        below kept."""
+        self.weight.take(keep, axis=1)
 
     def __repr__(self):
         sparsity = "" if self.k is None else f", k={self.k}, selection={self.selection!r}"

@@ -1,0 +1,164 @@
+"""meSimp: the activity record, physical removal with column propagation, cycled training."""
+import json
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from tasks.config import make_settings
+from tasks.mnist import build_mlp
+from tasks.training import Timers, train
+from tinyprop.mesimp import ActivityRecord, Simplifier
+from tinyprop.layers import Linear, SoftmaxCrossEntropy
+from tinyprop.optim import Adam
+
+
+def test_record_counts_a_hand_computed_example():
+    record = ActivityRecord(5)
+    record.observe(np.array([[0, 1], [1, 4], [1, 0]]), batch=3)
+    record.observe(np.array([2, 4]), batch=2)  # unified: one set for a mini-batch of 2
+    assert record.counts.tolist() == [2, 3, 2, 0, 3] and record.examples == 5
+
+
+def test_threshold_rule_is_nnmnists():
+    record = ActivityRecord(4)
+    record.counts[:] = [1, 2, 3, 0]
+    record.examples = 25
+    assert record.units_to_keep(0.1).tolist() == [1, 2]  # theta = int(25 x 0.1) = 2
+    assert record.units_to_keep(0.0).tolist() == [0, 1, 2, 3]  # rate 0 removes nothing
+    assert record.units_to_keep(1.0).tolist() == [2]  # never below one unit: the most active stays
+
+
+def masked_forward(model, x, keeps):
+    """The C# reference: the same network, pruned units' outputs masked to zero."""
+    linears = [layer for layer in model.layers if isinstance(layer, Linear)]
+    h = x
+    for position, layer in enumerate(linears):
+        h = h @ layer.weight.value.T + layer.bias.value
+        if position < len(linears) - 1:
+            mask = np.zeros(layer.n_out, dtype=bool)
+            mask[keeps[position]] = True
+            h = np.maximum(h * mask, 0)
+    return h
+
+
+def test_removal_gives_exactly_the_masked_network_outputs(rng):
+    model = build_mlp([12, 9, 7, 4], "mlpvar", k=3, rng=rng)
+    linears = [layer for layer in model.layers if isinstance(layer, Linear)]
+    for layer in linears:
+        layer.bias.value[:] = rng.standard_normal(layer.n_out)
+    x = rng.standard_normal((5, 12)).astype(np.float32)
+    keeps = [np.array([0, 2, 3, 8]), np.array([1, 5, 6])]
+    expected = masked_forward(model, x, keeps)
+    simplifier = Simplifier(zip(linears[:-1], linears[1:]), rate=0.5)
+    for record, keep in zip(simplifier.records, keeps):
+        record.counts[keep] = 10
+        record.examples = 10
+    simplifier.prune()
+    assert simplifier.sizes() == [4, 3] and simplifier.describe() == "4(9) 3(7)"
+    assert [layer.weight.shape for layer in linears] == [(4, 12), (3, 4), (4, 3)]
+    np.testing.assert_allclose(model.forward(x), expected, rtol=1e-5, atol=1e-6)
+    assert all(record.examples == 0 and not record.counts.any() for record in simplifier.records)
+
+
+def test_optimizer_state_follows_the_parameters_and_training_continues(rng):
+    model = build_mlp([10, 8, 3], "mlpvar", k=3, rng=rng)
+    first, last = [layer for layer in model.layers if isinstance(layer, Linear)]
+    optimizer = Adam(model.params())
+    loss = SoftmaxCrossEntropy()
+    simplifier = Simplifier([(first, last)], rate=0.4)
+    x = rng.standard_normal((4, 10)).astype(np.float32)
+    labels = np.array([0, 1, 2, 1])
+    for _ in range(3):
+        loss.forward(model.forward(x), labels)
+        model.backward(loss.backward(), need_dx=False)
+        simplifier.observe()
+        optimizer.step()
+        model.zero_grad()
+    keep = simplifier.records[0].units_to_keep(0.4)
+    mean_before = first.weight.state["mean"][keep].copy()
+    column_state_before = last.weight.state["mean_square"][:, keep].copy()
+    simplifier.prune()
+    assert first.n_out == keep.size and 1 <= first.n_out < 8 and first.k == min(3, first.n_out)
+    for param in model.params():
+        assert all(array.shape == param.shape for array in param.state.values())
+        assert param.grad.shape == param.shape and param.rows_with_grad.shape == param.shape[:1]
+    assert np.array_equal(first.weight.state["mean"], mean_before)
+    assert np.array_equal(last.weight.state["mean_square"], column_state_before)
+    loss.forward(model.forward(x), labels)
+    model.backward(loss.backward(), need_dx=False)
+    optimizer.step()
+    assert np.isfinite(model.forward(x)).all()
+
+
+class FakeTask:
+    """Enough of a task to watch the training loop's cycles; it is its own optimizer and simplifier."""
+
+    train_size = 4
+
+    def __init__(self):
+        self.simplifier = self.optimizer = self
+        self.resets = self.prunings = 0
+        self.timers = Timers()
+
+    def reset(self):
+        self.resets += 1
+
+    def prune(self):
+        self.prunings += 1
+
+    def sizes(self):
+        return [1]
+
+    def describe(self):
+        return "1(1)"
+
+    def train_step(self, indices):
+        return 0.0, 0
+
+    def evaluate(self, split):
+        return 0.0, 50.0
+
+    def linear_layers(self):
+        return []
+
+    def model_arrays(self):
+        return {"w": np.zeros(1)}
+
+
+def test_cycles_prune_in_even_cycles_and_reset_the_optimizer_at_each_cycle_start(tmp_path):
+    task = FakeTask()
+    settings = make_settings({}, dict(net="mlpvar", epochs=5, train_cycle=2, iter_per_epoch=2, batch=2))
+    lines = []
+    train(task, settings, seed=0, out_dir=str(tmp_path), log=lines.append)
+    records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    pruned = [(r["epoch"], r["part"]) for r in records if "hidden_sizes" in r]
+    assert pruned == [(1, 1), (1, 2), (2, 1), (2, 2), (5, 1), (5, 2)]  # cycles 0 and 2 prune; cycle 1 does not
+    assert task.prunings == 6 and sum(line.startswith("  dims:") for line in lines) == 6
+    assert task.resets == 2  # at the start of epochs 3 and 5
+
+
+def test_mlpvar_end_to_end_on_a_slice(tmp_path, mnist_dir):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, [
+        "train", "mnist", "--net", "mlpvar", "--k", "160", "--prune", "0.1", "--train-cycle", "1", "--epochs", "3",
+        "--iter-per-epoch", "3", "--max-examples", "10000", "--seed", "2", "--data-dir", os.path.dirname(mnist_dir),
+        "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    summary = json.load(open(out / "summary.json"))
+    records = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert [r["epoch"] for r in records if "hidden_sizes" in r] == [1, 1, 1, 3, 3, 3]
+    final = summary["hidden_sizes"]
+    assert final == records[-1]["hidden_sizes"] and summary["original_hidden_sizes"] == [500, 500]
+    assert all(1 <= size < 500 for size in final) and final[0] != final[1]
+    assert summary["param_count"] == 784 * final[0] + final[0] + final[0] * final[1] + final[1] + final[1] * 10 + 10
+    assert summary["decode_time_unsimplified_s"] > 0 and summary["decode_time_s"] > 0
+    assert summary["test_acc"] > 90.0
+    assert "dims: " in result.output
+    saved = np.load(out / "model.npz")
+    assert saved["layer1.weight"].shape[1] == 784
+    evaluated = CliRunner().invoke(main, ["evaluate", "--model", str(out / "model.npz"),
+                                          "--data-dir", os.path.dirname(mnist_dir)])
+    assert evaluated.exit_code == 0 and f"dev: accuracy {summary['best_dev_acc']:.2f}%" in evaluated.output
