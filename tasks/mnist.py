@@ -26,7 +26,7 @@ import numpy as np
 from tasks.files import DataError, write_bytes, write_json
 from tasks.config import ConfigError, resolve_seed
 from tasks.training import Timers, make_optimizer, train, write_summary
-from tinyprop.layers import Dropout, Linear, ReLU, Sequential, SoftmaxCrossEntropy
+from tinyprop.layers import Conv2d, Dropout, Linear, MaxPool2d, ReLU, Reshape, Sequential, SoftmaxCrossEntropy
 from tinyprop.mesimp import Simplifier
 
 DEV_SIZE = 5000
@@ -240,6 +240,33 @@ def build_mlp(sizes, net="mlp", k=None, unified=False, dropout=0.0, rng=None):
     return Sequential(layers)
 
 
+CNN_CHANNELS = (16, 32)
+CNN_HIDDEN = 512
+
+
+def build_cnn(net="cnn", k=None, ratio=None, dropout=0.0, rng=None):
+    """The papers' MNIST CNN (TKDE 2018, Section 3.3.2): two 5x5 convolutions (16 and 32 channels,
+    padding 2), each followed by ReLU and 2x2 max pooling, then fully connected 512 and 10.
+
+    cnntop applies spatial top-k (ratio) to both convolutions and top-k (k) to the hidden
+    fully connected layer; the output layer stays dense.
+    """
+    rng = rng if rng is not None else np.random.default_rng()
+    sparse = net == "cnntop"
+    layers = [Reshape((1, 28, 28))]
+    in_channels = 1
+    for position, channels in enumerate(CNN_CHANNELS, 1):
+        layers += [Conv2d(in_channels, channels, 5, padding=2, ratio=ratio if sparse else None, rng=rng,
+                          name=f"conv{position}"), ReLU(), MaxPool2d(2)]
+        in_channels = channels
+    layers += [Reshape((-1,)), Linear(in_channels * 7 * 7, CNN_HIDDEN, k=k if sparse else None, rng=rng,
+                                      name="fc1"), ReLU()]
+    if dropout:
+        layers.append(Dropout(dropout, rng))
+    layers.append(Linear(CNN_HIDDEN, 10, rng=rng, name="fc2"))
+    return Sequential(layers)
+
+
 class MnistTask:
     """Data, model and evaluation of the MNIST task, driven by tasks.training.train."""
 
@@ -260,6 +287,10 @@ class MnistTask:
 
     def linear_layers(self):
         return [layer for layer in self.model.layers if isinstance(layer, Linear)]
+
+    def product_layers(self):
+        """The layers whose backward is a matrix product, timed as the papers' "backprop time"."""
+        return [layer for layer in self.model.layers if isinstance(layer, (Linear, Conv2d))]
 
     def train_step(self, indices):
         """One mini-batch: forward, backward, update. Returns (summed loss, correct predictions)."""

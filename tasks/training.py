@@ -11,7 +11,7 @@ after every part, once it has been evaluated, as nnmnist does; odd cycles train 
 (still with meProp) without simplifying. A TrainCycle >= MaxEpoch simplifies throughout.
 
 A task gives: `train_size`, `train_step(indices)` -> (summed loss, correct count),
-`evaluate(split)` -> (mean loss, accuracy %), `linear_layers()`, `model_arrays()`,
+`evaluate(split)` -> (mean loss, accuracy %), `product_layers()`, `model_arrays()`,
 `optimizer`, `simplifier` (or None) and `timers` (a Timers it fills in during train_step).
 """
 import os
@@ -81,7 +81,7 @@ def train(task, settings, seed, out_dir, log=print):
     summary = dict(
         best_epoch=best["epoch"], best_part=best["part"], best_dev_acc=best["dev_acc"], test_acc=best["test_acc"],
         train_time_s=train_seconds, forward_time_s=task.timers.forward, backward_time_s=task.timers.backward,
-        linear_backward_time_s=sum(layer.backward_seconds for layer in task.linear_layers()),
+        linear_backward_time_s=sum(layer.backward_seconds for layer in task.product_layers()),
         update_time_s=task.timers.update, wall_time_s=time.perf_counter() - start,
         peak_memory_mb=peak_memory_mb(),
     )

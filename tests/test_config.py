@@ -67,7 +67,8 @@ def test_bad_keys_and_types_name_the_key(tmp_path, values, message):
     ({"LearningRate": -1}, r"LearningRate \(--lr\): must be positive"),
     ({"LabelCount": 1}, "LabelCount: must be at least 2"),
     ({"DecayRate": 0}, r"DecayRate \(--decay-rate\)"),
-    ({"NetType": "mlpvar"}, "mlpvar .* not yet implemented"),
+    ({"NetType": "mlpvar", "Prune": 1.5}, r"Prune \(--prune\): must be in \[0, 1\]"),
+    ({"NetType": "mlpvar", "TrainCycle": 0}, r"TrainCycle \(--train-cycle\): must be at least 1"),
 ])
 def test_impossible_values_name_the_key(tmp_path, values, message):
     with pytest.raises(ConfigError, match=message):

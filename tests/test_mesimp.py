@@ -121,7 +121,7 @@ class FakeTask:
     def evaluate(self, split):
         return 0.0, 50.0
 
-    def linear_layers(self):
+    def product_layers(self):
         return []
 
     def model_arrays(self):

@@ -34,8 +34,8 @@ def _dense_loop_backward(n_in, n_out, x, rng):
     dx = np.empty_like(x)
 
     def backward(dy):
-        add_selected_rows_grad(dy, x, every_row, layer.weight.grad, layer.bias.grad,
-                               layer.weight.rows_with_grad, layer.bias.rows_with_grad)
+        layer.bias.grad += dy.sum(axis=0)
+        add_selected_rows_grad(dy, x, every_row, layer.weight.grad, layer.weight.rows_with_grad)
         selected_input_grad(dy, layer.weight.value, every_row, dx)
         return dx
     return backward

@@ -4,11 +4,12 @@ W is laid out (out, in): row r is neuron r, as in the paper (Section 2.1, Figure
 For each example b only the rows in selected[b] (its top-k set S) take part:
 
     dW[r, :] += dy[b, r] * x[b, :]        for r in S_b       (eq. 9)
-    db[r]    += dy[b, r]                  for r in S_b
     dx[b, :]  = sum_{r in S_b} dy[b, r] * W[r, :]            (eq. 10)
 
 Each touches k rows of length `in` per example: k/n of the dense work, and no
-dense masked product is formed. Called with every row selected, the same loops are
+dense masked product is formed. The bias keeps its dense gradient db = sum_b dy[b],
+as in both of the authors' implementations (C# nnmnist and PyTorch): the papers'
+eqs. (9) and (10) sparsify the products with W and x, and db costs only `out` additions. Called with every row selected, the same loops are
 the "dense loop" reference the benchmark compares against (the papers' C# figures
 come from plain loops like these).
 """
@@ -16,20 +17,18 @@ from numba import njit
 
 
 @njit(cache=True)
-def add_selected_rows_grad(dy, x, selected, weight_grad, bias_grad, weight_rows, bias_rows):
-    """Eq. (9): accumulate dW and db on the selected rows and mark those rows as having gradient.
+def add_selected_rows_grad(dy, x, selected, weight_grad, weight_rows):
+    """Eq. (9): accumulate dW on the selected rows and mark those rows as having gradient.
 
-    dy: (batch, out); x: (batch, in); selected: (batch, k) int32;
-    weight_grad: (out, in); bias_grad: (out,); weight_rows, bias_rows: (out,) bool.
+    dy: (batch, out); x: (batch, in); selected: (batch, k) int32; weight_grad: (out, in);
+    weight_rows: (out,) bool.
     """
     n_in = x.shape[1]
     for b in range(selected.shape[0]):
         for t in range(selected.shape[1]):
             r = selected[b, t]
             g = dy[b, r]
-            bias_grad[r] += g
             weight_rows[r] = True
-            bias_rows[r] = True
             for j in range(n_in):
                 weight_grad[r, j] += g * x[b, j]
 
@@ -55,3 +54,58 @@ def add_to_rows(target, rows, values):
         r = rows[i]
         for j in range(target.shape[1]):
             target[r, j] += values[i, j]
+
+
+# Convolution as a matrix product (TKDE 2018, Section 3.3.2): with the input unfolded into
+# patches, cols: (batch, positions, patch) and W: (channels, patch), the output at position p
+# of channel c is W[c] . cols[b, p]. Spatial top-k keeps, per example and channel, the k
+# positions S_bc with the largest |dy[b, c, p]|; only those take part in the backward.
+
+
+@njit(cache=True)
+def add_selected_positions_grad(dy, cols, selected, weight_grad):
+    """dW[c] += dy[b, c, p] * cols[b, p] for p in selected[b, c].
+
+    dy: (batch, channels, positions); cols: (batch, positions, patch); selected: (batch, channels, k).
+    """
+    patch = cols.shape[2]
+    for b in range(selected.shape[0]):
+        for c in range(selected.shape[1]):
+            for t in range(selected.shape[2]):
+                p = selected[b, c, t]
+                g = dy[b, c, p]
+                for j in range(patch):
+                    weight_grad[c, j] += g * cols[b, p, j]
+
+
+@njit(cache=True)
+def selected_positions_input_grad(dy, weight, selected, dcols):
+    """dcols[b, p] = sum over channels c with p in selected[b, c] of dy[b, c, p] * W[c]; dcols overwritten."""
+    dcols[:] = 0.0
+    patch = weight.shape[1]
+    for b in range(selected.shape[0]):
+        for c in range(selected.shape[1]):
+            for t in range(selected.shape[2]):
+                p = selected[b, c, t]
+                g = dy[b, c, p]
+                for j in range(patch):
+                    dcols[b, p, j] += g * weight[c, j]
+
+
+@njit(cache=True)
+def col2im_add(dcols, kernel, stride, out_w, padded):
+    """The adjoint of im2col: padded[b, c, i*stride + u, j*stride + v] += dcols[b, i*out_w + j, (c, u, v)].
+
+    dcols: (batch, positions, channels * kernel * kernel); padded: (batch, channels, H + 2p, W + 2p).
+    """
+    channels = padded.shape[1]
+    for b in range(dcols.shape[0]):
+        for p in range(dcols.shape[1]):
+            top = (p // out_w) * stride
+            left = (p % out_w) * stride
+            j = 0
+            for c in range(channels):
+                for u in range(kernel):
+                    for v in range(kernel):
+                        padded[b, c, top + u, left + v] += dcols[b, p, j]
+                        j += 1

@@ -1,9 +1,10 @@
 """tinyprop's layers: one class each, backward written under forward."""
 from tinyprop.layers.activations import Dropout, ReLU, Sigmoid, Tanh
 from tinyprop.layers.base import Layer
+from tinyprop.layers.conv import Conv2d, MaxPool2d, Reshape
 from tinyprop.layers.linear import SELECTIONS, Linear
 from tinyprop.layers.loss import SoftmaxCrossEntropy
 from tinyprop.layers.sequential import Sequential
 
-__all__ = ["Dropout", "Layer", "Linear", "ReLU", "SELECTIONS", "Sequential", "Sigmoid",
-           "SoftmaxCrossEntropy", "Tanh"]
+__all__ = ["Conv2d", "Dropout", "Layer", "Linear", "MaxPool2d", "ReLU", "Reshape", "SELECTIONS", "Sequential",
+           "Sigmoid", "SoftmaxCrossEntropy", "Tanh"]

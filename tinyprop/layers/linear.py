@@ -21,9 +21,10 @@ class Linear(Layer):
       - "top": per example, the k largest |dy| (Algorithm 1; nnmnist's mlptop);
       - "rand": per example, k at random (nnmnist's mlprand);
       - "unified": one set for the mini-batch, the k largest sum_b |dy| (Section 3.3.1).
-    Only the selected rows of W and b get gradient, and the cost is k/out of the dense
+    Only the selected rows of W get gradient, and the cost is k/out of the dense
     backward: per example for "top"/"rand" (Numba loops in tinyprop.kernels), and for
-    "unified" by BLAS on the k gathered rows.
+    "unified" by BLAS on the k gathered rows. The bias gets its dense gradient
+    db = sum_b dy, as in the authors' C# and PyTorch code.
 
     Kept for backward: `x`, the input of the last forward. Kept after backward:
     `selected`, the chosen indices ((batch, k) per example, or (k,) unified), which
@@ -77,6 +78,8 @@ class Linear(Layer):
         check_same_shape(self.name, dy, (self.x.shape[0], self.n_out))
         start = time.perf_counter()
         dy = np.ascontiguousarray(dy)
+        self.bias.grad += dy.sum(axis=0)
+        self.bias.mark_all_rows()
         if self.k is None:
             dx = self._dense_backward(dy, need_dx)
         elif self.selection == "unified":
@@ -88,9 +91,7 @@ class Linear(Layer):
 
     def _dense_backward(self, dy, need_dx):
         self.weight.grad += dy.T @ self.x
-        self.bias.grad += dy.sum(axis=0)
         self.weight.mark_all_rows()
-        self.bias.mark_all_rows()
         return dy @ self.weight.value if need_dx else None
 
     def _per_example_backward(self, dy, need_dx):
@@ -101,8 +102,7 @@ class Linear(Layer):
             topk_rows(dy, self.k, self._heap, self.selected)
         else:
             self.selected = random_rows(self.rng, batch, self.n_out, self.k)
-        add_selected_rows_grad(dy, self.x, self.selected, self.weight.grad, self.bias.grad,
-                               self.weight.rows_with_grad, self.bias.rows_with_grad)
+        add_selected_rows_grad(dy, self.x, self.selected, self.weight.grad, self.weight.rows_with_grad)
         if not need_dx:
             return None
         dx = np.empty_like(self.x)
@@ -115,9 +115,7 @@ class Linear(Layer):
         rows = unified_topk(dy, self.k, self._heap, self.selected)
         dy_kept = dy[:, rows]
         add_to_rows(self.weight.grad, rows, dy_kept.T @ self.x)
-        self.bias.grad[rows] += dy_kept.sum(axis=0)
         self.weight.rows_with_grad[rows] = True
-        self.bias.rows_with_grad[rows] = True
         return dy_kept @ self.weight.value[rows] if need_dx else None
 
     def remove_outputs(self, keep):

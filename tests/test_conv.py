@@ -1,0 +1,91 @@
+"""Conv2d, MaxPool2d and Reshape: finite differences, and spatial top-k against the dense math."""
+import math
+
+import numpy as np
+import pytest
+
+from tinyprop.gradcheck import grad_check
+from tinyprop.layers import Conv2d, MaxPool2d, Reshape, Sequential
+from tinyprop.layers.conv import col2im, im2col
+
+
+def direct_convolution(x, weight, bias, kernel, stride, padding):
+    """The definition, one output at a time: the reference for im2col."""
+    batch, channels, height, width = x.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    out_h = (height + 2 * padding - kernel) // stride + 1
+    out_w = (width + 2 * padding - kernel) // stride + 1
+    w = weight.reshape(-1, channels, kernel, kernel)
+    y = np.zeros((batch, w.shape[0], out_h, out_w))
+    for i in range(out_h):
+        for j in range(out_w):
+            patch = padded[:, :, i * stride:i * stride + kernel, j * stride:j * stride + kernel]
+            y[:, :, i, j] = np.einsum("bcuv,ocuv->bo", patch, w) + bias
+    return y
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(3, 1, 0), (3, 2, 1), (5, 1, 2), (2, 2, 0)])
+def test_forward_is_the_convolution(rng, kernel, stride, padding):
+    layer = Conv2d(2, 3, kernel, stride, padding, dtype=np.float64, rng=rng)
+    layer.bias.value[:] = rng.standard_normal(3)
+    x = rng.standard_normal((2, 2, 7, 6))
+    expected = direct_convolution(x, layer.weight.value, layer.bias.value, kernel, stride, padding)
+    np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_col2im_is_the_adjoint_of_im2col(rng):
+    x = rng.standard_normal((2, 3, 6, 5))
+    cols = rng.standard_normal(im2col(x, 3, 2, 1).shape)
+    assert np.isclose((im2col(x, 3, 2, 1) * cols).sum(), (x * col2im(cols, x.shape, 3, 2, 1)).sum())
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(3, 1, 1), (3, 2, 1), (2, 1, 0)])
+def test_conv_gradients(rng, kernel, stride, padding):
+    layer = Conv2d(2, 3, kernel, stride, padding, dtype=np.float64, rng=rng)
+    layer.bias.value[:] = rng.standard_normal(3)
+    errors = grad_check(layer, rng.standard_normal((2, 2, 5, 6)))
+    assert max(errors.values()) < 1e-7, errors
+
+
+def test_maxpool_and_reshape_gradients(rng):
+    x = rng.permutation(2 * 3 * 4 * 6).reshape(2, 3, 4, 6) / 10.0  # distinct values: no ties at the kink
+    assert grad_check(MaxPool2d(2), x)["x"] < 1e-7
+    model = Sequential([Reshape((3, 4, 6)), MaxPool2d(2), Reshape((-1,))])
+    assert grad_check(model, x.reshape(2, -1))["x"] < 1e-7
+    pooled = MaxPool2d(2).forward(x)
+    assert np.array_equal(pooled, x.reshape(2, 3, 2, 2, 3, 2).max(axis=(3, 5)))
+
+
+@pytest.mark.parametrize("ratio,kernel,stride,padding", [(0.05, 5, 1, 2), (0.3, 3, 2, 1), (1.0, 3, 1, 1),
+                                                         (0.01, 3, 1, 0)])
+def test_spatial_topk_equals_dense_backward_of_masked_gradient(rng, ratio, kernel, stride, padding):
+    sparse = Conv2d(3, 4, kernel, stride, padding, ratio=ratio, rng=np.random.default_rng(1))
+    dense = Conv2d(3, 4, kernel, stride, padding, rng=np.random.default_rng(1))
+    x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    y = sparse.forward(x)
+    dense.forward(x)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = sparse.backward(dy)
+    positions = y.shape[2] * y.shape[3]
+    k = math.ceil(ratio * positions)
+    flat = np.abs(dy.reshape(2, 4, positions))
+    expected = np.sort(np.argsort(-flat, axis=2, kind="stable")[:, :, :k], axis=2)
+    assert np.array_equal(np.sort(sparse.selected, axis=2), expected)
+    mask = np.zeros_like(flat, dtype=bool)
+    np.put_along_axis(mask, sparse.selected, True, axis=2)
+    dx_ref = dense.backward(np.where(mask.reshape(dy.shape), dy, 0))
+    np.testing.assert_allclose(sparse.weight.grad, dense.weight.grad, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(sparse.bias.grad, dy.sum(axis=(0, 2, 3)), rtol=1e-4, atol=1e-5)  # dense bias
+
+
+def test_conv_argument_errors():
+    with pytest.raises(ValueError, match="ratio must be in"):
+        Conv2d(1, 2, 3, ratio=0)
+    layer = Conv2d(1, 2, 5, name="conv1")
+    with pytest.raises(ValueError, match=r"conv1: expected a float array x of shape \(batch, 1, H, W\)"):
+        layer.forward(np.zeros((2, 3, 8, 8), np.float32))
+    with pytest.raises(ValueError, match="smaller than the 5x5 kernel"):
+        layer.forward(np.zeros((2, 1, 3, 3), np.float32))
+    with pytest.raises(ValueError, match="not divisible by the window 2"):
+        MaxPool2d(2).forward(np.zeros((1, 1, 5, 4)))

@@ -1,0 +1,177 @@
+"""Convolution through im2col, max pooling and reshaping, with spatial top-k meProp."""
+import math
+import time
+
+import numpy as np
+
+from tinyprop.kernels import add_selected_positions_grad, col2im_add, selected_positions_input_grad
+from tinyprop.layers.base import Layer, check_positive_int, check_same_shape
+from tinyprop.parameter import Parameter
+from tinyprop.topk import topk_rows
+
+
+def output_size(size, kernel, stride, padding):
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def im2col(x, kernel, stride, padding):
+    """x: (batch, channels, H, W) -> patches (batch, H_out * W_out, channels * kernel * kernel)."""
+    padded = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (kernel, kernel), axis=(2, 3))
+    windows = windows[:, :, ::stride, ::stride]  # (batch, channels, H_out, W_out, kernel, kernel)
+    batch, channels, height, width = windows.shape[:4]
+    return windows.transpose(0, 2, 3, 1, 4, 5).reshape(batch, height * width, channels * kernel * kernel)
+
+
+def col2im(dcols, x_shape, kernel, stride, padding):
+    """The adjoint of im2col: add each patch's gradient back onto the input positions it came from."""
+    batch, channels, height, width = x_shape
+    padded = np.zeros((batch, channels, height + 2 * padding, width + 2 * padding), dtype=dcols.dtype)
+    col2im_add(np.ascontiguousarray(dcols), kernel, stride, output_size(width, kernel, stride, padding), padded)
+    return padded[:, :, padding:padding + height, padding:padding + width]
+
+
+class Conv2d(Layer):
+    """2-d convolution (cross-correlation) with square kernels, computed on im2col patches.
+
+    x: (batch, C_in, H, W) -> y: (batch, C_out, H_out, W_out), H_out = (H + 2 padding - kernel) // stride + 1.
+    W is (C_out, C_in * kernel * kernel): one row per output channel, so that with
+    cols = im2col(x), y[b, c, p] = W[c] . cols[b, p] + b[c] (the matrix form of Section 3.3.2).
+
+    ratio=None: dense backward by BLAS. With a ratio, spatial top-k meProp (TKDE 2018,
+    Section 3.3.2, Table 8): for each example and output channel, only the
+    k = ceil(ratio * H_out * W_out) positions of dy with the largest magnitude take part,
+    and the Numba kernels in tinyprop.kernels touch only those positions. The bias
+    gradient stays dense, as for Linear.
+
+    Kept for backward: `cols` (the input's patches) and the input shape. Kept after
+    backward: `selected`, (batch, C_out, k) positions. `backward_seconds` as in Linear.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel, stride=1, padding=0, ratio=None, rng=None,
+                 dtype=np.float32, name="conv"):
+        for argument, value in (("in_channels", in_channels), ("out_channels", out_channels),
+                                ("kernel", kernel), ("stride", stride)):
+            check_positive_int(name, argument, value)
+        if padding < 0:
+            raise ValueError(f"{name}: padding must be >= 0, got {padding!r}")
+        if ratio is not None and not 0 < ratio <= 1:
+            raise ValueError(f"{name}: the top-k ratio must be in (0, 1], got {ratio!r}")
+        if ratio is not None and np.dtype(dtype) != np.float32:
+            raise ValueError(f"{name}: meProp layers compute in float32, got dtype {np.dtype(dtype)}")
+        self.name = name
+        self.in_channels, self.kernel, self.stride, self.padding, self.ratio = in_channels, kernel, stride, padding, ratio
+        self.rng = rng if rng is not None else np.random.default_rng()
+        fan_in, fan_out = in_channels * kernel * kernel, out_channels * kernel * kernel
+        scale = np.sqrt(6.0 / (fan_in + fan_out))  # as Linear: nnmnist's GlorotNormalInit
+        self.weight = Parameter(self.rng.normal(0.0, scale, (out_channels, fan_in)).astype(dtype), f"{name}.weight")
+        self.bias = Parameter(np.zeros(out_channels, dtype=dtype), f"{name}.bias")
+        self.cols = None
+        self.x_shape = None
+        self.selected = None
+        self.backward_seconds = 0.0
+        self._heap = np.empty(1, dtype=np.uint64)
+
+    @property
+    def out_channels(self):
+        return self.weight.shape[0]
+
+    def params(self):
+        return [self.weight, self.bias]
+
+    def forward(self, x):
+        if x.ndim != 4 or x.shape[1] != self.in_channels or x.dtype.kind != "f":
+            raise ValueError(f"{self.name}: expected a float array x of shape (batch, {self.in_channels}, H, W), "
+                             f"got {x.dtype} array of shape {x.shape}")
+        if min(x.shape[2:]) + 2 * self.padding < self.kernel:
+            raise ValueError(f"{self.name}: the input's {x.shape[2]}x{x.shape[3]} (padding {self.padding}) is "
+                             f"smaller than the {self.kernel}x{self.kernel} kernel")
+        self.x_shape = x.shape
+        self.cols = np.ascontiguousarray(im2col(x, self.kernel, self.stride, self.padding))
+        out_h = output_size(x.shape[2], self.kernel, self.stride, self.padding)
+        y = self.cols @ self.weight.value.T + self.bias.value  # (batch, positions, C_out)
+        return np.ascontiguousarray(y.transpose(0, 2, 1)).reshape(x.shape[0], self.out_channels, out_h, -1)
+
+    def backward(self, dy, need_dx=True):
+        batch, positions = self.cols.shape[:2]
+        check_same_shape(self.name, dy, (batch, self.out_channels) + self._out_hw())
+        start = time.perf_counter()
+        dy = np.ascontiguousarray(dy).reshape(batch, self.out_channels, positions)
+        self.bias.grad += dy.sum(axis=(0, 2))  # dense, as Linear's bias
+        if self.ratio is None:
+            dy_rows = dy.transpose(0, 2, 1).reshape(batch * positions, self.out_channels)
+            self.weight.grad += dy_rows.T @ self.cols.reshape(batch * positions, -1)
+            dcols = (dy_rows @ self.weight.value).reshape(self.cols.shape) if need_dx else None
+        else:
+            k = math.ceil(self.ratio * positions)
+            if self._heap.shape[0] < k:
+                self._heap = np.empty(k, dtype=np.uint64)
+            selected = np.empty((batch * self.out_channels, k), dtype=np.int32)
+            topk_rows(dy.reshape(batch * self.out_channels, positions), k, self._heap, selected)
+            self.selected = selected.reshape(batch, self.out_channels, k)
+            add_selected_positions_grad(dy, self.cols, self.selected, self.weight.grad)
+            dcols = None
+            if need_dx:
+                dcols = np.empty_like(self.cols)
+                selected_positions_input_grad(dy, self.weight.value, self.selected, dcols)
+        self.weight.mark_all_rows()  # every channel selects k positions, so every row gets gradient
+        self.bias.mark_all_rows()
+        dx = col2im(dcols, self.x_shape, self.kernel, self.stride, self.padding) if need_dx else None
+        self.backward_seconds += time.perf_counter() - start
+        return dx
+
+    def _out_hw(self):
+        return tuple(output_size(size, self.kernel, self.stride, self.padding) for size in self.x_shape[2:])
+
+    def __repr__(self):
+        sparsity = "" if self.ratio is None else f", ratio={self.ratio}"
+        return (f"Conv2d({self.in_channels}, {self.out_channels}, kernel={self.kernel}, stride={self.stride}, "
+                f"padding={self.padding}{sparsity})")
+
+
+class MaxPool2d(Layer):
+    """Max over non-overlapping size x size windows. x: (batch, C, H, W) with H, W divisible by size.
+
+    Kept for backward: `winner`, the index of each window's maximum (the first, on ties);
+    the gradient goes to that position only.
+    """
+
+    def __init__(self, size=2):
+        check_positive_int("MaxPool2d", "size", size)
+        self.size = size
+
+    def forward(self, x):
+        batch, channels, height, width = x.shape
+        s = self.size
+        if height % s or width % s:
+            raise ValueError(f"MaxPool2d: the input's {height}x{width} is not divisible by the window {s}")
+        self.x_shape = x.shape
+        windows = x.reshape(batch, channels, height // s, s, width // s, s).transpose(0, 1, 2, 4, 3, 5)
+        windows = windows.reshape(batch, channels, height // s, width // s, s * s)
+        self.winner = windows.argmax(axis=-1)[..., None]
+        return np.take_along_axis(windows, self.winner, axis=-1)[..., 0]
+
+    def backward(self, dy, need_dx=True):
+        batch, channels, height, width = self.x_shape
+        s = self.size
+        check_same_shape("MaxPool2d", dy, (batch, channels, height // s, width // s))
+        if not need_dx:
+            return None
+        windows = np.zeros((batch, channels, height // s, width // s, s * s), dtype=dy.dtype)
+        np.put_along_axis(windows, self.winner, dy[..., None], axis=-1)
+        windows = windows.reshape(batch, channels, height // s, width // s, s, s).transpose(0, 1, 2, 4, 3, 5)
+        return windows.reshape(self.x_shape)
+
+
+class Reshape(Layer):
+    """x: (batch, ...) -> (batch, *shape); backward restores the input's shape. Reshape((-1,)) flattens."""
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+
+    def forward(self, x):
+        self.x_shape = x.shape
+        return x.reshape((x.shape[0],) + self.shape)
+
+    def backward(self, dy, need_dx=True):
+        return dy.reshape(self.x_shape) if need_dx else None
