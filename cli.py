@@ -49,8 +49,11 @@ def train(ctx, config_path):
 
 @train.command("mnist")
 @click.option("--net", type=click.Choice(NETS),
-              help="mlp: dense; mlptop: meProp top-k; mlprand: random k; mlpvar: meSimp. [mlp]")
+              help="mlp: dense MLP; mlptop: meProp top-k; mlprand: random k; mlpvar: meSimp; cnn: dense CNN; "
+                   "cnntop: CNN with spatial top-k. [mlp]")
 @click.option("--k", type=int, help="Rows kept per example in the hidden layers' backward. [80]")
+@click.option("--k-ratio", type=float, help="cnntop: share of each feature map's positions kept by the "
+                                          "convolutions' spatial top-k. [0.05]")
 @click.option("--unified", is_flag=True, default=None, help="mlptop with one top-k set per mini-batch.")
 @click.option("--hidden", type=int, help="Hidden layer size. [500]")
 @click.option("--layers", type=int, help="Linear layers, counting the output layer. [3]")
@@ -77,7 +80,7 @@ def train(ctx, config_path):
               help="Output folder. [runs/mnist-NET-TIME]")
 @click.pass_context
 def train_mnist(ctx, out_dir, **options):
-    """Train the papers' MNIST MLP (784-500-500-10, ReLU, Adam, batch 10).
+    """Train the papers' MNIST MLP (784-500-500-10, ReLU, Adam, batch 10) or CNN.
 
     Writes config.json, metrics.jsonl, model.npz (at the best dev) and summary.json to --out.
     """

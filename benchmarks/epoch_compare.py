@@ -31,7 +31,7 @@ def tinyprop_epoch(net, k, data, seed, unified=False):
     settings = make_settings({}, dict(net=net, k=k, unified=unified))
     model = build_mlp(SIZES, net, k, unified, rng=np.random.default_rng(seed))
     optimizer = make_optimizer(settings, model.params(), data.splits["train"][1].shape[0])
-    task = MnistTask(data, model, optimizer, meta={})
+    task = MnistTask(data, model, optimizer, meta=dict(net=net))
     order_rng = np.random.default_rng(seed)
 
     def epoch():

@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from difflib import get_close_matches
 from typing import Optional
 
-NETS = ("mlp", "mlptop", "mlprand", "mlpvar")
+MLP_NETS = ("mlp", "mlptop", "mlprand", "mlpvar")
+CNN_NETS = ("cnn", "cnntop")
+NETS = MLP_NETS + CNN_NETS
+CNN_HIDDEN = 512  # the papers' CNN: fully connected 512 after the convolutions
 OPTIMIZERS = ("sgd", "adagrad", "adam")
 
 
@@ -26,6 +29,7 @@ class ConfigError(Exception):
 class Settings:
     net: str = "mlp"
     k: int = 80
+    k_ratio: float = 0.05
     unified: bool = False
     hidden: int = 500
     layers: int = 3
@@ -53,7 +57,11 @@ class Settings:
 
     @property
     def meprop(self):
-        return self.net != "mlp"
+        return self.net not in ("mlp", "cnn")
+
+    @property
+    def cnn(self):
+        return self.net in CNN_NETS
 
 
 # nnmnist key -> (Settings field, JSON type, command-line option)
@@ -81,7 +89,7 @@ NNMNIST_KEYS = {
     "TrainTop": ("k", int, "--k"),
 }
 FIELD_NAMES = {field: f"{key} ({option})" if option else key for key, (field, _, option) in NNMNIST_KEYS.items()}
-FIELD_NAMES.update(unified="--unified", dropout="--dropout", max_examples="--max-examples")
+FIELD_NAMES.update(unified="--unified", dropout="--dropout", max_examples="--max-examples", k_ratio="--k-ratio")
 
 NNMNIST_DEFAULTS = dict(batch=100, k=160)  # where nnmnist's Config() differs from the papers' MNIST setting
 
@@ -154,11 +162,14 @@ def validate(s):
             fail(field, f"must be at least 1, got {getattr(s, field)}")
     if s.label_count < 2:
         fail("label_count", f"must be at least 2, got {s.label_count}")
+    hidden = CNN_HIDDEN if s.cnn else s.hidden
     if s.meprop:
-        if s.layers < 2:
+        if s.layers < 2 and not s.cnn:
             fail("layers", f"{s.net} applies meProp to hidden layers, so it needs Layers >= 2, got {s.layers}")
-        if not 1 <= s.k < s.hidden:
-            fail("k", f"k must be at least 1 and smaller than the hidden size {s.hidden}, got {s.k}")
+        if not 1 <= s.k < hidden:
+            fail("k", f"k must be at least 1 and smaller than the hidden size {hidden}, got {s.k}")
+    if s.net == "cnntop" and not 0 < s.k_ratio <= 1:
+        fail("k_ratio", f"the spatial top-k ratio must be in (0, 1], got {s.k_ratio}")
     if s.unified and s.net != "mlptop":
         fail("unified", f"unified top-k is a variant of mlptop, not of {s.net}")
     if s.lr <= 0:

@@ -24,7 +24,7 @@ import click
 import numpy as np
 
 from tasks.files import DataError, write_bytes, write_json
-from tasks.config import ConfigError, resolve_seed
+from tasks.config import CNN_HIDDEN, CNN_NETS, ConfigError, resolve_seed
 from tasks.training import Timers, make_optimizer, train, write_summary
 from tinyprop.layers import Conv2d, Dropout, Linear, MaxPool2d, ReLU, Reshape, Sequential, SoftmaxCrossEntropy
 from tinyprop.mesimp import Simplifier
@@ -241,10 +241,9 @@ def build_mlp(sizes, net="mlp", k=None, unified=False, dropout=0.0, rng=None):
 
 
 CNN_CHANNELS = (16, 32)
-CNN_HIDDEN = 512
 
 
-def build_cnn(net="cnn", k=None, ratio=None, dropout=0.0, rng=None):
+def build_cnn(net="cnn", k=None, ratio=None, dropout=0.0, n_out=10, rng=None):
     """The papers' MNIST CNN (TKDE 2018, Section 3.3.2): two 5x5 convolutions (16 and 32 channels,
     padding 2), each followed by ReLU and 2x2 max pooling, then fully connected 512 and 10.
 
@@ -263,16 +262,16 @@ def build_cnn(net="cnn", k=None, ratio=None, dropout=0.0, rng=None):
                                       name="fc1"), ReLU()]
     if dropout:
         layers.append(Dropout(dropout, rng))
-    layers.append(Linear(CNN_HIDDEN, 10, rng=rng, name="fc2"))
+    layers.append(Linear(CNN_HIDDEN, n_out, rng=rng, name="fc2"))
     return Sequential(layers)
 
 
 class MnistTask:
     """Data, model and evaluation of the MNIST task, driven by tasks.training.train."""
 
-    EVAL_BATCH = 1000  # evaluation batch size; it does not change the results
-
     def __init__(self, data, model, optimizer, meta, simplifier=None):
+        # evaluation batch size: it does not change the results; the CNN's patches are large
+        self.eval_batch = 50 if meta["net"] in CNN_NETS else 1000
         self.data = data
         self.model = model
         self.optimizer = optimizer
@@ -317,18 +316,17 @@ class MnistTask:
         images, labels = self.data.splits[split]
         self.model.train(False)
         total_loss, correct = 0.0, 0
-        for first in range(0, labels.shape[0], self.EVAL_BATCH):
-            targets = labels[first:first + self.EVAL_BATCH].astype(np.intp)
-            logits = self.model.forward(scale_pixels(images[first:first + self.EVAL_BATCH]))
+        for first in range(0, labels.shape[0], self.eval_batch):
+            targets = labels[first:first + self.eval_batch].astype(np.intp)
+            logits = self.model.forward(scale_pixels(images[first:first + self.eval_batch]))
             total_loss += self.loss.forward(logits, targets)
             correct += int((logits.argmax(axis=1) == targets).sum())
         self.model.train(True)
         return total_loss / labels.shape[0], 100.0 * correct / labels.shape[0]
 
     def sizes(self):
-        """Layer widths: input, hidden..., output (meSimp changes the hidden ones)."""
-        linears = self.linear_layers()
-        return [linears[0].n_in] + [layer.n_out for layer in linears]
+        """Input size, then the widths of the fully connected layers (meSimp changes the hidden ones)."""
+        return self.meta["sizes"][:1] + [layer.n_out for layer in self.linear_layers()]
 
     def model_arrays(self):
         arrays = {param.name: param.value for param in self.model.params()}
@@ -357,13 +355,30 @@ def load_model(path):
         raise DataError(f"{path}: not a tinyprop model file ({error})") from error
     if meta.get("task") != "mnist":
         raise DataError(f"{path}: a model of task {meta.get('task')!r}, not mnist")
-    model = build_mlp(meta["sizes"], meta["net"], meta["k"], meta["unified"])
+    model = build_model(meta)
     for param in model.params():
         if arrays[param.name].shape != param.shape:
             raise DataError(f"{path}: {param.name} has shape {arrays[param.name].shape}, "
                             f"the model description says {param.shape}")
         param.value[...] = arrays[param.name]
     return meta, model
+
+
+def build_model(meta, dropout=0.0, rng=None):
+    """The MLP or CNN a model description (as saved in model.npz) names."""
+    if meta["net"] in CNN_NETS:
+        return build_cnn(meta["net"], meta["k"], meta["k_ratio"], dropout, meta["sizes"][-1], rng)
+    return build_mlp(meta["sizes"], meta["net"], meta["k"], meta["unified"], dropout, rng)
+
+
+def describe(meta):
+    if meta["net"] in CNN_NETS:
+        ratio = f" ratio={meta['k_ratio']} k={meta['k']}" if meta["net"] == "cnntop" else ""
+        return (f"{meta['net']}{ratio}: conv5x5x{CNN_CHANNELS[0]}-pool-conv5x5x{CNN_CHANNELS[1]}-pool-"
+                f"{CNN_HIDDEN}-{meta['sizes'][-1]}")
+    sparsity = f" k={meta['k']}" if meta["k"] else ""
+    unified = " unified" if meta["unified"] else ""
+    return f"{meta['net']}{sparsity}{unified}: sizes {'-'.join(map(str, meta['sizes']))}"
 
 
 def run(settings, out_dir, log=print):
@@ -379,10 +394,12 @@ def run(settings, out_dir, log=print):
     if largest_label >= settings.label_count:
         raise ConfigError(f"LabelCount: the data has label {largest_label}, so LabelCount must be at least "
                           f"{largest_label + 1}, got {settings.label_count}")
-    sizes = [data.splits["train"][0].shape[1]] + [settings.hidden] * (settings.layers - 1) + [settings.label_count]
+    hidden = [CNN_HIDDEN] if settings.cnn else [settings.hidden] * (settings.layers - 1)
+    sizes = [data.splits["train"][0].shape[1]] + hidden + [settings.label_count]
+    meta = dict(task="mnist", net=settings.net, sizes=sizes, k=settings.k if settings.meprop else None,
+                unified=settings.unified, k_ratio=settings.k_ratio if settings.net == "cnntop" else None)
     rng = np.random.default_rng(seed)
-    model = build_mlp(sizes, settings.net, settings.k, settings.unified, settings.dropout, rng)
-    meta = dict(task="mnist", net=settings.net, k=settings.k if settings.meprop else None, unified=settings.unified)
+    model = build_model(meta, settings.dropout, rng)
     optimizer = make_optimizer(settings, model.params(), data.splits["train"][1].shape[0])
     task = MnistTask(data, model, optimizer, meta)
     if settings.net == "mlpvar":
@@ -391,12 +408,10 @@ def run(settings, out_dir, log=print):
     os.makedirs(out_dir, exist_ok=True)
     write_json(os.path.join(out_dir, "config.json"), dict(dataclasses.asdict(settings), seed_used=seed,
                                                            data_files=data.paths))
-    log(f"mnist {settings.net}{f' k={settings.k}' if settings.meprop else ''}"
-        f"{' unified' if settings.unified else ''}: sizes {'-'.join(map(str, sizes))}, seed {seed}, "
-        f"train {task.train_size} dev {data.splits['dev'][1].shape[0]} test {data.splits['test'][1].shape[0]}, "
+    log(f"mnist {describe(meta)}, seed {seed}, train {task.train_size} dev {data.splits['dev'][1].shape[0]} test {data.splits['test'][1].shape[0]}, "
         f"writing to {out_dir}")
-    summary = dict(task="mnist", net=settings.net, k=meta["k"], unified=settings.unified, epochs=settings.epochs,
-                   seed=seed)
+    summary = dict(task="mnist", net=settings.net, k=meta["k"], unified=settings.unified, k_ratio=meta["k_ratio"],
+                   epochs=settings.epochs, seed=seed)
     summary.update(train(task, settings, seed, out_dir, log))
     summary.update(param_count=int(sum(param.value.size for param in model.params())),
                    hidden_sizes=task.sizes()[1:-1])

@@ -93,6 +93,25 @@ def selected_positions_input_grad(dy, weight, selected, dcols):
 
 
 @njit(cache=True)
+def im2col_copy(padded, kernel, stride, out_w, cols):
+    """cols[b, i*out_w + j, (c, u, v)] = padded[b, c, i*stride + u, j*stride + v]: the patches, one row each.
+
+    padded: (batch, channels, H + 2p, W + 2p); cols: (batch, positions, channels * kernel * kernel).
+    """
+    channels = padded.shape[1]
+    for b in range(cols.shape[0]):
+        for p in range(cols.shape[1]):
+            top = (p // out_w) * stride
+            left = (p % out_w) * stride
+            j = 0
+            for c in range(channels):
+                for u in range(kernel):
+                    for v in range(kernel):
+                        cols[b, p, j] = padded[b, c, top + u, left + v]
+                        j += 1
+
+
+@njit(cache=True)
 def col2im_add(dcols, kernel, stride, out_w, padded):
     """The adjoint of im2col: padded[b, c, i*stride + u, j*stride + v] += dcols[b, i*out_w + j, (c, u, v)].
 

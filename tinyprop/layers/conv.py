@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 
-from tinyprop.kernels import add_selected_positions_grad, col2im_add, selected_positions_input_grad
+from tinyprop.kernels import add_selected_positions_grad, col2im_add, im2col_copy, selected_positions_input_grad
 from tinyprop.layers.base import Layer, check_positive_int, check_same_shape
 from tinyprop.parameter import Parameter
 from tinyprop.topk import topk_rows
@@ -16,11 +16,13 @@ def output_size(size, kernel, stride, padding):
 
 def im2col(x, kernel, stride, padding):
     """x: (batch, channels, H, W) -> patches (batch, H_out * W_out, channels * kernel * kernel)."""
+    batch, channels, height, width = x.shape
     padded = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (kernel, kernel), axis=(2, 3))
-    windows = windows[:, :, ::stride, ::stride]  # (batch, channels, H_out, W_out, kernel, kernel)
-    batch, channels, height, width = windows.shape[:4]
-    return windows.transpose(0, 2, 3, 1, 4, 5).reshape(batch, height * width, channels * kernel * kernel)
+    out_h = output_size(height, kernel, stride, padding)
+    out_w = output_size(width, kernel, stride, padding)
+    cols = np.empty((batch, out_h * out_w, channels * kernel * kernel), dtype=x.dtype)
+    im2col_copy(padded, kernel, stride, out_w, cols)
+    return cols
 
 
 def col2im(dcols, x_shape, kernel, stride, padding):
@@ -87,7 +89,7 @@ class Conv2d(Layer):
             raise ValueError(f"{self.name}: the input's {x.shape[2]}x{x.shape[3]} (padding {self.padding}) is "
                              f"smaller than the {self.kernel}x{self.kernel} kernel")
         self.x_shape = x.shape
-        self.cols = np.ascontiguousarray(im2col(x, self.kernel, self.stride, self.padding))
+        self.cols = im2col(x, self.kernel, self.stride, self.padding)
         out_h = output_size(x.shape[2], self.kernel, self.stride, self.padding)
         y = self.cols @ self.weight.value.T + self.bias.value  # (batch, positions, C_out)
         return np.ascontiguousarray(y.transpose(0, 2, 1)).reshape(x.shape[0], self.out_channels, out_h, -1)
@@ -132,24 +134,31 @@ class Conv2d(Layer):
 class MaxPool2d(Layer):
     """Max over non-overlapping size x size windows. x: (batch, C, H, W) with H, W divisible by size.
 
-    Kept for backward: `winner`, the index of each window's maximum (the first, on ties);
-    the gradient goes to that position only.
+    Each window offset (u, v) is a strided view x[:, :, u::size, v::size]; the output is
+    their running maximum. Kept for backward (in training): `winner`, which offset held
+    each window's maximum (the first, on ties); the gradient goes to that position only.
     """
 
     def __init__(self, size=2):
         check_positive_int("MaxPool2d", "size", size)
         self.size = size
+        self.offsets = [(u, v) for u in range(size) for v in range(size)]
 
     def forward(self, x):
-        batch, channels, height, width = x.shape
+        height, width = x.shape[2:]
         s = self.size
         if height % s or width % s:
             raise ValueError(f"MaxPool2d: the input's {height}x{width} is not divisible by the window {s}")
         self.x_shape = x.shape
-        windows = x.reshape(batch, channels, height // s, s, width // s, s).transpose(0, 1, 2, 4, 3, 5)
-        windows = windows.reshape(batch, channels, height // s, width // s, s * s)
-        self.winner = windows.argmax(axis=-1)[..., None]
-        return np.take_along_axis(windows, self.winner, axis=-1)[..., 0]
+        best = x[:, :, ::s, ::s].copy()
+        self.winner = np.zeros(best.shape, dtype=np.int8) if self.training else None
+        for index, (u, v) in enumerate(self.offsets[1:], 1):
+            candidate = x[:, :, u::s, v::s]
+            if self.training:
+                better = candidate > best
+                self.winner[better] = index
+            np.maximum(best, candidate, out=best)
+        return best
 
     def backward(self, dy, need_dx=True):
         batch, channels, height, width = self.x_shape
@@ -157,10 +166,10 @@ class MaxPool2d(Layer):
         check_same_shape("MaxPool2d", dy, (batch, channels, height // s, width // s))
         if not need_dx:
             return None
-        windows = np.zeros((batch, channels, height // s, width // s, s * s), dtype=dy.dtype)
-        np.put_along_axis(windows, self.winner, dy[..., None], axis=-1)
-        windows = windows.reshape(batch, channels, height // s, width // s, s, s).transpose(0, 1, 2, 4, 3, 5)
-        return windows.reshape(self.x_shape)
+        dx = np.empty(self.x_shape, dtype=dy.dtype)
+        for index, (u, v) in enumerate(self.offsets):
+            dx[:, :, u::s, v::s] = np.where(self.winner == index, dy, 0)
+        return dx
 
 
 class Reshape(Layer):
