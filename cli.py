@@ -112,32 +112,38 @@ def evaluate(model_path, data_dir):
 
 
 @main.command()
-@click.option("--in", "n_in", type=int, help="Input size of an extra layer to time.")
-@click.option("--out", "n_out", type=int, help="Output size of an extra layer to time.")
+@click.option("--in", "n_in", type=int, help="Input size of an extra linear layer to time.")
+@click.option("--out", "n_out", type=int, help="Output size of an extra linear layer to time.")
 @click.option("--batch", type=int, default=10, show_default=True, help="Mini-batch size.")
-@click.option("--k", type=int, default=80, show_default=True, help="k of the meProp variants.")
+@click.option("--k", type=int, default=80, show_default=True, help="k of the linear meProp variants.")
 @click.option("--rounds", type=int, default=30, show_default=True, help="Alternating rounds; medians are over these.")
 @click.option("--calls", type=int, default=20, show_default=True, help="Backward calls timed together per round.")
+@click.option("--conv/--no-conv", default=True, show_default=True,
+              help="Also time the CNN's convolutions, dense against spatial top-k (ratios 0.01-0.10).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def bench(n_in, n_out, batch, k, rounds, calls, as_json):
-    """Time the backward of single linear layers: dense (BLAS and loops) against meProp (top, unified, rand).
+def bench(n_in, n_out, batch, k, rounds, calls, conv, as_json):
+    """Time the backward of single layers: dense (BLAS and loops) against meProp (top, unified, rand).
 
-    The papers' MNIST shapes 784->500 and 500->500 always run; --in/--out add one.
+    The papers' MNIST shapes always run (linear 784->500 and 500->500, and the CNN's two
+    convolutions); --in/--out add a linear layer of your choice.
     """
-    from tinyprop.bench import PAPER_SHAPES, bench_layer, format_report
+    from tinyprop.bench import PAPER_CONV_SHAPES, PAPER_SHAPES, bench_conv, bench_layer, format_report
     if (n_in is None) != (n_out is None):
         raise click.UsageError("give both --in and --out, or neither")
     shapes = list(PAPER_SHAPES) + ([(n_in, n_out)] if n_in else [])
     for shape_in, shape_out in shapes:
-        if not 1 <= k <= shape_out or batch < 1 or shape_in < 1:
-            raise click.UsageError(f"need 1 <= k <= out and positive sizes; got in {shape_in}, out {shape_out}, "
-                                   f"batch {batch}, k {k}")
+        if not 1 <= k <= shape_out or batch < 1 or shape_in < 1 or rounds < 1 or calls < 1:
+            raise click.UsageError(f"need 1 <= k <= out and positive sizes, rounds and calls; got in {shape_in}, "
+                                   f"out {shape_out}, batch {batch}, k {k}, rounds {rounds}, calls {calls}")
+    runs = [lambda shape=shape: bench_layer(*shape, batch, k, rounds=rounds, calls=calls) for shape in shapes]
+    if conv:
+        runs += [lambda shape=shape: bench_conv(*shape, batch, rounds=max(1, rounds // 3), calls=max(1, calls // 4))
+                 for shape in PAPER_CONV_SHAPES]
     results = []
-    for shape_in, shape_out in shapes:
-        result = bench_layer(shape_in, shape_out, batch, k, rounds=rounds, calls=calls)
-        results.append(result)
+    for run in runs:
+        results.append(run())
         if not as_json:
-            click.echo(format_report(result))
+            click.echo(format_report(results[-1]))
     if as_json:
         click.echo(json.dumps(results, indent=2))
 

@@ -80,8 +80,15 @@ def test_bench_reports_every_variant_and_both_references():
     result = run("bench", "--in", 64, "--out", 40, "--batch", 4, "--k", 8, "--rounds", 2, "--calls", 2, "--json")
     assert result.exit_code == 0, result.output
     reports = json.loads(result.output)
-    assert [(r["shape"]["n_in"], r["shape"]["n_out"]) for r in reports] == [(784, 500), (500, 500), (64, 40)]
-    for report in reports:
+    linear = [r for r in reports if r["shape"]["kind"] == "linear"]
+    assert [(r["shape"]["n_in"], r["shape"]["n_out"]) for r in linear] == [(784, 500), (500, 500), (64, 40)]
+    for report in linear:
         assert set(report["variants"]) == {"dense-blas", "dense-loop", "top", "unified", "rand"}
-        assert report["variants"]["dense-blas"]["vs_dense_blas"] == 1.0
+        assert report["variants"]["dense-blas"]["vs_dense-blas"] == 1.0
         assert report["limit"] == report["shape"]["n_out"] / 8
+    conv = [r for r in reports if r["shape"]["kind"] == "conv"]
+    assert [(r["shape"]["in_channels"], r["shape"]["out_channels"]) for r in conv] == [(1, 16), (16, 32)]
+    for report in conv:
+        assert set(report["variants"]) == {"dense", "top 0.01", "top 0.02", "top 0.05", "top 0.10"}
+    result = run("bench", "--in", 64)
+    assert result.exit_code == 2 and "give both --in and --out" in result.output

@@ -1,6 +1,6 @@
-"""Timing the backward of single linear layers: dense against meProp.
+"""Timing the backward of single layers: dense against meProp.
 
-Variants, all computing dW, db and dx for a (batch, in) -> (batch, out) layer:
+Linear layers, all variants computing dW, db and dx for (batch, in) -> (batch, out):
   dense-blas   Linear(k=None).backward: numpy BLAS.
   dense-loop   the meProp kernels of tinyprop.kernels with every row selected: dense
                work written as the same plain loops (the papers' C# "theoretical
@@ -8,8 +8,11 @@ Variants, all computing dW, db and dx for a (batch, in) -> (batch, out) layer:
   top          Linear(k, "top").backward: heap top-k per example + the sparse kernels.
   unified      Linear(k, "unified").backward: one top-k set, BLAS on the k rows.
   rand         Linear(k, "rand").backward: k random rows per example + the sparse kernels.
+Convolutions (the papers' CNN, TKDE 2018 Section 3.3.2): Conv2d.backward dense (BLAS on
+the im2col patches) against spatial top-k at several ratios; both include col2im.
+
 The variants run alternately in one process (this machine is shared and noisy); the
-report gives each one's median time per call and its ratio to both dense references.
+report gives each one's median time per call and its ratio to the dense references.
 Each call takes the next of `pool` different gradients: timing one gradient over and
 over lets the branch predictor learn the heap's path and flatters the selection.
 """
@@ -18,12 +21,30 @@ import time
 import numpy as np
 
 from tinyprop.kernels import add_selected_rows_grad, selected_input_grad
-from tinyprop.layers import Linear
+from tinyprop.layers import Conv2d, Linear
 
 PAPER_SHAPES = ((784, 500), (500, 500))
+# (in channels, out channels, input height = width) of the papers' CNN at MNIST size, 5x5, padding 2
+PAPER_CONV_SHAPES = ((1, 16, 28), (16, 32, 14))
+CONV_RATIOS = (0.01, 0.02, 0.05, 0.10)
 
 
-def _layer_backward(layer, x):
+def time_alternating(variants, gradients, rounds, calls):
+    """Median seconds per call of each variant; the variants take turns, `calls` calls a turn."""
+    for backward in variants.values():  # compile and warm caches
+        backward(gradients[0])
+    times = {name: [] for name in variants}
+    for round_number in range(rounds):
+        for name, backward in variants.items():
+            turn = [gradients[(round_number * calls + i) % len(gradients)] for i in range(calls)]
+            start = time.perf_counter()
+            for dy in turn:
+                backward(dy)
+            times[name].append((time.perf_counter() - start) / calls)
+    return {name: float(np.median(values)) for name, values in times.items()}
+
+
+def _ready(layer, x):
     layer.forward(x)
     return layer.backward
 
@@ -41,47 +62,55 @@ def _dense_loop_backward(n_in, n_out, x, rng):
     return backward
 
 
+def _report(shape, limit, medians, references, rounds, calls, pool):
+    return dict(shape=shape, limit=limit, rounds=rounds, calls_per_round=calls, gradient_pool=pool,
+                variants={name: dict(median_us=seconds * 1e6,
+                                     **{f"vs_{ref}": medians[ref] / seconds for ref in references})
+                          for name, seconds in medians.items()})
+
+
 def bench_layer(n_in, n_out, batch, k, rounds=30, calls=20, pool=64, seed=0):
-    """Median seconds per backward call of each variant, and the ratios."""
+    """A linear layer's backward: median per call of each variant, and ratios to both dense references."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch, n_in), dtype=np.float32)
     gradients = [rng.standard_normal((batch, n_out), dtype=np.float32) for _ in range(pool)]
     variants = {
-        "dense-blas": _layer_backward(Linear(n_in, n_out, rng=rng), x),
+        "dense-blas": _ready(Linear(n_in, n_out, rng=rng), x),
         "dense-loop": _dense_loop_backward(n_in, n_out, x, rng),
-        "top": _layer_backward(Linear(n_in, n_out, k, "top", rng=rng), x),
-        "unified": _layer_backward(Linear(n_in, n_out, k, "unified", rng=rng), x),
-        "rand": _layer_backward(Linear(n_in, n_out, k, "rand", rng=rng), x),
+        "top": _ready(Linear(n_in, n_out, k, "top", rng=rng), x),
+        "unified": _ready(Linear(n_in, n_out, k, "unified", rng=rng), x),
+        "rand": _ready(Linear(n_in, n_out, k, "rand", rng=rng), x),
     }
-    for backward in variants.values():  # compile and warm caches
-        backward(gradients[0])
-    times = {name: [] for name in variants}
-    for round_number in range(rounds):
-        for name, backward in variants.items():
-            batch_of_calls = [gradients[(round_number * calls + i) % pool] for i in range(calls)]
-            start = time.perf_counter()
-            for dy in batch_of_calls:
-                backward(dy)
-            times[name].append((time.perf_counter() - start) / calls)
-    medians = {name: float(np.median(values)) for name, values in times.items()}
-    return dict(
-        shape=dict(n_in=n_in, n_out=n_out, batch=batch, k=k), rounds=rounds, calls_per_round=calls,
-        gradient_pool=pool,
-        limit=n_out / k,
-        variants={name: dict(median_us=seconds * 1e6,
-                             vs_dense_blas=medians["dense-blas"] / seconds,
-                             vs_dense_loop=medians["dense-loop"] / seconds)
-                  for name, seconds in medians.items()},
-    )
+    medians = time_alternating(variants, gradients, rounds, calls)
+    return _report(dict(kind="linear", n_in=n_in, n_out=n_out, batch=batch, k=k), n_out / k, medians,
+                   ("dense-blas", "dense-loop"), rounds, calls, pool)
+
+
+def bench_conv(in_channels, out_channels, size, batch, ratios=CONV_RATIOS, rounds=10, calls=5, pool=16, seed=0):
+    """A 5x5, padding 2 convolution's backward: dense against spatial top-k at each ratio."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, in_channels, size, size), dtype=np.float32)
+    gradients = [rng.standard_normal((batch, out_channels, size, size), dtype=np.float32) for _ in range(pool)]
+    variants = {"dense": _ready(Conv2d(in_channels, out_channels, 5, padding=2, rng=rng), x)}
+    for ratio in ratios:
+        variants[f"top {ratio:.2f}"] = _ready(Conv2d(in_channels, out_channels, 5, padding=2, ratio=ratio, rng=rng), x)
+    medians = time_alternating(variants, gradients, rounds, calls)
+    return _report(dict(kind="conv", in_channels=in_channels, out_channels=out_channels, size=size, batch=batch,
+                        kernel=5, padding=2), None, medians, ("dense",), rounds, calls, pool)
 
 
 def format_report(result):
     shape = result["shape"]
-    lines = [f"{shape['n_in']}->{shape['n_out']}, batch {shape['batch']}, k {shape['k']} "
-             f"(limit n/k = {result['limit']:.2f}x; median of {result['rounds']} rounds x "
-             f"{result['calls_per_round']} calls)",
-             f"  {'variant':<11} {'median':>10}  {'vs dense-blas':>13}  {'vs dense-loop':>13}"]
+    if shape["kind"] == "linear":
+        title = (f"linear {shape['n_in']}->{shape['n_out']}, batch {shape['batch']}, k {shape['k']} "
+                 f"(limit n/k = {result['limit']:.2f}x)")
+    else:
+        title = (f"conv {shape['in_channels']}->{shape['out_channels']} channels, {shape['size']}x{shape['size']}, "
+                 f"5x5 padding 2, batch {shape['batch']}")
+    references = [key for key in next(iter(result["variants"].values())) if key.startswith("vs_")]
+    lines = [f"{title}; median of {result['rounds']} rounds x {result['calls_per_round']} calls",
+             f"  {'variant':<11} {'median':>10}" + "".join(f"  {key[3:] + ' / this':>16}" for key in references)]
     for name, entry in result["variants"].items():
-        lines.append(f"  {name:<11} {entry['median_us']:8.1f}us  {entry['vs_dense_blas']:12.2f}x  "
-                     f"{entry['vs_dense_loop']:12.2f}x")
+        lines.append(f"  {name:<11} {entry['median_us']:8.1f}us" + "".join(f"  {entry[key]:15.2f}x"
+                                                                         for key in references))
     return "\n".join(lines)

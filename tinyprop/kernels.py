@@ -79,17 +79,26 @@ def add_selected_positions_grad(dy, cols, selected, weight_grad):
 
 
 @njit(cache=True)
-def selected_positions_input_grad(dy, weight, selected, dcols):
-    """dcols[b, p] = sum over channels c with p in selected[b, c] of dy[b, c, p] * W[c]; dcols overwritten."""
-    dcols[:] = 0.0
-    patch = weight.shape[1]
+def add_selected_positions_input_grad(dy, weight, selected, kernel, stride, out_w, padded_dx):
+    """dx += sum over selected (b, c, p) of dy[b, c, p] * W[c] laid back onto position p's patch.
+
+    The sparse form of col2im(dy W): only the k selected positions per example and channel
+    are visited. padded_dx: (batch, C_in, H + 2 padding, W + 2 padding), accumulated into.
+    """
+    in_channels = padded_dx.shape[1]
     for b in range(selected.shape[0]):
         for c in range(selected.shape[1]):
             for t in range(selected.shape[2]):
                 p = selected[b, c, t]
                 g = dy[b, c, p]
-                for j in range(patch):
-                    dcols[b, p, j] += g * weight[c, j]
+                top = (p // out_w) * stride
+                left = (p % out_w) * stride
+                j = 0
+                for ci in range(in_channels):
+                    for u in range(kernel):
+                        for v in range(kernel):
+                            padded_dx[b, ci, top + u, left + v] += g * weight[c, j]
+                            j += 1
 
 
 @njit(cache=True)

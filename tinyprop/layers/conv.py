@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 
-from tinyprop.kernels import add_selected_positions_grad, col2im_add, im2col_copy, selected_positions_input_grad
+from tinyprop.kernels import add_selected_positions_grad, add_selected_positions_input_grad, col2im_add, im2col_copy
 from tinyprop.layers.base import Layer, check_positive_int, check_same_shape
 from tinyprop.parameter import Parameter
 from tinyprop.topk import topk_rows
@@ -25,12 +25,20 @@ def im2col(x, kernel, stride, padding):
     return cols
 
 
+def padded_zeros(x_shape, padding, dtype):
+    batch, channels, height, width = x_shape
+    return np.zeros((batch, channels, height + 2 * padding, width + 2 * padding), dtype=dtype)
+
+
+def unpad(padded, padding):
+    return padded[:, :, padding:padded.shape[2] - padding, padding:padded.shape[3] - padding]
+
+
 def col2im(dcols, x_shape, kernel, stride, padding):
     """The adjoint of im2col: add each patch's gradient back onto the input positions it came from."""
-    batch, channels, height, width = x_shape
-    padded = np.zeros((batch, channels, height + 2 * padding, width + 2 * padding), dtype=dcols.dtype)
-    col2im_add(np.ascontiguousarray(dcols), kernel, stride, output_size(width, kernel, stride, padding), padded)
-    return padded[:, :, padding:padding + height, padding:padding + width]
+    padded = padded_zeros(x_shape, padding, dcols.dtype)
+    col2im_add(np.ascontiguousarray(dcols), kernel, stride, output_size(x_shape[3], kernel, stride, padding), padded)
+    return unpad(padded, padding)
 
 
 class Conv2d(Layer):
@@ -43,8 +51,9 @@ class Conv2d(Layer):
     ratio=None: dense backward by BLAS. With a ratio, spatial top-k meProp (TKDE 2018,
     Section 3.3.2, Table 8): for each example and output channel, only the
     k = ceil(ratio * H_out * W_out) positions of dy with the largest magnitude take part,
-    and the Numba kernels in tinyprop.kernels touch only those positions. The bias
-    gradient stays dense, as for Linear.
+    and the Numba kernels in tinyprop.kernels touch only those positions: dW from their
+    patches, and dx by laying dy[b, c, p] W[c] back onto each one's patch (col2im restricted
+    to the selected positions). The bias gradient stays dense, as for Linear.
 
     Kept for backward: `cols` (the input's patches) and the input shape. Kept after
     backward: `selected`, (batch, C_out, k) positions. `backward_seconds` as in Linear.
@@ -100,10 +109,13 @@ class Conv2d(Layer):
         start = time.perf_counter()
         dy = np.ascontiguousarray(dy).reshape(batch, self.out_channels, positions)
         self.bias.grad += dy.sum(axis=(0, 2))  # dense, as Linear's bias
+        dx = None
         if self.ratio is None:
             dy_rows = dy.transpose(0, 2, 1).reshape(batch * positions, self.out_channels)
             self.weight.grad += dy_rows.T @ self.cols.reshape(batch * positions, -1)
-            dcols = (dy_rows @ self.weight.value).reshape(self.cols.shape) if need_dx else None
+            if need_dx:
+                dcols = (dy_rows @ self.weight.value).reshape(self.cols.shape)
+                dx = col2im(dcols, self.x_shape, self.kernel, self.stride, self.padding)
         else:
             k = math.ceil(self.ratio * positions)
             if self._heap.shape[0] < k:
@@ -112,13 +124,13 @@ class Conv2d(Layer):
             topk_rows(dy.reshape(batch * self.out_channels, positions), k, self._heap, selected)
             self.selected = selected.reshape(batch, self.out_channels, k)
             add_selected_positions_grad(dy, self.cols, self.selected, self.weight.grad)
-            dcols = None
             if need_dx:
-                dcols = np.empty_like(self.cols)
-                selected_positions_input_grad(dy, self.weight.value, self.selected, dcols)
+                padded = padded_zeros(self.x_shape, self.padding, dy.dtype)
+                add_selected_positions_input_grad(dy, self.weight.value, self.selected, self.kernel, self.stride,
+                                                  self._out_hw()[1], padded)
+                dx = unpad(padded, self.padding)
         self.weight.mark_all_rows()  # every channel selects k positions, so every row gets gradient
         self.bias.mark_all_rows()
-        dx = col2im(dcols, self.x_shape, self.kernel, self.stride, self.padding) if need_dx else None
         self.backward_seconds += time.perf_counter() - start
         return dx
 
