@@ -51,12 +51,12 @@ def train(ctx, config_path):
 @click.option("--net", type=click.Choice(NETS),
               help="mlp: dense MLP; mlptop: meProp top-k; mlprand: random k; mlpvar: meSimp; cnn: dense CNN; "
                    "cnntop: CNN with spatial top-k. [mlp]")
-@click.option("--k", type=int, help="Rows kept per example in the hidden layers' backward. [80]")
+@click.option("--k", type=int, help="Rows kept per example in the hidden (fully connected) layers' backward. [80]")
 @click.option("--k-ratio", type=float, help="cnntop: share of each feature map's positions kept by the "
                                           "convolutions' spatial top-k. [0.05]")
 @click.option("--unified", is_flag=True, default=None, help="mlptop with one top-k set per mini-batch.")
-@click.option("--hidden", type=int, help="Hidden layer size. [500]")
-@click.option("--layers", type=int, help="Linear layers, counting the output layer. [3]")
+@click.option("--hidden", type=int, help="MLP: hidden layer size. [500]")
+@click.option("--layers", type=int, help="MLP: linear layers, counting the output layer. [3]")
 @click.option("--batch", type=int, help="Mini-batch size. [10]")
 @click.option("--epochs", type=int, help="Epochs. [20]")
 @click.option("--iter-per-epoch", type=int, help="Parts per epoch; dev is evaluated after each. [8]")

@@ -1,4 +1,4 @@
-"""The MNIST task: the IDX files, the papers' split, the MLP, training steps and evaluation.
+"""The MNIST task: the IDX files, the papers' split, the MLP and CNN, training steps and evaluation.
 
 Where the data comes from, first match wins:
   1. --data-dir DIR,
@@ -401,10 +401,11 @@ def run(settings, out_dir, log=print):
     rng = np.random.default_rng(seed)
     model = build_model(meta, settings.dropout, rng)
     optimizer = make_optimizer(settings, model.params(), data.splits["train"][1].shape[0])
-    task = MnistTask(data, model, optimizer, meta)
+    simplifier = None
     if settings.net == "mlpvar":
-        linears = task.linear_layers()
-        task.simplifier = Simplifier(zip(linears[:-1], linears[1:]), settings.prune)
+        linears = [layer for layer in model.layers if isinstance(layer, Linear)]
+        simplifier = Simplifier(zip(linears[:-1], linears[1:]), settings.prune)
+    task = MnistTask(data, model, optimizer, meta, simplifier)
     os.makedirs(out_dir, exist_ok=True)
     write_json(os.path.join(out_dir, "config.json"), dict(dataclasses.asdict(settings), seed_used=seed,
                                                            data_files=data.paths))

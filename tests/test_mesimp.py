@@ -16,14 +16,24 @@ from tinyprop.optim import Adam
 
 
 def test_record_counts_a_hand_computed_example():
-    record = ActivityRecord(5)
-    record.observe(np.array([[0, 1], [1, 4], [1, 0]]), batch=3)
-    record.observe(np.array([2, 4]), batch=2)  # unified: one set for a mini-batch of 2
-    assert record.counts.tolist() == [2, 3, 2, 0, 3] and record.examples == 5
+    record = ActivityRecord(6, k=2)
+    # example 1 has 3 non-zero entries >= k: its top-2 {2, 5} counts
+    # example 2 has 1 non-zero entry: unit 3, and the zero of lowest index, unit 0
+    dy = np.array([[0.5, 0, -2, 0, 0, 1], [0, 0, 0, 3, 0, 0]], dtype=np.float32)
+    record.observe(np.array([[2, 5], [3, 0]]), dy)
+    assert record.counts.tolist() == [1, 0, 1, 1, 0, 1] and record.examples == 2
+    # keep original units 1, 3, 4; the removed 0, 2, 5 still take zero places by original index
+    record.keep_and_clear(np.array([1, 3, 4]))
+    assert record.counts.tolist() == [0, 0, 0] and record.examples == 0
+    dy = np.array([[0, 0, 0.7], [0, 0, 0]], dtype=np.float32)
+    record.observe(np.array([[2, 0], [0, 1]]), dy)
+    # example 1: unit 4 (non-zero); its one zero place goes to removed unit 0
+    # example 2: two zero places, removed unit 0 and live unit 1 (rank 1); unit 3 (rank 3) misses
+    assert record.counts.tolist() == [1, 0, 1] and record.examples == 2
 
 
 def test_threshold_rule_is_nnmnists():
-    record = ActivityRecord(4)
+    record = ActivityRecord(4, k=2)
     record.counts[:] = [1, 2, 3, 0]
     record.examples = 25
     assert record.units_to_keep(0.1).tolist() == [1, 2]  # theta = int(25 x 0.1) = 2

@@ -17,19 +17,34 @@ import numpy as np
 
 
 class ActivityRecord:
-    """Algorithm 2's record c for one layer: per output unit, the examples that had it in their top-k."""
+    """Algorithm 2's record c for one layer: per unit, the examples that had it in their top-k.
 
-    def __init__(self, n_units):
+    Counting follows the authors' masked implementation, in which k stays the same over
+    the layer's original width, removed units take part with a zero gradient, and ties go
+    to the lower original index. When an example's gradient has m >= k non-zero entries,
+    its top-k set is the one the layer selected. When m < k (behind a ReLU most entries
+    are zero), the set holds the m non-zero units and, in the k - m remaining places, the
+    zero entries of lowest original index, removed units included; so a live unit whose
+    gradient is zero counts only when it comes early enough among them.
+    """
+
+    def __init__(self, n_units, k):
+        self.k = k
+        self.original_index = np.arange(n_units)
         self.counts = np.zeros(n_units, dtype=np.int64)
         self.examples = 0
 
-    def observe(self, selected, batch):
-        """Count one backward's selection: (batch, k) per example, or (k,) shared by the whole batch."""
-        if selected.ndim == 2:
-            self.counts += np.bincount(selected.ravel(), minlength=self.counts.shape[0])
-        else:
-            self.counts[selected] += batch
-        self.examples += batch
+    def observe(self, selected, dy):
+        """Count one backward: dy (batch, units) and its per-example top-k indices (batch, k)."""
+        selected_nonzero = np.take_along_axis(dy, selected, axis=1) != 0
+        self.counts += np.bincount(selected[selected_nonzero], minlength=self.counts.shape[0])
+        zero = dy == 0
+        places_for_zeros = np.maximum(self.k - (~zero).sum(axis=1), 0)
+        if places_for_zeros.any():
+            removed_before = self.original_index - np.arange(self.original_index.shape[0])
+            rank_among_zeros = np.cumsum(zero, axis=1) - 1 + removed_before
+            self.counts += (zero & (rank_among_zeros < places_for_zeros[:, None])).sum(axis=0)
+        self.examples += dy.shape[0]
 
     def units_to_keep(self, rate):
         """Indices of the units whose count reaches int(examples x rate); at least the most active one."""
@@ -37,16 +52,18 @@ class ActivityRecord:
         keep = np.flatnonzero(self.counts >= threshold)
         return keep if keep.size else np.array([int(np.argmax(self.counts))])
 
-    def clear(self, n_units):
-        self.counts = np.zeros(n_units, dtype=np.int64)
+    def keep_and_clear(self, keep):
+        """After a pruning: follow the kept units and start counting anew (Algorithm 2, line 14)."""
+        self.original_index = self.original_index[keep]
+        self.counts = np.zeros(keep.shape[0], dtype=np.int64)
         self.examples = 0
 
 
 class Simplifier:
     """meSimp over pairs (layer, consumer): prunes `layer`'s outputs and the matching inputs of `consumer`.
 
-    `layer` must run meProp (its backward leaves `selected`); the output layer of a
-    network is never given as a `layer`.
+    `layer` must run per-example top-k meProp (its backward leaves `dy` and `selected`);
+    the output layer of a network is never given as a `layer`.
     """
 
     def __init__(self, pairs, rate):
@@ -54,7 +71,7 @@ class Simplifier:
             raise ValueError(f"Simplifier: the prune rate must be in [0, 1], got {rate!r}")
         self.pairs = list(pairs)
         self.rate = rate
-        self.records = [ActivityRecord(layer.n_out) for layer, _ in self.pairs]
+        self.records = [ActivityRecord(layer.n_out, layer.k) for layer, _ in self.pairs]
         self.original_sizes = self.sizes()
 
     def sizes(self):
@@ -63,7 +80,7 @@ class Simplifier:
     def observe(self):
         """Record the top-k sets of the last backward (Algorithm 2, line 7)."""
         for (layer, _), record in zip(self.pairs, self.records):
-            record.observe(layer.selected, layer.x.shape[0])
+            record.observe(layer.selected, layer.dy)
 
     def prune(self):
         """Remove the inactive units of every layer, then clear the records (Algorithm 2, lines 9-14)."""
@@ -72,7 +89,7 @@ class Simplifier:
             if keep.size < layer.n_out:
                 layer.remove_outputs(keep)
                 consumer.remove_inputs(keep)
-            record.clear(layer.n_out)
+            record.keep_and_clear(keep)
 
     def describe(self):
         """Sizes against the original ones, as nnmnist logs them: '149(500) 159(500)'."""

@@ -26,7 +26,7 @@ class Linear(Layer):
     "unified" by BLAS on the k gathered rows. The bias gets its dense gradient
     db = sum_b dy, as in the authors' C# and PyTorch code.
 
-    Kept for backward: `x`, the input of the last forward. Kept after backward:
+    Kept for backward: `x`, the input of the last forward. Kept after backward: `dy` and
     `selected`, the chosen indices ((batch, k) per example, or (k,) unified), which
     meSimp counts. `backward_seconds` sums the time spent in backward ("backprop time").
     """
@@ -52,6 +52,7 @@ class Linear(Layer):
         self.weight = Parameter(self.rng.normal(0.0, scale, (n_out, n_in)).astype(dtype), f"{name}.weight")
         self.bias = Parameter(np.zeros(n_out, dtype=dtype), f"{name}.bias")
         self.x = None
+        self.dy = None
         self.selected = None
         self.backward_seconds = 0.0
         self._heap = np.empty(k or 1, dtype=np.uint64)  # reused by every top-k selection
@@ -77,7 +78,7 @@ class Linear(Layer):
     def backward(self, dy, need_dx=True):
         check_same_shape(self.name, dy, (self.x.shape[0], self.n_out))
         start = time.perf_counter()
-        dy = np.ascontiguousarray(dy)
+        self.dy = dy = np.ascontiguousarray(dy)
         self.bias.grad += dy.sum(axis=0)
         self.bias.mark_all_rows()
         if self.k is None:
