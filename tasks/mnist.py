@@ -17,6 +17,7 @@ import gzip
 import hashlib
 import json
 import os
+import sys
 import time
 import urllib.request
 
@@ -175,7 +176,7 @@ def _fetch(url):
         total = int(response.headers.get("Content-Length") or 0) or None
         chunks = []
         with click.progressbar(length=total, label=f"downloading {url.rsplit('/', 1)[-1]}",
-                               file=click.get_text_stream("stderr")) as bar:
+                               file=sys.stderr) as bar:
             while chunk := response.read(1 << 16):
                 chunks.append(chunk)
                 bar.update(len(chunk))
