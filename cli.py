@@ -12,8 +12,9 @@ import time  # noqa: E402
 
 import click  # noqa: E402
 
-from tasks import mnist  # noqa: E402
-from tasks.config import NETS, OPTIMIZERS, ConfigError, make_settings, read_nnmnist_config  # noqa: E402
+from tasks import mnist, parse  # noqa: E402
+from tasks.config import (NETS, OPTIMIZERS, PARSE_DEFAULTS, ConfigError, make_settings,  # noqa: E402
+                          read_nnmnist_config)
 from tasks.files import DataError  # noqa: E402
 from tasks.training import TrainingDiverged  # noqa: E402
 from tinyprop import __version__  # noqa: E402
@@ -29,6 +30,7 @@ def main():
     \b
     tinyprop train mnist --net mlptop --k 80     train the papers' MNIST MLP with meProp
     tinyprop train --config default.json         train from an nnmnist JSON config
+    tinyprop train parse --net mlptop --k 20     train the dependency parser with meProp
     tinyprop evaluate --model runs/X/model.npz   re-evaluate a saved model
     tinyprop bench                               time dense and meProp backward passes
     """
@@ -94,20 +96,59 @@ def train_mnist(ctx, out_dir, **options):
         raise click.ClickException(str(error)) from error
 
 
+@train.command("parse")
+@click.option("--net", type=click.Choice(("mlp", "mlptop", "mlpvar")),
+              help="mlp: dense; mlptop: meProp on the hidden and output layers; mlpvar: meSimp. [mlp]")
+@click.option("--k", type=int, help="Top-k of the hidden layer (and of the output layer, unless --k-out). [20]")
+@click.option("--k-out", type=int, help="Top-k of the output layer. [--k]")
+@click.option("--hidden", type=int, help="Hidden layer size. [500]")
+@click.option("--batch", type=int, help="Transitions per mini-batch. [10000]")
+@click.option("--epochs", type=int, help="Epochs. [10]")
+@click.option("--iter-per-epoch", type=int, help="Parts per epoch; dev is parsed after each. [2]")
+@click.option("--optim", type=click.Choice(OPTIMIZERS), help="Optimizer. [adam]")
+@click.option("--lr", type=float, help="Learning rate. [0.001]")
+@click.option("--seed", type=int, help="Random seed; negative: from the clock (recorded). [-1]")
+@click.option("--dense-updates", is_flag=True, default=None,
+              help="Update every row every step, not only rows that received gradient.")
+@click.option("--clip-bound", type=float, help="Clip each gradient entry to [-c, c]; 0: off. [5]")
+@click.option("--prune", type=float, help="mlpvar: prune rate. [0.1]")
+@click.option("--train-cycle", type=int, help="mlpvar: epochs per cycle; even cycles prune. [5]")
+@click.option("--max-examples", type=int, help="Use at most N sentences of each split (quick runs).")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="Folder with ud-english-ewt/en_ewt-ud-{train,dev,test}.conllu; else $TINYPROP_DATA.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder. [runs/parse-NET-TIME]")
+def train_parse(out_dir, **options):
+    """Train Chen and Manning's transition parser (48 features, hidden 500, cube) on UD English EWT.
+
+    Writes config.json, metrics.jsonl, model.npz (at the best dev UAS) and summary.json to --out.
+    """
+    try:
+        settings = make_settings({}, options, defaults=PARSE_DEFAULTS)
+        out_dir = out_dir or os.path.join("runs", f"parse-{settings.net}-{time.strftime('%Y%m%d-%H%M%S')}")
+        parse.run(settings, out_dir, log=click.echo)
+    except USER_ERRORS as error:
+        raise click.ClickException(str(error)) from error
+
+
 @main.command()
 @click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False),
               help="A model.npz written by tinyprop train.")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the MNIST files.")
-def evaluate(model_path, data_dir):
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the task's data.")
+@click.option("--output", type=click.Path(dir_okay=False),
+              help="Parser models: write the parsed test set to this CoNLL-U file.")
+def evaluate(model_path, data_dir, output):
     """Re-evaluate a saved model on the dev and test sets."""
     try:
+        if mnist.saved_task(model_path) == "parse":
+            parse.evaluate_saved(model_path, data_dir, output, log=click.echo)
+            return
         meta, model = mnist.load_model(model_path)
         data = mnist.Mnist(mnist.locate_files(data_dir))
     except USER_ERRORS as error:
         raise click.ClickException(str(error)) from error
     task = mnist.MnistTask(data, model, optimizer=None, meta=meta)
     for split in ("dev", "test"):
-        loss, accuracy = task.evaluate(split)
+        loss, accuracy, _ = task.evaluate(split)
         click.echo(f"{split}: accuracy {accuracy:.2f}%  loss {loss:.4f}  ({data.splits[split][1].shape[0]} examples)")
 
 

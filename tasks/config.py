@@ -29,6 +29,7 @@ class ConfigError(Exception):
 class Settings:
     net: str = "mlp"
     k: int = 80
+    k_out: Optional[int] = None
     k_ratio: float = 0.05
     unified: bool = False
     hidden: int = 500
@@ -89,9 +90,12 @@ NNMNIST_KEYS = {
     "TrainTop": ("k", int, "--k"),
 }
 FIELD_NAMES = {field: f"{key} ({option})" if option else key for key, (field, _, option) in NNMNIST_KEYS.items()}
-FIELD_NAMES.update(unified="--unified", dropout="--dropout", max_examples="--max-examples", k_ratio="--k-ratio")
+FIELD_NAMES.update(unified="--unified", dropout="--dropout", max_examples="--max-examples", k_ratio="--k-ratio",
+                   k_out="--k-out")
 
 NNMNIST_DEFAULTS = dict(batch=100, k=160)  # where nnmnist's Config() differs from the papers' MNIST setting
+# the papers' parsing setting (TKDE 2018, Section 3.1 and Table 2): mini-batches of 10,000 transitions, k 20
+PARSE_DEFAULTS = dict(batch=10000, k=20, epochs=10, iter_per_epoch=2)
 
 
 def read_nnmnist_config(path):
@@ -139,9 +143,11 @@ def _resolve_data_path(relative, folder):
     return beside if os.path.exists(beside) else relative
 
 
-def make_settings(config_values=None, options=None):
-    """Defaults, then a config file's values, then command-line options; checked."""
+def make_settings(config_values=None, options=None, defaults=None):
+    """Defaults (the task's `defaults` over Settings'), then a config file's values, then command-line
+    options; checked."""
     values = dataclasses.asdict(Settings())
+    values.update(defaults or {})
     values.update(config_values or {})
     values.update({name: value for name, value in (options or {}).items() if value is not None})
     settings = Settings(**values)
@@ -168,6 +174,8 @@ def validate(s):
             fail("layers", f"{s.net} applies meProp to hidden layers, so it needs Layers >= 2, got {s.layers}")
         if not 1 <= s.k < hidden:
             fail("k", f"k must be at least 1 and smaller than the hidden size {hidden}, got {s.k}")
+    if s.k_out is not None and s.k_out < 1:
+        fail("k_out", f"must be at least 1, got {s.k_out}")
     if s.net == "cnntop" and not 0 < s.k_ratio <= 1:
         fail("k_ratio", f"the spatial top-k ratio must be in (0, 1], got {s.k_ratio}")
     if s.unified and s.net != "mlptop":

@@ -313,7 +313,7 @@ class MnistTask:
         return loss, int((logits.argmax(axis=1) == targets).sum())
 
     def evaluate(self, split):
-        """(mean loss, accuracy %) on a split, with dropout off."""
+        """(mean loss, accuracy %, {}) on a split, with dropout off."""
         images, labels = self.data.splits[split]
         self.model.train(False)
         total_loss, correct = 0.0, 0
@@ -323,7 +323,7 @@ class MnistTask:
             total_loss += self.loss.forward(logits, targets)
             correct += int((logits.argmax(axis=1) == targets).sum())
         self.model.train(True)
-        return total_loss / labels.shape[0], 100.0 * correct / labels.shape[0]
+        return total_loss / labels.shape[0], 100.0 * correct / labels.shape[0], {}
 
     def sizes(self):
         """Input size, then the widths of the fully connected layers (meSimp changes the hidden ones)."""
@@ -346,14 +346,23 @@ class MnistTask:
         return float(np.median(times))
 
 
-def load_model(path):
-    """(meta, model) from a model.npz written by training."""
+def read_saved(path):
+    """(meta, arrays) of a model.npz written by training."""
     try:
         with np.load(path) as saved:
             meta = json.loads(str(saved["meta"]))
-            arrays = {name: saved[name] for name in saved.files if name != "meta"}
+            return meta, {name: saved[name] for name in saved.files if name != "meta"}
     except (OSError, KeyError, ValueError) as error:
         raise DataError(f"{path}: not a tinyprop model file ({error})") from error
+
+
+def saved_task(path):
+    return read_saved(path)[0].get("task")
+
+
+def load_model(path):
+    """(meta, model) from a model.npz written by training."""
+    meta, arrays = read_saved(path)
     if meta.get("task") != "mnist":
         raise DataError(f"{path}: a model of task {meta.get('task')!r}, not mnist")
     model = build_model(meta)

@@ -11,7 +11,7 @@ after every part, once it has been evaluated, as nnmnist does; odd cycles train 
 (still with meProp) without simplifying. A TrainCycle >= MaxEpoch simplifies throughout.
 
 A task gives: `train_size`, `train_step(indices)` -> (summed loss, correct count),
-`evaluate(split)` -> (mean loss, accuracy %), `product_layers()`, `model_arrays()`,
+`evaluate(split)` -> (mean loss, accuracy %, {other score: value}), `product_layers()`, `model_arrays()`,
 `optimizer`, `simplifier` (or None) and `timers` (a Timers it fills in during train_step).
 """
 import os
@@ -65,10 +65,11 @@ def train(task, settings, seed, out_dir, log=print):
                                        "learning rate or set ClipBound (--clip-bound)")
             record = dict(epoch=epoch, part=part, train_loss=loss / len(indices),
                           train_acc=100.0 * correct / len(indices))
-            record["dev_loss"], record["dev_acc"] = task.evaluate("dev")
+            record.update(evaluation(task, "dev"))
             if record["dev_acc"] > best["dev_acc"]:
-                _, record["test_acc"] = task.evaluate("test")
-                best = dict(dev_acc=record["dev_acc"], test_acc=record["test_acc"], epoch=epoch, part=part)
+                record.update(evaluation(task, "test"))
+                best = {key: value for key, value in record.items() if key.startswith(("dev_", "test_"))}
+                best.update(epoch=epoch, part=part)
                 write_npz(os.path.join(out_dir, "model.npz"), task.model_arrays())
             if task.simplifier is not None and cycle % 2 == 0:
                 task.simplifier.prune()
@@ -78,14 +79,22 @@ def train(task, settings, seed, out_dir, log=print):
             log(format_record(record, settings))
             if "hidden_sizes" in record:
                 log(f"  dims: {task.simplifier.describe()}")
-    summary = dict(
-        best_epoch=best["epoch"], best_part=best["part"], best_dev_acc=best["dev_acc"], test_acc=best["test_acc"],
+    summary = {f"best_{key}" if key.startswith("dev_") else key: value
+               for key, value in best.items() if key not in ("epoch", "part", "dev_loss", "test_loss")}
+    summary.update(
+        best_epoch=best["epoch"], best_part=best["part"],
         train_time_s=train_seconds, forward_time_s=task.timers.forward, backward_time_s=task.timers.backward,
         linear_backward_time_s=sum(layer.backward_seconds for layer in task.product_layers()),
         update_time_s=task.timers.update, wall_time_s=time.perf_counter() - start,
         peak_memory_mb=peak_memory_mb(),
     )
     return summary
+
+
+def evaluation(task, split):
+    """A split's scores as record fields: {split}_loss, {split}_acc and the task's others ({split}_las ...)."""
+    loss, accuracy, others = task.evaluate(split)
+    return {f"{split}_loss": loss, f"{split}_acc": accuracy, **{f"{split}_{key}": value for key, value in others.items()}}
 
 
 def train_part(task, indices, batch, label):
@@ -104,10 +113,15 @@ def train_part(task, indices, batch, label):
 
 def format_record(record, settings):
     line = (f"epoch {record['epoch']:2d} part {record['part']}/{settings.iter_per_epoch}  "
-            f"train loss {record['train_loss']:.4f} acc {record['train_acc']:.2f}  "
-            f"dev loss {record['dev_loss']:.4f} acc {record['dev_acc']:.2f}")
+            f"train loss {record['train_loss']:.4f} acc {record['train_acc']:.2f}")
+    for split in ("dev", "test"):
+        if f"{split}_acc" in record:
+            scores = [f"{key[len(split) + 1:]} {value:.4f}" if key.endswith("loss") else
+                      f"{key[len(split) + 1:]} {value:.2f}" for key, value in record.items()
+                      if key.startswith(split + "_") and not (key.endswith("loss") and np.isnan(value))]
+            line += f"  {split} " + " ".join(scores)
     if "test_acc" in record:
-        line += f"  test acc {record['test_acc']:.2f} *"
+        line += " *"
     return line + f"  {record['elapsed_s']:.1f}s"
 
 
@@ -122,4 +136,4 @@ def make_optimizer(settings, params, train_size):
         return Adam(params, lr=settings.lr, **common)
     if settings.optim == "adagrad":
         return AdaGrad(params, lr=settings.lr, eps=settings.eps, **common)
-    return SGD(params, lr=settings.lr, decay_rate=settings.decay_rate, decay_steps=train_size, **common)
+    return SGD(params, lr=settings.lr, decay_rate=settings.decay_rate, decay_steps=train_size or 1, **common)

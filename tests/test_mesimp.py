@@ -129,7 +129,7 @@ class FakeTask:
         return 0.0, 0
 
     def evaluate(self, split):
-        return 0.0, 50.0
+        return 0.0, 50.0, {}
 
     def product_layers(self):
         return []

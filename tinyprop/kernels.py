@@ -49,7 +49,7 @@ def selected_input_grad(dy, weight, selected, dx):
 
 @njit(cache=True)
 def add_to_rows(target, rows, values):
-    """target[rows[i]] += values[i] for 2-d target (n, m) and values (len(rows), m); rows distinct."""
+    """target[rows[i]] += values[i] for 2-d target (n, m) and values (len(rows), m); rows may repeat."""
     for i in range(rows.shape[0]):
         r = rows[i]
         for j in range(target.shape[1]):

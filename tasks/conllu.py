@@ -1,0 +1,91 @@
+"""Reading and writing CoNLL-U files (Universal Dependencies), for the tagging and parsing tasks.
+
+A sentence is a block of word lines, ten tab-separated fields each (ID FORM LEMMA UPOS
+XPOS FEATS HEAD DEPREL DEPS MISC), ended by a blank line; lines starting with # are
+comments. Lines whose ID is a range (3-4, a multiword token) or a decimal (8.1, an
+empty node) are not words and are skipped. Words are numbered 1..n; head 0 is the root.
+"""
+import re
+from dataclasses import dataclass, field
+
+from tasks.files import DataError, write_bytes
+
+WORD_ID = re.compile(r"[1-9][0-9]*\Z")
+SKIPPED_ID = re.compile(r"[1-9][0-9]*(-[1-9][0-9]*|\.[1-9][0-9]*)\Z")
+
+
+@dataclass
+class Sentence:
+    """One sentence's words; index i of each list is word i + 1."""
+    forms: list = field(default_factory=list)
+    upos: list = field(default_factory=list)
+    xpos: list = field(default_factory=list)
+    heads: list = field(default_factory=list)
+    deprels: list = field(default_factory=list)
+    lines: list = field(default_factory=list)  # the original lines (comments, tokens, words), to write back
+
+    def __len__(self):
+        return len(self.forms)
+
+
+def read_conllu(path):
+    """The sentences of a CoNLL-U file; a malformed line is a DataError naming the file and line."""
+    sentences, current = [], Sentence()
+    try:
+        stream = open(path, encoding="utf-8")
+    except OSError as error:
+        raise DataError(f"{path}: cannot read it ({error.strerror})") from error
+    with stream:
+        for number, raw in enumerate(stream, 1):
+            line = raw.rstrip("\n")
+            if not line.strip():
+                if current.forms:
+                    _check_heads(path, number, current)
+                    sentences.append(current)
+                current = Sentence()
+                continue
+            current.lines.append(line)
+            if line.startswith("#"):
+                continue
+            fields = line.split("\t")
+            if len(fields) != 10:
+                raise DataError(f"{path}, line {number}: {len(fields)} tab-separated fields, CoNLL-U has 10")
+            if SKIPPED_ID.match(fields[0]):
+                continue
+            if not WORD_ID.match(fields[0]) or int(fields[0]) != len(current.forms) + 1:
+                raise DataError(f"{path}, line {number}: word ID {fields[0]!r}, expected {len(current.forms) + 1}")
+            if not fields[6].isdigit():
+                raise DataError(f"{path}, line {number}: HEAD {fields[6]!r} is not a word number")
+            current.forms.append(fields[1])
+            current.upos.append(fields[3])
+            current.xpos.append(fields[4])
+            current.heads.append(int(fields[6]))
+            current.deprels.append(fields[7])
+    if current.forms:
+        _check_heads(path, number, current)
+        sentences.append(current)
+    if not sentences:
+        raise DataError(f"{path}: no sentences; is this a CoNLL-U file?")
+    return sentences
+
+
+def _check_heads(path, line_number, sentence):
+    for word, head in enumerate(sentence.heads, 1):
+        if head > len(sentence):
+            raise DataError(f"{path}, sentence ending before line {line_number}: word {word} has head {head}, "
+                            f"but the sentence has {len(sentence)} words")
+
+
+def write_conllu(path, sentences, heads, deprels):
+    """Write `sentences` with the given heads and relations in place of theirs (atomically)."""
+    out = []
+    for sentence, sentence_heads, sentence_deprels in zip(sentences, heads, deprels):
+        for line in sentence.lines:
+            fields = line.split("\t")
+            if not line.startswith("#") and WORD_ID.match(fields[0]):
+                word = int(fields[0]) - 1
+                fields[6], fields[7], fields[8] = str(sentence_heads[word]), sentence_deprels[word], "_"
+                line = "\t".join(fields)
+            out.append(line)
+        out.append("")
+    write_bytes(path, ("\n".join(out) + "\n").encode("utf-8"))

@@ -1,0 +1,287 @@
+"""Transition-based dependency parsing (Chen and Manning, 2014) with meProp: data, model, evaluation.
+
+The papers' third task (TKDE 2018, Section 3, Table 2: MLP with hidden 500, mini-batches
+of 10,000 transitions, Adam; meProp k=20). Data: UD English EWT (CoNLL-U), gold XPOS
+tags as input. Training examples are the (configuration, oracle transition) pairs of
+the projective training sentences; the others cannot be derived by arc-standard and are
+skipped (and counted). Evaluation parses greedily, taking only legal transitions, and
+scores UAS and LAS without punctuation (UPOS PUNCT).
+
+Words are lower-cased; those seen fewer than twice in training share the UNKNOWN id.
+"""
+import collections
+import dataclasses
+import json
+import os
+import time
+
+import numpy as np
+
+from tasks.arcstandard import NULL, ROOT, SHIFT, UNKNOWN, Configuration, features, oracle_transitions
+from tasks.config import ConfigError, resolve_seed
+from tasks.conllu import read_conllu, write_conllu
+from tasks.files import DataError, write_json
+from tasks.mnist import read_saved
+from tasks.training import Timers, make_optimizer, train, write_summary
+from tinyprop.layers import Cube, Embedding, Linear, SoftmaxCrossEntropy
+from tinyprop.mesimp import Simplifier
+
+SPLITS = {"train": "en_ewt-ud-train.conllu", "dev": "en_ewt-ud-dev.conllu", "test": "en_ewt-ud-test.conllu"}
+N_WORDS, N_TAGS, N_LABELS = 18, 18, 12  # Chen and Manning's 48 features
+EMBEDDING_DIM = 50
+
+
+def locate_treebank(data_dir=None):
+    """The three EWT files, in DIR/ud-english-ewt or DIR (DIR: --data-dir, else $TINYPROP_DATA)."""
+    folder = data_dir or os.environ.get("TINYPROP_DATA")
+    if not folder:
+        raise DataError("the parser reads UD English EWT from --data-dir or TINYPROP_DATA, and neither is set")
+    for where in (os.path.join(folder, "ud-english-ewt"), folder):
+        paths = {split: os.path.join(where, name) for split, name in SPLITS.items()}
+        if all(os.path.isfile(path) for path in paths.values()):
+            return paths
+    raise DataError(f"{', '.join(SPLITS.values())} not found in {folder} nor in {folder}/ud-english-ewt")
+
+
+class Vocabulary:
+    """Ids of words (lower-cased, seen at least twice), XPOS tags and relations, from the training set."""
+
+    def __init__(self, sentences, min_count=2):
+        counts = collections.Counter(form.lower() for sentence in sentences for form in sentence.forms)
+        words = sorted(word for word, count in counts.items() if count >= min_count)
+        tags = sorted({tag for sentence in sentences for tag in sentence.xpos})
+        self.words = {word: i for i, word in enumerate(words, ROOT + 1)}
+        self.tags = {tag: i for i, tag in enumerate(tags, ROOT + 1)}
+        self.labels = sorted({label for sentence in sentences for label in sentence.deprels})
+
+    def encode(self, sentence):
+        """Word and tag ids per node 0..n (node 0, the root, gets NULL: features use ROOT for it)."""
+        words = [NULL] + [self.words.get(form.lower(), UNKNOWN) for form in sentence.forms]
+        tags = [NULL] + [self.tags.get(tag, UNKNOWN) for tag in sentence.xpos]
+        return words, tags
+
+    def to_json(self):
+        return dict(words=self.words, tags=self.tags, labels=self.labels)
+
+    @classmethod
+    def from_json(cls, data):
+        vocabulary = cls.__new__(cls)
+        vocabulary.words, vocabulary.tags, vocabulary.labels = data["words"], data["tags"], data["labels"]
+        return vocabulary
+
+
+def oracle_examples(sentences, vocabulary):
+    """(features (N, 48) int32, transitions (N,) int64, sentences skipped as non-projective)."""
+    label_ids = {label: i for i, label in enumerate(vocabulary.labels)}
+    n_labels = len(vocabulary.labels)
+    rows, targets, skipped = [], [], 0
+    for sentence in sentences:
+        labels = [label_ids.get(label) for label in sentence.deprels]
+        transitions = None if None in labels else oracle_transitions(sentence.heads, labels, n_labels)
+        if transitions is None:
+            skipped += 1
+            continue
+        words, tags = vocabulary.encode(sentence)
+        config = Configuration(len(sentence))
+        for transition in transitions:
+            rows.append(features(config, words, tags))
+            targets.append(transition)
+            config.apply(transition, n_labels)
+    return np.array(rows, dtype=np.int32), np.array(targets, dtype=np.int64), skipped
+
+
+class ParserModel:
+    """Embeddings of the 48 features (50 each) -> Linear 2400->hidden -> Cube -> Linear hidden->transitions.
+
+    meProp applies to the hidden layer (k) and to the output layer (k_out), as in the papers'
+    parsing setting, where the output layer (2L+1 transitions) is large enough to gain.
+    """
+
+    def __init__(self, vocabulary, hidden=500, k=None, k_out=None, rng=None):
+        rng = rng if rng is not None else np.random.default_rng()
+        n_transitions = 1 + 2 * len(vocabulary.labels)
+        self.embeddings = [Embedding(ROOT + 1 + len(vocabulary.words), EMBEDDING_DIM, rng=rng, name="words"),
+                           Embedding(ROOT + 1 + len(vocabulary.tags), EMBEDDING_DIM, rng=rng, name="tags"),
+                           Embedding(1 + len(vocabulary.labels), EMBEDDING_DIM, rng=rng, name="labels")]
+        self.hidden = Linear((N_WORDS + N_TAGS + N_LABELS) * EMBEDDING_DIM, hidden, k=k, rng=rng, name="hidden")
+        self.cube = Cube()
+        self.output = Linear(hidden, n_transitions, k=k_out, rng=rng, name="output")
+        self.slices = [slice(0, N_WORDS), slice(N_WORDS, N_WORDS + N_TAGS), slice(N_WORDS + N_TAGS, None)]
+
+    def params(self):
+        return [param for layer in self.embeddings + [self.hidden, self.output] for param in layer.params()]
+
+    def train(self, mode=True):
+        pass  # no layer behaves differently in evaluation
+
+    def forward(self, feats):
+        embedded = np.concatenate([layer.forward(feats[:, part])
+                                   for layer, part in zip(self.embeddings, self.slices)], axis=1)
+        return self.output.forward(self.cube.forward(self.hidden.forward(embedded)))
+
+    def backward(self, dlogits):
+        dembedded = self.hidden.backward(self.cube.backward(self.output.backward(dlogits)))
+        start = 0
+        for layer, part in zip(self.embeddings, self.slices):
+            width = layer.ids.shape[1] * EMBEDDING_DIM
+            layer.backward(dembedded[:, start:start + width])
+            start += width
+
+    def zero_grad(self):
+        for param in self.params():
+            param.zero_grad()
+
+
+def legal_mask(config, n_labels):
+    mask = np.zeros(1 + 2 * n_labels, dtype=bool)
+    mask[SHIFT] = config.can_shift()
+    mask[1:1 + n_labels] = config.can_left()
+    mask[1 + n_labels:] = config.can_right()
+    return mask
+
+
+def parse(model, sentences, vocabulary, batch=2000):
+    """Greedy parsing, all sentences at once: (heads, label ids) per sentence."""
+    n_labels = len(vocabulary.labels)
+    encoded = [vocabulary.encode(sentence) for sentence in sentences]
+    configs = [Configuration(len(sentence)) for sentence in sentences]
+    active = [i for i, config in enumerate(configs) if not config.terminal()]
+    while active:
+        for first in range(0, len(active), batch):
+            chunk = active[first:first + batch]
+            feats = np.array([features(configs[i], *encoded[i]) for i in chunk], dtype=np.int32)
+            scores = model.forward(feats)
+            for row, i in enumerate(chunk):
+                legal = legal_mask(configs[i], n_labels)
+                configs[i].apply(int(np.argmax(np.where(legal, scores[row], -np.inf))), n_labels)
+        active = [i for i in active if not configs[i].terminal()]
+    return [config.heads[1:] for config in configs], [config.labels[1:] for config in configs]
+
+
+def attachment_scores(sentences, heads, labels, vocabulary):
+    """(UAS %, LAS %) over the words whose UPOS is not PUNCT."""
+    total = unlabeled = labeled = 0
+    for sentence, sentence_heads, sentence_labels in zip(sentences, heads, labels):
+        for word, upos in enumerate(sentence.upos):
+            if upos == "PUNCT":
+                continue
+            total += 1
+            if sentence_heads[word] == sentence.heads[word]:
+                unlabeled += 1
+                labeled += vocabulary.labels[sentence_labels[word]] == sentence.deprels[word]
+    return 100.0 * unlabeled / total, 100.0 * labeled / total
+
+
+class ParseTask:
+    """The parsing task as tasks.training.train drives it."""
+
+    def __init__(self, splits, vocabulary, model, optimizer, meta, simplifier=None):
+        self.splits = splits  # name -> sentences
+        self.vocabulary = vocabulary
+        self.model = model
+        self.optimizer = optimizer
+        self.meta = meta
+        self.simplifier = simplifier
+        self.loss = SoftmaxCrossEntropy()
+        self.timers = Timers()
+        self.feats, self.targets, self.skipped = oracle_examples(splits["train"], vocabulary)
+
+    @property
+    def train_size(self):
+        return self.targets.shape[0]
+
+    def product_layers(self):
+        return [self.model.hidden, self.model.output]
+
+    def train_step(self, indices):
+        start = time.perf_counter()
+        logits = self.model.forward(self.feats[indices])
+        loss = self.loss.forward(logits, self.targets[indices])
+        after_forward = time.perf_counter()
+        self.model.backward(self.loss.backward())
+        if self.simplifier is not None:
+            self.simplifier.observe()
+        after_backward = time.perf_counter()
+        self.optimizer.step()
+        self.model.zero_grad()
+        self.timers.forward += after_forward - start
+        self.timers.backward += after_backward - after_forward
+        self.timers.update += time.perf_counter() - after_backward
+        return loss, int((logits.argmax(axis=1) == self.targets[indices]).sum())
+
+    def evaluate(self, split):
+        """(NaN loss: greedy parsing has none, UAS %, {"las": LAS %})."""
+        heads, labels = parse(self.model, self.splits[split], self.vocabulary)
+        uas, las = attachment_scores(self.splits[split], heads, labels, self.vocabulary)
+        return float("nan"), uas, dict(las=las)
+
+    def model_arrays(self):
+        arrays = {param.name: param.value for param in self.model.params()}
+        meta = dict(self.meta, hidden=self.model.hidden.n_out, vocabulary=self.vocabulary.to_json())
+        arrays["meta"] = np.array(json.dumps(meta))
+        return arrays
+
+
+def load_model(path):
+    """(meta, vocabulary, model) from a model.npz written by `tinyprop train parse`."""
+    meta, arrays = read_saved(path)
+    if meta.get("task") != "parse":
+        raise DataError(f"{path}: a model of task {meta.get('task')!r}, not parse")
+    vocabulary = Vocabulary.from_json(meta["vocabulary"])
+    model = ParserModel(vocabulary, meta["hidden"], meta["k"], meta["k_out"])
+    for param in model.params():
+        param.value[...] = arrays[param.name]
+    return meta, vocabulary, model
+
+
+def run(settings, out_dir, log=print):
+    """Train the parser `settings` describe; write config.json, metrics.jsonl, model.npz, summary.json."""
+    seed = resolve_seed(settings.seed)
+    paths = locate_treebank(settings.data_dir)
+    splits = {split: read_conllu(path) for split, path in paths.items()}
+    if settings.max_examples:
+        splits = {split: sentences[:settings.max_examples] for split, sentences in splits.items()}
+    vocabulary = Vocabulary(splits["train"])
+    n_transitions = 1 + 2 * len(vocabulary.labels)
+    k = settings.k if settings.meprop else None
+    k_out = (settings.k_out or settings.k) if settings.meprop else None
+    if k_out is not None and not 1 <= k_out < n_transitions:
+        raise ConfigError(f"--k-out: must be at least 1 and smaller than the {n_transitions} transitions, got {k_out}")
+    rng = np.random.default_rng(seed)
+    model = ParserModel(vocabulary, settings.hidden, k, k_out, rng)
+    optimizer = make_optimizer(settings, model.params(), None)
+    simplifier = Simplifier([(model.hidden, model.output)], settings.prune) if settings.net == "mlpvar" else None
+    meta = dict(task="parse", net=settings.net, k=k, k_out=k_out)
+    task = ParseTask(splits, vocabulary, model, optimizer, meta, simplifier)
+    os.makedirs(out_dir, exist_ok=True)
+    write_json(os.path.join(out_dir, "config.json"), dict(dataclasses.asdict(settings), seed_used=seed,
+                                                           data_files=paths))
+    log(f"parse {settings.net}{f' k={k} k-out={k_out}' if k else ''}: hidden {settings.hidden}, "
+        f"{n_transitions} transitions, seed {seed}; {task.train_size} training transitions from "
+        f"{len(splits['train']) - task.skipped} sentences ({task.skipped} non-projective skipped); "
+        f"writing to {out_dir}")
+    summary = dict(task="parse", net=settings.net, k=k, k_out=k_out, epochs=settings.epochs, seed=seed,
+                   skipped_non_projective=task.skipped, train_transitions=task.train_size)
+    summary.update(train(task, settings, seed, out_dir, log))
+    summary.update(param_count=int(sum(param.value.size for param in model.params())),
+                   hidden_sizes=[model.hidden.n_out])
+    write_summary(out_dir, summary)
+    log(f"best dev UAS {summary['best_dev_acc']:.2f} LAS {summary['best_dev_las']:.2f} (epoch "
+        f"{summary['best_epoch']}), test UAS {summary['test_acc']:.2f} LAS {summary['test_las']:.2f}; train "
+        f"{summary['train_time_s']:.1f}s, backward of linear layers {summary['linear_backward_time_s']:.1f}s")
+    return summary
+
+
+def evaluate_saved(model_path, data_dir=None, output=None, log=print):
+    """Re-score a saved parser on dev and test; with `output`, write the parsed test set as CoNLL-U."""
+    meta, vocabulary, model = load_model(model_path)
+    paths = locate_treebank(data_dir)
+    for split in ("dev", "test"):
+        sentences = read_conllu(paths[split])
+        heads, labels = parse(model, sentences, vocabulary)
+        uas, las = attachment_scores(sentences, heads, labels, vocabulary)
+        log(f"{split}: UAS {uas:.2f}%  LAS {las:.2f}%  ({len(sentences)} sentences, punctuation excluded)")
+        if output and split == "test":
+            write_conllu(output, sentences, heads, [[vocabulary.labels[label] for label in sentence_labels]
+                                                    for sentence_labels in labels])
+            log(f"wrote {output}")
