@@ -106,7 +106,7 @@ def train_mnist(ctx, out_dir, **options):
 @click.option("--epochs", type=int, help="Epochs. [10]")
 @click.option("--iter-per-epoch", type=int, help="Parts per epoch; dev is parsed after each. [2]")
 @click.option("--optim", type=click.Choice(OPTIMIZERS), help="Optimizer. [adam]")
-@click.option("--lr", type=float, help="Learning rate. [0.001]")
+@click.option("--lr", type=float, help="Learning rate. [0.01]")
 @click.option("--seed", type=int, help="Random seed; negative: from the clock (recorded). [-1]")
 @click.option("--dense-updates", is_flag=True, default=None,
               help="Update every row every step, not only rows that received gradient.")
