@@ -15,7 +15,7 @@ import click  # noqa: E402
 from tasks import mnist, parse  # noqa: E402
 from tasks.config import (NETS, OPTIMIZERS, PARSE_DEFAULTS, ConfigError, make_settings,  # noqa: E402
                           read_nnmnist_config)
-from tasks.files import DataError  # noqa: E402
+from tasks.files import DataError, read_model_file  # noqa: E402
 from tasks.training import TrainingDiverged  # noqa: E402
 from tinyprop import __version__  # noqa: E402
 
@@ -139,7 +139,7 @@ def train_parse(out_dir, **options):
 def evaluate(model_path, data_dir, output):
     """Re-evaluate a saved model on the dev and test sets."""
     try:
-        if mnist.saved_task(model_path) == "parse":
+        if read_model_file(model_path)[0].get("task") == "parse":
             parse.evaluate_saved(model_path, data_dir, output, log=click.echo)
             return
         meta, model = mnist.load_model(model_path)
@@ -161,14 +161,17 @@ def evaluate(model_path, data_dir, output):
 @click.option("--calls", type=int, default=20, show_default=True, help="Backward calls timed together per round.")
 @click.option("--conv/--no-conv", default=True, show_default=True,
               help="Also time the CNN's convolutions, dense against spatial top-k (ratios 0.01-0.10).")
+@click.option("--parser/--no-parser", default=True, show_default=True,
+              help="Also time the parser's layers (2400->500 and 500->103, batch 10,000, k 20).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def bench(n_in, n_out, batch, k, rounds, calls, conv, as_json):
+def bench(n_in, n_out, batch, k, rounds, calls, conv, parser, as_json):
     """Time the backward of single layers: dense (BLAS and loops) against meProp (top, unified, rand).
 
-    The papers' MNIST shapes always run (linear 784->500 and 500->500, and the CNN's two
-    convolutions); --in/--out add a linear layer of your choice.
+    The papers' shapes always run (MNIST: linear 784->500 and 500->500 and the CNN's two
+    convolutions; the parser's two layers); --in/--out add a linear layer of your choice.
     """
-    from tinyprop.bench import PAPER_CONV_SHAPES, PAPER_SHAPES, bench_conv, bench_layer, format_report
+    from tinyprop.bench import (PAPER_CONV_SHAPES, PAPER_SHAPES, PARSER_BATCH, PARSER_K, PARSER_SHAPES, bench_conv,
+                                bench_layer, format_report)
     if (n_in is None) != (n_out is None):
         raise click.UsageError("give both --in and --out, or neither")
     shapes = list(PAPER_SHAPES) + ([(n_in, n_out)] if n_in else [])
@@ -180,6 +183,9 @@ def bench(n_in, n_out, batch, k, rounds, calls, conv, as_json):
     if conv:
         runs += [lambda shape=shape: bench_conv(*shape, batch, rounds=max(1, rounds // 3), calls=max(1, calls // 4))
                  for shape in PAPER_CONV_SHAPES]
+    if parser:
+        runs += [lambda shape=shape: bench_layer(*shape, PARSER_BATCH, PARSER_K, rounds=max(1, rounds // 6), calls=1,
+                                                 pool=4) for shape in PARSER_SHAPES]
     results = []
     for run in runs:
         results.append(run())

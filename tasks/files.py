@@ -1,4 +1,4 @@
-"""Writing run outputs so that a crash never leaves a half-written file."""
+"""Run outputs, written so that a crash never leaves a half-written file, and read back."""
 import json
 import os
 import tempfile
@@ -37,6 +37,16 @@ def write_npz(path, arrays):
 
 def write_bytes(path, data):
     _atomic_write(path, lambda stream: stream.write(data))
+
+
+def read_model_file(path):
+    """(meta, arrays) of a model.npz written by training: the model description and the parameters."""
+    try:
+        with np.load(path) as saved:
+            meta = json.loads(str(saved["meta"]))
+            return meta, {name: saved[name] for name in saved.files if name != "meta"}
+    except (OSError, KeyError, ValueError) as error:
+        raise DataError(f"{path}: not a tinyprop model file ({error})") from error
 
 
 def append_jsonl(path, record):

@@ -24,7 +24,7 @@ import urllib.request
 import click
 import numpy as np
 
-from tasks.files import DataError, write_bytes, write_json
+from tasks.files import DataError, read_model_file, write_bytes, write_json
 from tasks.config import CNN_HIDDEN, CNN_NETS, ConfigError, resolve_seed
 from tasks.training import Timers, make_optimizer, train, write_summary
 from tinyprop.layers import Conv2d, Dropout, Linear, MaxPool2d, ReLU, Reshape, Sequential, SoftmaxCrossEntropy
@@ -346,23 +346,9 @@ class MnistTask:
         return float(np.median(times))
 
 
-def read_saved(path):
-    """(meta, arrays) of a model.npz written by training."""
-    try:
-        with np.load(path) as saved:
-            meta = json.loads(str(saved["meta"]))
-            return meta, {name: saved[name] for name in saved.files if name != "meta"}
-    except (OSError, KeyError, ValueError) as error:
-        raise DataError(f"{path}: not a tinyprop model file ({error})") from error
-
-
-def saved_task(path):
-    return read_saved(path)[0].get("task")
-
-
 def load_model(path):
     """(meta, model) from a model.npz written by training."""
-    meta, arrays = read_saved(path)
+    meta, arrays = read_model_file(path)
     if meta.get("task") != "mnist":
         raise DataError(f"{path}: a model of task {meta.get('task')!r}, not mnist")
     model = build_model(meta)

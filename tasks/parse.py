@@ -20,8 +20,7 @@ import numpy as np
 from tasks.arcstandard import NULL, ROOT, SHIFT, UNKNOWN, Configuration, features, oracle_transitions
 from tasks.config import ConfigError, resolve_seed
 from tasks.conllu import read_conllu, write_conllu
-from tasks.files import DataError, write_json
-from tasks.mnist import read_saved
+from tasks.files import DataError, read_model_file, write_json
 from tasks.training import Timers, make_optimizer, train, write_summary
 from tinyprop.layers import Cube, Embedding, Linear, SoftmaxCrossEntropy
 from tinyprop.mesimp import Simplifier
@@ -110,9 +109,6 @@ class ParserModel:
 
     def params(self):
         return [param for layer in self.embeddings + [self.hidden, self.output] for param in layer.params()]
-
-    def train(self, mode=True):
-        pass  # no layer behaves differently in evaluation
 
     def forward(self, feats):
         embedded = np.concatenate([layer.forward(feats[:, part])
@@ -224,7 +220,7 @@ class ParseTask:
 
 def load_model(path):
     """(meta, vocabulary, model) from a model.npz written by `tinyprop train parse`."""
-    meta, arrays = read_saved(path)
+    meta, arrays = read_model_file(path)
     if meta.get("task") != "parse":
         raise DataError(f"{path}: a model of task {meta.get('task')!r}, not parse")
     vocabulary = Vocabulary.from_json(meta["vocabulary"])

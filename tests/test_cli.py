@@ -77,7 +77,8 @@ def test_config_errors_stop_before_training(tmp_path):
 
 
 def test_bench_reports_every_variant_and_both_references():
-    result = run("bench", "--in", 64, "--out", 40, "--batch", 4, "--k", 8, "--rounds", 2, "--calls", 2, "--json")
+    result = run("bench", "--in", 64, "--out", 40, "--batch", 4, "--k", 8, "--rounds", 2, "--calls", 2, "--no-parser",
+                 "--json")
     assert result.exit_code == 0, result.output
     reports = json.loads(result.output)
     linear = [r for r in reports if r["shape"]["kind"] == "linear"]

@@ -3,7 +3,6 @@ import json
 import os
 
 import numpy as np
-import pytest
 from click.testing import CliRunner
 
 from cli import main

@@ -24,6 +24,9 @@ from tinyprop.kernels import add_selected_rows_grad, selected_input_grad
 from tinyprop.layers import Conv2d, Linear
 
 PAPER_SHAPES = ((784, 500), (500, 500))
+# the parser (Chen and Manning's MLP on EWT): 48 x 50 inputs -> 500 hidden -> 103 transitions, batch 10,000, k 20
+PARSER_SHAPES = ((2400, 500), (500, 103))
+PARSER_BATCH, PARSER_K = 10000, 20
 # (in channels, out channels, input height = width) of the papers' CNN at MNIST size, 5x5, padding 2
 PAPER_CONV_SHAPES = ((1, 16, 28), (16, 32, 14))
 CONV_RATIOS = (0.01, 0.02, 0.05, 0.10)
