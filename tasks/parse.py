@@ -261,6 +261,9 @@ def run(settings, out_dir, log=print):
     summary.update(train(task, settings, seed, out_dir, log))
     summary.update(param_count=int(sum(param.value.size for param in model.params())),
                    hidden_sizes=[model.hidden.n_out])
+    if simplifier is not None:
+        summary.update(original_hidden_sizes=[settings.hidden], prune=settings.prune, train_cycle=settings.train_cycle)
+        log(f"final hidden size {simplifier.describe()}")
     write_summary(out_dir, summary)
     log(f"best dev UAS {summary['best_dev_acc']:.2f} LAS {summary['best_dev_las']:.2f} (epoch "
         f"{summary['best_epoch']}), test UAS {summary['test_acc']:.2f} LAS {summary['test_las']:.2f}; train "
