@@ -184,7 +184,7 @@ def bench(n_in, n_out, batch, k, rounds, calls, conv, parser, as_json):
         runs += [lambda shape=shape: bench_conv(*shape, batch, rounds=max(1, rounds // 3), calls=max(1, calls // 4))
                  for shape in PAPER_CONV_SHAPES]
     if parser:
-        runs += [lambda shape=shape: bench_layer(*shape, PARSER_BATCH, PARSER_K, rounds=max(1, rounds // 6), calls=1,
+        runs += [lambda shape=shape: bench_layer(*shape, PARSER_BATCH, PARSER_K, rounds=max(1, rounds // 3), calls=1,
                                                  pool=4) for shape in PARSER_SHAPES]
     results = []
     for run in runs:
