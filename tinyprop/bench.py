@@ -33,12 +33,19 @@ CONV_RATIOS = (0.01, 0.02, 0.05, 0.10)
 
 
 def time_alternating(variants, gradients, rounds, calls):
-    """Median seconds per call of each variant; the variants take turns, `calls` calls a turn."""
+    """Median seconds per call of each variant; the variants take turns, `calls` calls a turn.
+
+    The order of the turns rotates from round to round, so that no variant always follows
+    the same one (after the dense loop, say, whose streaming leaves the caches cold).
+    """
     for backward in variants.values():  # compile and warm caches
         backward(gradients[0])
     times = {name: [] for name in variants}
+    names = list(variants)
     for round_number in range(rounds):
-        for name, backward in variants.items():
+        shift = round_number % len(names)
+        for name in names[shift:] + names[:shift]:
+            backward = variants[name]
             turn = [gradients[(round_number * calls + i) % len(gradients)] for i in range(calls)]
             start = time.perf_counter()
             for dy in turn:
