@@ -26,7 +26,7 @@ import numpy as np
 
 from tasks.files import DataError, read_model_file, write_bytes, write_json
 from tasks.config import CNN_HIDDEN, CNN_NETS, ConfigError, resolve_seed
-from tasks.training import Timers, make_optimizer, train, write_summary
+from tasks.training import Timers, classifier_step, make_optimizer, train, write_summary
 from tinyprop.layers import Conv2d, Dropout, Linear, MaxPool2d, ReLU, Reshape, Sequential, SoftmaxCrossEntropy
 from tinyprop.mesimp import Simplifier
 
@@ -295,22 +295,7 @@ class MnistTask:
     def train_step(self, indices):
         """One mini-batch: forward, backward, update. Returns (summed loss, correct predictions)."""
         images, labels = self.data.splits["train"]
-        x = scale_pixels(images[indices])
-        targets = labels[indices].astype(np.intp)
-        start = time.perf_counter()
-        logits = self.model.forward(x)
-        loss = self.loss.forward(logits, targets)
-        after_forward = time.perf_counter()
-        self.model.backward(self.loss.backward(), need_dx=False)
-        if self.simplifier is not None:
-            self.simplifier.observe()
-        after_backward = time.perf_counter()
-        self.optimizer.step()
-        self.model.zero_grad()
-        self.timers.forward += after_forward - start
-        self.timers.backward += after_backward - after_forward
-        self.timers.update += time.perf_counter() - after_backward
-        return loss, int((logits.argmax(axis=1) == targets).sum())
+        return classifier_step(self, scale_pixels(images[indices]), labels[indices].astype(np.intp))
 
     def evaluate(self, split):
         """(mean loss, accuracy %, {}) on a split, with dropout off."""

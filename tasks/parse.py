@@ -13,7 +13,6 @@ import collections
 import dataclasses
 import json
 import os
-import time
 
 import numpy as np
 
@@ -21,7 +20,7 @@ from tasks.arcstandard import NULL, ROOT, SHIFT, UNKNOWN, Configuration, feature
 from tasks.config import ConfigError, resolve_seed
 from tasks.conllu import read_conllu, write_conllu
 from tasks.files import DataError, read_model_file, write_json
-from tasks.training import Timers, make_optimizer, train, write_summary
+from tasks.training import Timers, classifier_step, make_optimizer, train, write_summary
 from tinyprop.layers import Cube, Embedding, Linear, SoftmaxCrossEntropy
 from tinyprop.mesimp import Simplifier
 
@@ -115,7 +114,8 @@ class ParserModel:
                                    for layer, part in zip(self.embeddings, self.slices)], axis=1)
         return self.output.forward(self.cube.forward(self.hidden.forward(embedded)))
 
-    def backward(self, dlogits):
+    def backward(self, dlogits, need_dx=False):
+        """Gradients of every parameter; the input (feature ids) has none, so need_dx is ignored."""
         dembedded = self.hidden.backward(self.cube.backward(self.output.backward(dlogits)))
         start = 0
         for layer, part in zip(self.embeddings, self.slices):
@@ -190,20 +190,7 @@ class ParseTask:
         return [self.model.hidden, self.model.output]
 
     def train_step(self, indices):
-        start = time.perf_counter()
-        logits = self.model.forward(self.feats[indices])
-        loss = self.loss.forward(logits, self.targets[indices])
-        after_forward = time.perf_counter()
-        self.model.backward(self.loss.backward())
-        if self.simplifier is not None:
-            self.simplifier.observe()
-        after_backward = time.perf_counter()
-        self.optimizer.step()
-        self.model.zero_grad()
-        self.timers.forward += after_forward - start
-        self.timers.backward += after_backward - after_forward
-        self.timers.update += time.perf_counter() - after_backward
-        return loss, int((logits.argmax(axis=1) == self.targets[indices]).sum())
+        return classifier_step(self, self.feats[indices], self.targets[indices])
 
     def evaluate(self, split):
         """(NaN loss: greedy parsing has none, UAS %, {"las": LAS %})."""

@@ -91,6 +91,28 @@ def train(task, settings, seed, out_dir, log=print):
     return summary
 
 
+def classifier_step(task, x, targets):
+    """One mini-batch of a classifier task: forward, loss, backward (which meSimp records), update, clear.
+
+    Uses task.model, .loss, .optimizer, .simplifier and adds to task.timers. The input needs no
+    gradient. Returns (summed loss, correct predictions).
+    """
+    start = time.perf_counter()
+    logits = task.model.forward(x)
+    loss = task.loss.forward(logits, targets)
+    after_forward = time.perf_counter()
+    task.model.backward(task.loss.backward(), need_dx=False)
+    if task.simplifier is not None:
+        task.simplifier.observe()
+    after_backward = time.perf_counter()
+    task.optimizer.step()
+    task.model.zero_grad()
+    task.timers.forward += after_forward - start
+    task.timers.backward += after_backward - after_forward
+    task.timers.update += time.perf_counter() - after_backward
+    return loss, int((logits.argmax(axis=1) == targets).sum())
+
+
 def evaluation(task, split):
     """A split's scores as record fields: {split}_loss, {split}_acc and the task's others ({split}_las ...)."""
     loss, accuracy, others = task.evaluate(split)
