@@ -26,8 +26,8 @@ import numpy as np
 
 from tasks.files import DataError, read_model_file, write_bytes, write_json
 from tasks.config import CNN_HIDDEN, CNN_NETS, ConfigError, resolve_seed
-from tasks.training import Timers, classifier_step, make_optimizer, train, write_summary
-from tinyprop.layers import Conv2d, Dropout, Linear, MaxPool2d, ReLU, Reshape, Sequential, SoftmaxCrossEntropy
+from tasks.training import ClassifierTask, make_optimizer, train, write_summary
+from tinyprop.layers import Conv2d, Dropout, Linear, MaxPool2d, ReLU, Reshape, Sequential
 from tinyprop.mesimp import Simplifier
 
 DEV_SIZE = 5000
@@ -267,19 +267,14 @@ def build_cnn(net="cnn", k=None, ratio=None, dropout=0.0, n_out=10, rng=None):
     return Sequential(layers)
 
 
-class MnistTask:
+class MnistTask(ClassifierTask):
     """Data, model and evaluation of the MNIST task, driven by tasks.training.train."""
 
     def __init__(self, data, model, optimizer, meta, simplifier=None):
+        super().__init__(model, optimizer, meta, simplifier)
+        self.data = data
         # evaluation batch size: it does not change the results; the CNN's patches are large
         self.eval_batch = 50 if meta["net"] in CNN_NETS else 1000
-        self.data = data
-        self.model = model
-        self.optimizer = optimizer
-        self.meta = meta
-        self.simplifier = simplifier
-        self.loss = SoftmaxCrossEntropy()
-        self.timers = Timers()
 
     @property
     def train_size(self):
@@ -295,7 +290,7 @@ class MnistTask:
     def train_step(self, indices):
         """One mini-batch: forward, backward, update. Returns (summed loss, correct predictions)."""
         images, labels = self.data.splits["train"]
-        return classifier_step(self, scale_pixels(images[indices]), labels[indices].astype(np.intp))
+        return self.step(scale_pixels(images[indices]), labels[indices].astype(np.intp))
 
     def evaluate(self, split):
         """(mean loss, accuracy %, {}) on a split, with dropout off."""

@@ -20,8 +20,8 @@ from tasks.arcstandard import NULL, ROOT, SHIFT, UNKNOWN, Configuration, feature
 from tasks.config import ConfigError, resolve_seed
 from tasks.conllu import read_conllu, write_conllu
 from tasks.files import DataError, read_model_file, write_json
-from tasks.training import Timers, classifier_step, make_optimizer, train, write_summary
-from tinyprop.layers import Cube, Embedding, Linear, SoftmaxCrossEntropy
+from tasks.training import ClassifierTask, make_optimizer, train, write_summary
+from tinyprop.layers import Cube, Embedding, Linear
 from tinyprop.mesimp import Simplifier
 
 SPLITS = {"train": "en_ewt-ud-train.conllu", "dev": "en_ewt-ud-dev.conllu", "test": "en_ewt-ud-test.conllu"}
@@ -168,18 +168,13 @@ def attachment_scores(sentences, heads, labels, vocabulary):
     return 100.0 * unlabeled / total, 100.0 * labeled / total
 
 
-class ParseTask:
-    """The parsing task as tasks.training.train drives it."""
+class ParseTask(ClassifierTask):
+    """The parsing task as tasks.training.train drives it: a classifier of oracle transitions."""
 
     def __init__(self, splits, vocabulary, model, optimizer, meta, simplifier=None):
+        super().__init__(model, optimizer, meta, simplifier)
         self.splits = splits  # name -> sentences
         self.vocabulary = vocabulary
-        self.model = model
-        self.optimizer = optimizer
-        self.meta = meta
-        self.simplifier = simplifier
-        self.loss = SoftmaxCrossEntropy()
-        self.timers = Timers()
         self.feats, self.targets, self.skipped = oracle_examples(splits["train"], vocabulary)
 
     @property
@@ -190,7 +185,7 @@ class ParseTask:
         return [self.model.hidden, self.model.output]
 
     def train_step(self, indices):
-        return classifier_step(self, self.feats[indices], self.targets[indices])
+        return self.step(self.feats[indices], self.targets[indices])
 
     def evaluate(self, split):
         """(NaN loss: greedy parsing has none, UAS %, {"las": LAS %})."""

@@ -24,6 +24,7 @@ import click
 import numpy as np
 
 from tasks.files import append_jsonl, write_json, write_npz
+from tinyprop.layers import SoftmaxCrossEntropy
 from tinyprop.optim import SGD, AdaGrad, Adam
 
 
@@ -91,26 +92,37 @@ def train(task, settings, seed, out_dir, log=print):
     return summary
 
 
-def classifier_step(task, x, targets):
-    """One mini-batch of a classifier task: forward, loss, backward (which meSimp records), update, clear.
+class ClassifierTask:
+    """What the classifier tasks share: the model, its optimizer, meSimp (or None), the softmax
+    loss, the timers, and the training step."""
 
-    Uses task.model, .loss, .optimizer, .simplifier and adds to task.timers. The input needs no
-    gradient. Returns (summed loss, correct predictions).
-    """
-    start = time.perf_counter()
-    logits = task.model.forward(x)
-    loss = task.loss.forward(logits, targets)
-    after_forward = time.perf_counter()
-    task.model.backward(task.loss.backward(), need_dx=False)
-    if task.simplifier is not None:
-        task.simplifier.observe()
-    after_backward = time.perf_counter()
-    task.optimizer.step()
-    task.model.zero_grad()
-    task.timers.forward += after_forward - start
-    task.timers.backward += after_backward - after_forward
-    task.timers.update += time.perf_counter() - after_backward
-    return loss, int((logits.argmax(axis=1) == targets).sum())
+    def __init__(self, model, optimizer, meta, simplifier=None):
+        self.model = model
+        self.optimizer = optimizer
+        self.meta = meta
+        self.simplifier = simplifier
+        self.loss = SoftmaxCrossEntropy()
+        self.timers = Timers()
+
+    def step(self, x, targets):
+        """One mini-batch: forward, loss, backward (which meSimp records), update, clear; timed.
+
+        The input needs no gradient. Returns (summed loss, correct predictions).
+        """
+        start = time.perf_counter()
+        logits = self.model.forward(x)
+        loss = self.loss.forward(logits, targets)
+        after_forward = time.perf_counter()
+        self.model.backward(self.loss.backward(), need_dx=False)
+        if self.simplifier is not None:
+            self.simplifier.observe()
+        after_backward = time.perf_counter()
+        self.optimizer.step()
+        self.model.zero_grad()
+        self.timers.forward += after_forward - start
+        self.timers.backward += after_backward - after_forward
+        self.timers.update += time.perf_counter() - after_backward
+        return loss, int((logits.argmax(axis=1) == targets).sum())
 
 
 def evaluation(task, split):
