@@ -117,11 +117,14 @@ def train_mnist(ctx, out_dir, **options):
 @click.option("--data-dir", type=click.Path(file_okay=False),
               help="Folder with ud-english-ewt/en_ewt-ud-{train,dev,test}.conllu; else $TINYPROP_DATA.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder. [runs/parse-NET-TIME]")
-def train_parse(out_dir, **options):
+@click.pass_context
+def train_parse(ctx, out_dir, **options):
     """Train Chen and Manning's transition parser (48 features, hidden 500, cube) on UD English EWT.
 
     Writes config.json, metrics.jsonl, model.npz (at the best dev UAS) and summary.json to --out.
     """
+    if (ctx.obj or {}).get("config_path"):
+        raise click.UsageError("--config reads nnmnist (MNIST) configs; the parser takes its settings as options")
     try:
         settings = make_settings({}, options, defaults=PARSE_DEFAULTS)
         out_dir = out_dir or os.path.join("runs", f"parse-{settings.net}-{time.strftime('%Y%m%d-%H%M%S')}")

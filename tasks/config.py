@@ -8,6 +8,7 @@ override both. Every value is checked before anything is loaded or trained.
 """
 import dataclasses
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -109,6 +110,8 @@ def read_nnmnist_config(path):
         raise ConfigError(f"{path}: cannot read it ({error.strerror})") from error
     except json.JSONDecodeError as error:
         raise ConfigError(f"{path}: line {error.lineno}, column {error.colno}: not valid JSON ({error.msg})") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); is it a JSON file?") from error
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a JSON object of nnmnist keys, got {type(raw).__name__}")
     values = dict(NNMNIST_DEFAULTS)
@@ -130,6 +133,8 @@ def _typed(path, key, kind, value, folder):
         if not isinstance(value, str):
             raise ConfigError(f"{path}: {key} must be a file path (a string) or null, got {value!r}")
         return value if os.path.isabs(value) else _resolve_data_path(value, folder)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{path}: {key} must be a finite number, got {value!r}")
     if kind is int and (isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value)):
         raise ConfigError(f"{path}: {key} must be a whole number, got {value!r}")
     if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
@@ -182,7 +187,7 @@ def validate(s):
         fail("k_ratio", f"the spatial top-k ratio must be in (0, 1], got {s.k_ratio}")
     if s.unified and s.net != "mlptop":
         fail("unified", f"unified top-k is a variant of mlptop, not of {s.net}")
-    if s.lr <= 0:
+    if not s.lr > 0:
         fail("lr", f"must be positive, got {s.lr}")
     if not 0 <= s.dropout < 1:
         fail("dropout", f"must be in [0, 1), got {s.dropout}")

@@ -36,7 +36,11 @@ def read_conllu(path):
     except OSError as error:
         raise DataError(f"{path}: cannot read it ({error.strerror})") from error
     with stream:
-        for number, raw in enumerate(stream, 1):
+        try:
+            lines = list(stream)
+        except UnicodeDecodeError as error:
+            raise DataError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from error
+        for number, raw in enumerate(lines, 1):
             line = raw.rstrip("\n")
             if not line.strip():
                 if current.forms:

@@ -49,6 +49,17 @@ def read_model_file(path):
         raise DataError(f"{path}: not a tinyprop model file ({error})") from error
 
 
+def load_parameters(path, model, arrays):
+    """Copy saved arrays into the model's parameters, checking that each is there with its shape."""
+    for param in model.params():
+        if param.name not in arrays:
+            raise DataError(f"{path}: no array for {param.name}; the file does not match its model description")
+        if arrays[param.name].shape != param.shape:
+            raise DataError(f"{path}: {param.name} has shape {arrays[param.name].shape}, "
+                            f"the model description says {param.shape}")
+        param.value[...] = arrays[param.name]
+
+
 def append_jsonl(path, record):
     """Append one JSON object as a line; each line is written whole with one write call."""
     with open(path, "a", encoding="utf-8") as stream:

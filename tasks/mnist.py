@@ -24,7 +24,7 @@ import urllib.request
 import click
 import numpy as np
 
-from tasks.files import DataError, read_model_file, write_bytes, write_json
+from tasks.files import DataError, load_parameters, read_model_file, write_bytes, write_json
 from tasks.config import CNN_HIDDEN, CNN_NETS, ConfigError, resolve_seed
 from tasks.training import ClassifierTask, make_optimizer, train, write_summary
 from tinyprop.layers import Conv2d, Dropout, Linear, MaxPool2d, ReLU, Reshape, Sequential
@@ -232,7 +232,7 @@ def build_mlp(sizes, net="mlp", k=None, unified=False, dropout=0.0, rng=None):
     for position, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), 1):
         hidden = position < len(sizes) - 1
         sparse = hidden and selection is not None
-        layers.append(Linear(n_in, n_out, k=k if sparse else None, selection=selection if sparse else "top",
+        layers.append(Linear(n_in, n_out, k=min(k, n_out) if sparse else None, selection=selection if sparse else "top",
                              rng=rng, name=f"layer{position}"))
         if hidden:
             layers.append(ReLU())
@@ -332,11 +332,7 @@ def load_model(path):
     if meta.get("task") != "mnist":
         raise DataError(f"{path}: a model of task {meta.get('task')!r}, not mnist")
     model = build_model(meta)
-    for param in model.params():
-        if arrays[param.name].shape != param.shape:
-            raise DataError(f"{path}: {param.name} has shape {arrays[param.name].shape}, "
-                            f"the model description says {param.shape}")
-        param.value[...] = arrays[param.name]
+    load_parameters(path, model, arrays)
     return meta, model
 
 

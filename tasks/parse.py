@@ -19,7 +19,7 @@ import numpy as np
 from tasks.arcstandard import NULL, ROOT, SHIFT, UNKNOWN, Configuration, features, oracle_transitions
 from tasks.config import ConfigError, resolve_seed
 from tasks.conllu import read_conllu, write_conllu
-from tasks.files import DataError, read_model_file, write_json
+from tasks.files import DataError, load_parameters, read_model_file, write_json
 from tasks.training import ClassifierTask, make_optimizer, train, write_summary
 from tinyprop.layers import Cube, Embedding, Linear
 from tinyprop.mesimp import Simplifier
@@ -101,7 +101,9 @@ class ParserModel:
         self.embeddings = [Embedding(ROOT + 1 + len(vocabulary.words), EMBEDDING_DIM, rng=rng, name="words"),
                            Embedding(ROOT + 1 + len(vocabulary.tags), EMBEDDING_DIM, rng=rng, name="tags"),
                            Embedding(1 + len(vocabulary.labels), EMBEDDING_DIM, rng=rng, name="labels")]
-        self.hidden = Linear((N_WORDS + N_TAGS + N_LABELS) * EMBEDDING_DIM, hidden, k=k, rng=rng, name="hidden")
+        # k is capped by the layer's width: a model meSimp shrank below k is rebuilt with k = width
+        self.hidden = Linear((N_WORDS + N_TAGS + N_LABELS) * EMBEDDING_DIM, hidden, k=k and min(k, hidden),
+                             rng=rng, name="hidden")
         self.cube = Cube()
         self.output = Linear(hidden, n_transitions, k=k_out, rng=rng, name="output")
         self.slices = [slice(0, N_WORDS), slice(N_WORDS, N_WORDS + N_TAGS), slice(N_WORDS + N_TAGS, None)]
@@ -165,6 +167,8 @@ def attachment_scores(sentences, heads, labels, vocabulary):
             if sentence_heads[word] == sentence.heads[word]:
                 unlabeled += 1
                 labeled += vocabulary.labels[sentence_labels[word]] == sentence.deprels[word]
+    if total == 0:
+        raise DataError("no non-punctuation words to score; use more sentences (--max-examples)")
     return 100.0 * unlabeled / total, 100.0 * labeled / total
 
 
@@ -207,8 +211,7 @@ def load_model(path):
         raise DataError(f"{path}: a model of task {meta.get('task')!r}, not parse")
     vocabulary = Vocabulary.from_json(meta["vocabulary"])
     model = ParserModel(vocabulary, meta["hidden"], meta["k"], meta["k_out"])
-    for param in model.params():
-        param.value[...] = arrays[param.name]
+    load_parameters(path, model, arrays)
     return meta, vocabulary, model
 
 
@@ -227,10 +230,10 @@ def run(settings, out_dir, log=print):
         raise ConfigError(f"--k-out: must be at least 1 and smaller than the {n_transitions} transitions, got {k_out}")
     rng = np.random.default_rng(seed)
     model = ParserModel(vocabulary, settings.hidden, k, k_out, rng)
-    optimizer = make_optimizer(settings, model.params(), None)
     simplifier = Simplifier([(model.hidden, model.output)], settings.prune) if settings.net == "mlpvar" else None
     meta = dict(task="parse", net=settings.net, k=k, k_out=k_out)
-    task = ParseTask(splits, vocabulary, model, optimizer, meta, simplifier)
+    task = ParseTask(splits, vocabulary, model, None, meta, simplifier)
+    task.optimizer = make_optimizer(settings, model.params(), task.train_size)
     os.makedirs(out_dir, exist_ok=True)
     write_json(os.path.join(out_dir, "config.json"), dict(dataclasses.asdict(settings), seed_used=seed,
                                                            data_files=paths))

@@ -8,7 +8,9 @@ meSimp (a task whose `simplifier` is not None) trains in cycles of TrainCycle ep
 (TKDE 2018, Section 2.2, "Cycled Training"): the optimizer is re-initialised at the
 start of each cycle; in even cycles (the first is cycle 0) the model is simplified
 after every part, once it has been evaluated, as nnmnist does; odd cycles train on
-(still with meProp) without simplifying. A TrainCycle >= MaxEpoch simplifies throughout.
+(still with meProp) without simplifying; the record keeps counting through them, as in
+nnmnist, so a cycle's first pruning judges by all the examples since the last one (the
+threshold scales with their number). A TrainCycle >= MaxEpoch simplifies throughout.
 
 A task gives: `train_size`, `train_step(indices)` -> (summed loss, correct count),
 `evaluate(split)` -> (mean loss, accuracy %, {other score: value}), `product_layers()`, `model_arrays()`,
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 import click
 import numpy as np
 
+from tasks.config import ConfigError
 from tasks.files import append_jsonl, write_json, write_npz
 from tinyprop.layers import SoftmaxCrossEntropy
 from tinyprop.optim import SGD, AdaGrad, Adam
@@ -46,6 +49,9 @@ def peak_memory_mb():
 
 def train(task, settings, seed, out_dir, log=print):
     """Run the epochs; write metrics.jsonl, model.npz (at best dev) and summary.json to out_dir."""
+    if settings.iter_per_epoch > task.train_size:
+        raise ConfigError(f"IterPerEpoch (--iter-per-epoch): {settings.iter_per_epoch} parts of an epoch, but only "
+                          f"{task.train_size} training examples")
     rng = np.random.default_rng(seed)
     metrics_path = os.path.join(out_dir, "metrics.jsonl")
     open(metrics_path, "w").close()
@@ -128,6 +134,7 @@ class ClassifierTask:
 def evaluation(task, split):
     """A split's scores as record fields: {split}_loss, {split}_acc and the task's others ({split}_las ...)."""
     loss, accuracy, others = task.evaluate(split)
+    loss = None if np.isnan(loss) else loss  # parsing has no loss on dev/test; JSON has no NaN
     return {f"{split}_loss": loss, f"{split}_acc": accuracy, **{f"{split}_{key}": value for key, value in others.items()}}
 
 
@@ -152,7 +159,7 @@ def format_record(record, settings):
         if f"{split}_acc" in record:
             scores = [f"{key[len(split) + 1:]} {value:.4f}" if key.endswith("loss") else
                       f"{key[len(split) + 1:]} {value:.2f}" for key, value in record.items()
-                      if key.startswith(split + "_") and not (key.endswith("loss") and np.isnan(value))]
+                      if key.startswith(split + "_") and value is not None]
             line += f"  {split} " + " ".join(scores)
     if "test_acc" in record:
         line += " *"

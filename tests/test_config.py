@@ -92,6 +92,19 @@ def test_unreadable_files(tmp_path):
         read_nnmnist_config(str(tmp_path / "list.json"))
 
 
+def test_non_finite_numbers_and_binary_files(tmp_path):
+    path = tmp_path / "inf.json"
+    path.write_text('{"MaxEpoch": Infinity}')
+    with pytest.raises(ConfigError, match="MaxEpoch must be a finite number"):
+        read_nnmnist_config(str(path))
+    path.write_text('{"LearningRate": NaN}')
+    with pytest.raises(ConfigError, match="LearningRate must be a finite number"):
+        read_nnmnist_config(str(path))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        read_nnmnist_config(str(path))
+
+
 def test_negative_seed_comes_from_the_clock():
     assert resolve_seed(7) == 7
     assert 0 <= resolve_seed(-1) < 2 ** 31

@@ -3,10 +3,11 @@ import json
 import os
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from cli import main
-from tasks.config import make_settings
+from tasks.config import ConfigError, make_settings
 from tasks.mnist import build_mlp
 from tasks.training import Timers, train
 from tinyprop.mesimp import ActivityRecord, Simplifier
@@ -147,6 +148,17 @@ def test_cycles_prune_in_even_cycles_and_reset_the_optimizer_at_each_cycle_start
     assert pruned == [(1, 1), (1, 2), (2, 1), (2, 2), (5, 1), (5, 2)]  # cycles 0 and 2 prune; cycle 1 does not
     assert task.prunings == 6 and sum(line.startswith("  dims:") for line in lines) == 6
     assert task.resets == 2  # at the start of epochs 3 and 5
+
+
+def test_more_parts_than_examples_is_a_config_error(tmp_path):
+    settings = make_settings({}, dict(net="mlpvar", epochs=1, iter_per_epoch=5))
+    with pytest.raises(ConfigError, match=r"IterPerEpoch \(--iter-per-epoch\): 5 parts of an epoch, but only 4"):
+        train(FakeTask(), settings, seed=0, out_dir=str(tmp_path))
+
+
+def test_a_model_pruned_below_k_is_rebuilt_with_k_capped():
+    model = build_mlp([784, 60, 10], "mlpvar", k=80)
+    assert model.layers[0].k == 60 and model.layers[-1].k is None
 
 
 def test_mlpvar_end_to_end_on_a_slice(tmp_path, mnist_dir):

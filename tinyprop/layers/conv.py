@@ -117,7 +117,7 @@ class Conv2d(Layer):
                 dcols = (dy_rows @ self.weight.value).reshape(self.cols.shape)
                 dx = col2im(dcols, self.x_shape, self.kernel, self.stride, self.padding)
         else:
-            k = math.ceil(self.ratio * positions)
+            k = math.ceil(round(self.ratio * positions, 9))  # 0.07 x 100 is 7.000000000000001 in floats
             if self._heap.shape[0] < k:
                 self._heap = np.empty(k, dtype=np.uint64)
             selected = np.empty((batch * self.out_channels, k), dtype=np.int32)
@@ -163,7 +163,7 @@ class MaxPool2d(Layer):
             raise ValueError(f"MaxPool2d: the input's {height}x{width} is not divisible by the window {s}")
         self.x_shape = x.shape
         best = x[:, :, ::s, ::s].copy()
-        self.winner = np.zeros(best.shape, dtype=np.int8) if self.training else None
+        self.winner = np.zeros(best.shape, dtype=np.int16) if self.training else None
         for index, (u, v) in enumerate(self.offsets[1:], 1):
             candidate = x[:, :, u::s, v::s]
             if self.training:
