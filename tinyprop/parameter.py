@@ -2,6 +2,12 @@
 import numpy as np
 
 
+def glorot_normal(rng, rows, fan_in, fan_out, dtype):
+    """nnmnist's GlorotNormalInit: (rows, fan_in) weights, normal with standard deviation
+    sqrt(6 / (fan_in + fan_out)), which is the bound of Glorot & Bengio's (2010) uniform init."""
+    return rng.normal(0.0, np.sqrt(6.0 / (fan_in + fan_out)), (rows, fan_in)).astype(dtype)
+
+
 class Parameter:
     """A layer's trainable tensor: its value, its gradient and its optimizer state, in one place.
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from tinyprop.kernels import add_selected_positions_grad, add_selected_positions_input_grad, col2im_add, im2col_copy
 from tinyprop.layers.base import Layer, check_positive_int, check_same_shape
-from tinyprop.parameter import Parameter
+from tinyprop.parameter import Parameter, glorot_normal
 from tinyprop.topk import topk_rows
 
 
@@ -74,8 +74,7 @@ class Conv2d(Layer):
         self.in_channels, self.kernel, self.stride, self.padding, self.ratio = in_channels, kernel, stride, padding, ratio
         self.rng = rng if rng is not None else np.random.default_rng()
         fan_in, fan_out = in_channels * kernel * kernel, out_channels * kernel * kernel
-        scale = np.sqrt(6.0 / (fan_in + fan_out))  # as Linear: nnmnist's GlorotNormalInit
-        self.weight = Parameter(self.rng.normal(0.0, scale, (out_channels, fan_in)).astype(dtype), f"{name}.weight")
+        self.weight = Parameter(glorot_normal(self.rng, out_channels, fan_in, fan_out, dtype), f"{name}.weight")
         self.bias = Parameter(np.zeros(out_channels, dtype=dtype), f"{name}.bias")
         self.cols = None
         self.x_shape = None

@@ -5,7 +5,7 @@ import numpy as np
 
 from tinyprop.kernels import add_selected_rows_grad, add_to_rows, selected_input_grad
 from tinyprop.layers.base import Layer, check_input, check_positive_int, check_same_shape
-from tinyprop.parameter import Parameter
+from tinyprop.parameter import Parameter, glorot_normal
 from tinyprop.topk import random_rows, topk_rows, unified_topk
 
 SELECTIONS = ("top", "rand", "unified")
@@ -46,10 +46,7 @@ class Linear(Layer):
         self.k = k
         self.selection = selection
         self.rng = rng if rng is not None else np.random.default_rng()
-        # nnmnist's GlorotNormalInit: normal with standard deviation sqrt(6 / (in + out)),
-        # which is the bound of Glorot & Bengio's (2010) uniform initialisation.
-        scale = np.sqrt(6.0 / (n_in + n_out))
-        self.weight = Parameter(self.rng.normal(0.0, scale, (n_out, n_in)).astype(dtype), f"{name}.weight")
+        self.weight = Parameter(glorot_normal(self.rng, n_out, n_in, n_out, dtype), f"{name}.weight")
         self.bias = Parameter(np.zeros(n_out, dtype=dtype), f"{name}.bias")
         self.x = None
         self.dy = None
