@@ -22,6 +22,17 @@ from tinyprop import __version__  # noqa: E402
 USER_ERRORS = (ConfigError, DataError, TrainingDiverged)
 
 
+def run_task(name, run, out_dir, settings_from_inputs):
+    """Check the settings, then train (into runs/NAME-NET-TIME unless --out); input errors end as
+    one-line messages, not tracebacks."""
+    try:
+        settings = settings_from_inputs()
+        out_dir = out_dir or os.path.join("runs", f"{name}-{settings.net}-{time.strftime('%Y%m%d-%H%M%S')}")
+        run(settings, out_dir, log=click.echo)
+    except USER_ERRORS as error:
+        raise click.ClickException(str(error)) from error
+
+
 @click.group(context_settings=dict(help_option_names=["-h", "--help"]))
 @click.version_option(__version__, prog_name="tinyprop")
 def main():
@@ -87,13 +98,8 @@ def train_mnist(ctx, out_dir, **options):
     Writes config.json, metrics.jsonl, model.npz (at the best dev) and summary.json to --out.
     """
     config_path = (ctx.obj or {}).get("config_path")
-    try:
-        config_values = read_nnmnist_config(config_path) if config_path else {}
-        settings = make_settings(config_values, options)
-        out_dir = out_dir or os.path.join("runs", f"mnist-{settings.net}-{time.strftime('%Y%m%d-%H%M%S')}")
-        mnist.run(settings, out_dir, log=click.echo)
-    except USER_ERRORS as error:
-        raise click.ClickException(str(error)) from error
+    run_task("mnist", mnist.run, out_dir,
+             lambda: make_settings(read_nnmnist_config(config_path) if config_path else {}, options))
 
 
 @train.command("parse")
@@ -125,12 +131,7 @@ def train_parse(ctx, out_dir, **options):
     """
     if (ctx.obj or {}).get("config_path"):
         raise click.UsageError("--config reads nnmnist (MNIST) configs; the parser takes its settings as options")
-    try:
-        settings = make_settings({}, options, defaults=PARSE_DEFAULTS)
-        out_dir = out_dir or os.path.join("runs", f"parse-{settings.net}-{time.strftime('%Y%m%d-%H%M%S')}")
-        parse.run(settings, out_dir, log=click.echo)
-    except USER_ERRORS as error:
-        raise click.ClickException(str(error)) from error
+    run_task("parse", parse.run, out_dir, lambda: make_settings({}, options, defaults=PARSE_DEFAULTS))
 
 
 @main.command()
