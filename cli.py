@@ -12,9 +12,9 @@ import time  # noqa: E402
 
 import click  # noqa: E402
 
-from tasks import mnist, parse  # noqa: E402
-from tasks.config import (NETS, OPTIMIZERS, PARSE_DEFAULTS, ConfigError, make_settings,  # noqa: E402
-                          read_nnmnist_config)
+from tasks import mnist, parse, pos  # noqa: E402
+from tasks.config import (LSTM_NETS, MNIST_NETS, OPTIMIZERS, PARSE_DEFAULTS, POS_DEFAULTS, ConfigError,  # noqa: E402
+                          make_settings, read_nnmnist_config)
 from tasks.files import DataError, read_model_file  # noqa: E402
 from tasks.training import TrainingDiverged  # noqa: E402
 from tinyprop import __version__  # noqa: E402
@@ -42,6 +42,7 @@ def main():
     tinyprop train mnist --net mlptop --k 80     train the papers' MNIST MLP with meProp
     tinyprop train --config default.json         train from an nnmnist JSON config
     tinyprop train parse --net mlptop --k 20     train the dependency parser with meProp
+    tinyprop train pos --net lstmtop --k 10      train the BiLSTM part-of-speech tagger with meProp
     tinyprop evaluate --model runs/X/model.npz   re-evaluate a saved model
     tinyprop bench                               time dense and meProp backward passes
     """
@@ -61,7 +62,7 @@ def train(ctx, config_path):
 
 
 @train.command("mnist")
-@click.option("--net", type=click.Choice(NETS),
+@click.option("--net", type=click.Choice(MNIST_NETS),
               help="mlp: dense MLP; mlptop: meProp top-k; mlprand: random k; mlpvar: meSimp; cnn: dense CNN; "
                    "cnntop: CNN with spatial top-k. [mlp]")
 @click.option("--k", type=int, help="Rows kept per example in the hidden (fully connected) layers' backward. [80]")
@@ -134,6 +135,39 @@ def train_parse(ctx, out_dir, **options):
     run_task("parse", parse.run, out_dir, lambda: make_settings({}, options, defaults=PARSE_DEFAULTS))
 
 
+@train.command("pos")
+@click.option("--net", type=click.Choice(LSTM_NETS),
+              help="lstm: dense BiLSTM; lstmtop: meProp top-k on every gate; lstmvar: meSimp. [lstm]")
+@click.option("--k", type=int, help="Top-k of each gate's gradient, per time step. [10]")
+@click.option("--hidden", type=int, help="LSTM units per direction. [500]")
+@click.option("--batch", type=int, help="Sentences per mini-batch. [1]")
+@click.option("--epochs", type=int, help="Epochs. [5]")
+@click.option("--iter-per-epoch", type=int, help="Parts per epoch; dev is tagged after each. [4]")
+@click.option("--optim", type=click.Choice(OPTIMIZERS), help="Optimizer. [adam]")
+@click.option("--lr", type=float, help="Learning rate. [0.001]")
+@click.option("--seed", type=int, help="Random seed; negative: from the clock (recorded). [-1]")
+@click.option("--dense-updates", is_flag=True, default=None,
+              help="Update every row every step, not only rows that received gradient.")
+@click.option("--clip-bound", type=float, help="Clip each gradient entry to [-c, c]; 0: off. [5]")
+@click.option("--prune", type=float, help="lstmvar: prune rate; a unit is removed when it was in no gate's "
+                                        "top-k at more than this share of the time steps since the last pruning. [0.08]")
+@click.option("--train-cycle", type=int, help="lstmvar: epochs per cycle; even cycles prune. [5]")
+@click.option("--max-examples", type=int, help="Use at most N sentences of each split (quick runs).")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="Folder with ud-english-ewt/en_ewt-ud-{train,dev,test}.conllu; else $TINYPROP_DATA.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder. [runs/pos-NET-TIME]")
+@click.pass_context
+def train_pos(ctx, out_dir, **options):
+    """Train the papers' tagger (BiLSTM, 500 units per direction, one sentence per mini-batch) on the
+    XPOS (Penn Treebank) tags of UD English EWT.
+
+    Writes config.json, metrics.jsonl, model.npz (at the best dev accuracy) and summary.json to --out.
+    """
+    if (ctx.obj or {}).get("config_path"):
+        raise click.UsageError("--config reads nnmnist (MNIST) configs; the tagger takes its settings as options")
+    run_task("pos", pos.run, out_dir, lambda: make_settings({}, options, defaults=POS_DEFAULTS, nets=LSTM_NETS))
+
+
 @main.command()
 @click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False),
               help="A model.npz written by tinyprop train.")
@@ -143,8 +177,14 @@ def train_parse(ctx, out_dir, **options):
 def evaluate(model_path, data_dir, output):
     """Re-evaluate a saved model on the dev and test sets."""
     try:
-        if read_model_file(model_path)[0].get("task") == "parse":
+        task_name = read_model_file(model_path)[0].get("task")
+        if output and task_name != "parse":
+            raise click.UsageError("--output writes parsed trees; it is for parser models")
+        if task_name == "parse":
             parse.evaluate_saved(model_path, data_dir, output, log=click.echo)
+            return
+        if task_name == "pos":
+            pos.evaluate_saved(model_path, data_dir, log=click.echo)
             return
         meta, model = mnist.load_model(model_path)
         data = mnist.Mnist(mnist.locate_files(data_dir))

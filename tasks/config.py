@@ -17,7 +17,10 @@ from typing import Optional
 
 MLP_NETS = ("mlp", "mlptop", "mlprand", "mlpvar")
 CNN_NETS = ("cnn", "cnntop")
-NETS = MLP_NETS + CNN_NETS
+MNIST_NETS = MLP_NETS + CNN_NETS
+LSTM_NETS = ("lstm", "lstmtop", "lstmvar")
+NETS = MNIST_NETS + LSTM_NETS
+DENSE_NETS = ("mlp", "cnn", "lstm")
 CNN_HIDDEN = 512  # the papers' CNN: fully connected 512 after the convolutions
 OPTIMIZERS = ("sgd", "adagrad", "adam")
 
@@ -59,7 +62,7 @@ class Settings:
 
     @property
     def meprop(self):
-        return self.net not in ("mlp", "cnn")
+        return self.net not in DENSE_NETS
 
     @property
     def cnn(self):
@@ -99,6 +102,9 @@ NNMNIST_DEFAULTS = dict(batch=100, k=160)  # where nnmnist's Config() differs fr
 # EWT gives 392k training transitions (WSJ: 1.9M), so 39 updates an epoch; at Adam's usual 0.001 the
 # parser reached 52 UAS on dev after 3 epochs, at 0.01 (Chen and Manning's rate, with AdaGrad) 84.
 PARSE_DEFAULTS = dict(batch=10000, k=20, epochs=10, iter_per_epoch=2, lr=0.01)
+# the papers' tagging setting (Section 3.1, Table 2): one sentence per mini-batch, Adam, k 10; their best
+# iterations were 3 (dense) and 4 (meProp). meSimp: prune 0.08 (Table 10) with meSimp in every epoch.
+POS_DEFAULTS = dict(net="lstm", batch=1, k=10, epochs=5, iter_per_epoch=4, lr=0.001, prune=0.08, train_cycle=5)
 
 
 def read_nnmnist_config(path):
@@ -150,24 +156,24 @@ def _resolve_data_path(relative, folder):
     return beside if os.path.exists(beside) else relative
 
 
-def make_settings(config_values=None, options=None, defaults=None):
+def make_settings(config_values=None, options=None, defaults=None, nets=MNIST_NETS):
     """Defaults (the task's `defaults` over Settings'), then a config file's values, then command-line
-    options; checked."""
+    options; checked. `nets`: the network types of the task."""
     values = dataclasses.asdict(Settings())
     values.update(defaults or {})
     values.update(config_values or {})
     values.update({name: value for name, value in (options or {}).items() if value is not None})
     settings = Settings(**values)
-    validate(settings)
+    validate(settings, nets)
     return settings
 
 
-def validate(s):
+def validate(s, nets=NETS):
     def fail(field, problem):
         raise ConfigError(f"{FIELD_NAMES.get(field, field)}: {problem}")
 
-    if s.net not in NETS:
-        fail("net", f"{s.net!r} is not a network type; use one of {', '.join(NETS)}")
+    if s.net not in nets:
+        fail("net", f"{s.net!r} is not a network type of this task; use one of {', '.join(nets)}")
     if s.optim not in OPTIMIZERS:
         fail("optim", f"{s.optim!r} is not an optimizer; use one of {', '.join(OPTIMIZERS)}")
     for field in ("hidden", "layers", "batch", "epochs", "iter_per_epoch", "train_cycle"):

@@ -5,6 +5,7 @@ XPOS FEATS HEAD DEPREL DEPS MISC), ended by a blank line; lines starting with # 
 comments. Lines whose ID is a range (3-4, a multiword token) or a decimal (8.1, an
 empty node) are not words and are skipped. Words are numbered 1..n; head 0 is the root.
 """
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -12,6 +13,20 @@ from tasks.files import DataError, write_bytes
 
 WORD_ID = re.compile(r"[1-9][0-9]*\Z")
 SKIPPED_ID = re.compile(r"[1-9][0-9]*(-[1-9][0-9]*|\.[1-9][0-9]*)\Z")
+TREEBANK_FILES = {"train": "en_ewt-ud-train.conllu", "dev": "en_ewt-ud-dev.conllu", "test": "en_ewt-ud-test.conllu"}
+
+
+def locate_treebank(data_dir=None):
+    """The three EWT files, in DIR/ud-english-ewt or DIR (DIR: --data-dir, else $TINYPROP_DATA)."""
+    folder = data_dir or os.environ.get("TINYPROP_DATA")
+    if not folder:
+        raise DataError("the tagger and the parser read UD English EWT from --data-dir or TINYPROP_DATA, "
+                        "and neither is set")
+    for where in (os.path.join(folder, "ud-english-ewt"), folder):
+        paths = {split: os.path.join(where, name) for split, name in TREEBANK_FILES.items()}
+        if all(os.path.isfile(path) for path in paths.values()):
+            return paths
+    raise DataError(f"{', '.join(TREEBANK_FILES.values())} not found in {folder} nor in {folder}/ud-english-ewt")
 
 
 @dataclass

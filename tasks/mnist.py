@@ -288,7 +288,7 @@ class MnistTask(ClassifierTask):
         return [layer for layer in self.model.layers if isinstance(layer, (Linear, Conv2d))]
 
     def train_step(self, indices):
-        """One mini-batch: forward, backward, update. Returns (summed loss, correct predictions)."""
+        """One mini-batch: forward, backward, update. Returns (summed loss, correct, predictions)."""
         images, labels = self.data.splits["train"]
         return self.step(scale_pixels(images[indices]), labels[indices].astype(np.intp))
 

@@ -18,27 +18,14 @@ import numpy as np
 
 from tasks.arcstandard import NULL, ROOT, SHIFT, UNKNOWN, Configuration, features, oracle_transitions
 from tasks.config import ConfigError, resolve_seed
-from tasks.conllu import read_conllu, write_conllu
+from tasks.conllu import locate_treebank, read_conllu, write_conllu
 from tasks.files import DataError, load_parameters, read_model_file, write_json
 from tasks.training import ClassifierTask, make_optimizer, train, write_summary
 from tinyprop.layers import Cube, Embedding, Linear
 from tinyprop.mesimp import Simplifier
 
-SPLITS = {"train": "en_ewt-ud-train.conllu", "dev": "en_ewt-ud-dev.conllu", "test": "en_ewt-ud-test.conllu"}
 N_WORDS, N_TAGS, N_LABELS = 18, 18, 12  # Chen and Manning's 48 features
 EMBEDDING_DIM = 50
-
-
-def locate_treebank(data_dir=None):
-    """The three EWT files, in DIR/ud-english-ewt or DIR (DIR: --data-dir, else $TINYPROP_DATA)."""
-    folder = data_dir or os.environ.get("TINYPROP_DATA")
-    if not folder:
-        raise DataError("the parser reads UD English EWT from --data-dir or TINYPROP_DATA, and neither is set")
-    for where in (os.path.join(folder, "ud-english-ewt"), folder):
-        paths = {split: os.path.join(where, name) for split, name in SPLITS.items()}
-        if all(os.path.isfile(path) for path in paths.values()):
-            return paths
-    raise DataError(f"{', '.join(SPLITS.values())} not found in {folder} nor in {folder}/ud-english-ewt")
 
 
 class Vocabulary:

@@ -12,7 +12,7 @@ after every part, once it has been evaluated, as nnmnist does; odd cycles train 
 nnmnist, so a cycle's first pruning judges by all the examples since the last one (the
 threshold scales with their number). A TrainCycle >= MaxEpoch simplifies throughout.
 
-A task gives: `train_size`, `train_step(indices)` -> (summed loss, correct count),
+A task gives: `train_size`, `train_step(indices)` -> (summed loss, correct count, predictions made),
 `evaluate(split)` -> (mean loss, accuracy %, {other score: value}), `product_layers()`, `model_arrays()`,
 `optimizer`, `simplifier` (or None) and `timers` (a Timers it fills in during train_step).
 """
@@ -65,13 +65,12 @@ def train(task, settings, seed, out_dir, log=print):
         parts = np.array_split(rng.permutation(task.train_size), settings.iter_per_epoch)
         for part, indices in enumerate(parts, 1):
             part_start = time.perf_counter()
-            loss, correct = train_part(task, indices, settings.batch, f"epoch {epoch} part {part}")
+            loss, correct, count = train_part(task, indices, settings.batch, f"epoch {epoch} part {part}")
             train_seconds += time.perf_counter() - part_start
             if not np.isfinite(loss):
                 raise TrainingDiverged(f"epoch {epoch} part {part}: the training loss is {loss}; lower the "
                                        "learning rate or set ClipBound (--clip-bound)")
-            record = dict(epoch=epoch, part=part, train_loss=loss / len(indices),
-                          train_acc=100.0 * correct / len(indices))
+            record = dict(epoch=epoch, part=part, train_loss=loss / count, train_acc=100.0 * correct / count)
             record.update(evaluation(task, "dev"))
             if record["dev_acc"] > best["dev_acc"]:
                 record.update(evaluation(task, "test"))
@@ -111,7 +110,13 @@ class ClassifierTask:
         self.timers = Timers()
 
     def step(self, x, targets):
-        """One mini-batch: forward, loss, backward (which meSimp records), update, clear; timed.
+        """One mini-batch: gradients, then the update. Returns (summed loss, correct, predictions)."""
+        loss, correct = self.accumulate(x, targets)
+        self.update()
+        return loss, correct, targets.shape[0]
+
+    def accumulate(self, x, targets):
+        """Forward, loss and backward (which meSimp records), adding to the gradients; timed.
 
         The input needs no gradient. Returns (summed loss, correct predictions).
         """
@@ -122,13 +127,16 @@ class ClassifierTask:
         self.model.backward(self.loss.backward(), need_dx=False)
         if self.simplifier is not None:
             self.simplifier.observe()
-        after_backward = time.perf_counter()
+        self.timers.forward += after_forward - start
+        self.timers.backward += time.perf_counter() - after_forward
+        return loss, int((logits.argmax(axis=1) == targets).sum())
+
+    def update(self):
+        """The optimizer's step on the accumulated gradients, then clear them; timed."""
+        start = time.perf_counter()
         self.optimizer.step()
         self.model.zero_grad()
-        self.timers.forward += after_forward - start
-        self.timers.backward += after_backward - after_forward
-        self.timers.update += time.perf_counter() - after_backward
-        return loss, int((logits.argmax(axis=1) == targets).sum())
+        self.timers.update += time.perf_counter() - start
 
 
 def evaluation(task, split):
@@ -141,15 +149,16 @@ def evaluation(task, split):
 def train_part(task, indices, batch, label):
     """Train on one part in mini-batches; a progress bar shows on a terminal."""
     starts = range(0, len(indices), batch)
-    total_loss, total_correct = 0.0, 0
+    total_loss, total_correct, total_count = 0.0, 0, 0
     show = sys.stderr.isatty()
     with click.progressbar(starts, label=label, file=sys.stderr, update_min_steps=50,
                            hidden=not show) as bar:
         for first in bar:
-            loss, correct = task.train_step(indices[first:first + batch])
+            loss, correct, count = task.train_step(indices[first:first + batch])
             total_loss += loss
             total_correct += correct
-    return total_loss, total_correct
+            total_count += count
+    return total_loss, total_correct, total_count
 
 
 def format_record(record, settings):

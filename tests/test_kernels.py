@@ -49,7 +49,7 @@ def test_add_to_rows(rng):
 def test_kernels_and_selection_as_plain_python():
     """The kernels' Python source (NUMBA_DISABLE_JIT=1) passes the same tests as the compiled code."""
     files = [os.path.join(HERE, name) for name in ("test_kernels.py", "test_topk.py", "test_optim.py",
-                                                   "test_layers.py", "test_conv.py")]
+                                                   "test_layers.py", "test_conv.py", "test_lstm.py")]
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files],
                             env=dict(os.environ, NUMBA_DISABLE_JIT="1"), capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

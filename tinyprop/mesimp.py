@@ -59,11 +59,45 @@ class ActivityRecord:
         self.examples = 0
 
 
+class GateActivityRecord(ActivityRecord):
+    """The record of an LSTM, whose gates are simplified jointly (TKDE 2018, Section 2.3.2): a unit
+    counts once for each time step at which it was in the top-k of at least one of its gates
+    ("merging the active paths from each gate"). selected: (steps, 4k) rows g*H + j of the gates."""
+
+    def __init__(self, n_units):
+        super().__init__(n_units, None)
+
+    def observe(self, selected, dy):
+        steps, n_units = selected.shape[0], self.counts.shape[0]
+        used = np.zeros((steps, n_units), dtype=bool)
+        used[np.arange(steps)[:, None], selected % n_units] = True
+        self.counts += used.sum(axis=0)
+        self.examples += steps
+
+
+class ColumnBlock:
+    """The inputs of `consumer` that come from `producers[position]`, when the outputs of several
+    producers are laid side by side (a BiLSTM's two directions feeding one output layer):
+    column propagation for that producer alone."""
+
+    def __init__(self, consumer, producers, position):
+        self.consumer, self.producers, self.position = consumer, producers, position
+
+    def remove_inputs(self, keep):
+        """Called after the producer removed its units: its block is as wide as the others leave."""
+        others = [producer.n_out for i, producer in enumerate(self.producers) if i != self.position]
+        start = sum(others[:self.position])
+        width = self.consumer.n_in - sum(others)
+        self.consumer.remove_inputs(np.concatenate([np.arange(start), start + np.asarray(keep),
+                                                    np.arange(start + width, self.consumer.n_in)]))
+
+
 class Simplifier:
     """meSimp over pairs (layer, consumer): prunes `layer`'s outputs and the matching inputs of `consumer`.
 
     `layer` must run per-example top-k meProp (its backward leaves `dy` and `selected`);
-    the output layer of a network is never given as a `layer`.
+    the output layer of a network is never given as a `layer`. A gated layer (an LSTM: its
+    `n_gates` > 1) is recorded with its gates merged.
     """
 
     def __init__(self, pairs, rate):
@@ -71,7 +105,8 @@ class Simplifier:
             raise ValueError(f"Simplifier: the prune rate must be in [0, 1], got {rate!r}")
         self.pairs = list(pairs)
         self.rate = rate
-        self.records = [ActivityRecord(layer.n_out, layer.k) for layer, _ in self.pairs]
+        self.records = [GateActivityRecord(layer.n_out) if getattr(layer, "n_gates", 1) > 1
+                        else ActivityRecord(layer.n_out, layer.k) for layer, _ in self.pairs]
         self.original_sizes = self.sizes()
 
     def sizes(self):

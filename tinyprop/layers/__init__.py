@@ -4,8 +4,9 @@ from tinyprop.layers.base import Layer
 from tinyprop.layers.conv import Conv2d, MaxPool2d, Reshape
 from tinyprop.layers.embedding import Cube, Embedding
 from tinyprop.layers.linear import SELECTIONS, Linear
+from tinyprop.layers.lstm import LSTM, BiLSTM
 from tinyprop.layers.loss import SoftmaxCrossEntropy
 from tinyprop.layers.sequential import Sequential
 
-__all__ = ["Conv2d", "Cube", "Dropout", "Embedding", "Layer", "Linear", "MaxPool2d", "ReLU", "Reshape", "SELECTIONS", "Sequential",
+__all__ = ["BiLSTM", "Conv2d", "Cube", "Dropout", "Embedding", "Layer", "Linear", "LSTM", "MaxPool2d", "ReLU", "Reshape", "SELECTIONS", "Sequential",
            "Sigmoid", "SoftmaxCrossEntropy", "Tanh"]

@@ -1,0 +1,229 @@
+"""Part-of-speech tagging with a bidirectional LSTM and meProp on every gate: data, model, evaluation.
+
+The papers' second task (TKDE 2018, Section 3 and Table 2: one-layer BiLSTM, 500 units per
+direction, one sentence per mini-batch, Adam; meProp k=10; per-word accuracy). Data: UD
+English EWT, whose XPOS column holds the Penn Treebank tags of the papers' WSJ task.
+
+Each word is given to the LSTMs as three embeddings side by side (documented choices; the
+papers do not say theirs):
+- its lower-cased form (100 dimensions); forms seen fewer than twice in training share the
+  UNKNOWN id, so that this id is trained, on rare words, for the unseen words of dev and test;
+- its last three letters, lower-cased (30 dimensions; suffixes seen fewer than twice: UNKNOWN),
+  which tell much of an unknown word's tag (-ing, -ed, -ly);
+- its shape (10 dimensions): capitalisation (lower, Capitalised, UPPER, other) x has a
+  digit x has a hyphen, 16 ids; with the first form of a sentence lower-cased like all others,
+  this keeps what capitals say about proper nouns.
+The output layer, 1000 -> tags, stays dense, as in the papers (it is small).
+"""
+import collections
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from tasks.config import resolve_seed
+from tasks.conllu import locate_treebank, read_conllu
+from tasks.files import DataError, load_parameters, read_model_file, write_json
+from tasks.training import ClassifierTask, make_optimizer, train, write_summary
+from tinyprop.layers import BiLSTM, Embedding, Linear
+from tinyprop.mesimp import ColumnBlock, Simplifier
+
+UNKNOWN = 0
+WORD_DIM, SUFFIX_DIM, SHAPE_DIM = 100, 30, 10
+SUFFIX_LENGTH = 3
+N_SHAPES = 16
+
+
+def word_shape(form):
+    """0..15: capitalisation class (0 lower, 1 Capitalised, 2 UPPER, 3 other) * 4 + 2 * digit + hyphen."""
+    letters = [c for c in form if c.isalpha()]
+    if letters and all(c.islower() for c in letters):
+        case = 0
+    elif letters and letters[0].isupper() and all(c.islower() for c in letters[1:]):
+        case = 1
+    elif letters and all(c.isupper() for c in letters):
+        case = 2
+    else:
+        case = 3
+    return case * 4 + 2 * any(c.isdigit() for c in form) + ("-" in form)
+
+
+class TagVocabulary:
+    """Ids of words and suffixes (seen at least twice in training; 0 is UNKNOWN) and of XPOS tags."""
+
+    def __init__(self, sentences, min_count=2):
+        words = collections.Counter(form.lower() for sentence in sentences for form in sentence.forms)
+        suffixes = collections.Counter(form.lower()[-SUFFIX_LENGTH:] for sentence in sentences
+                                       for form in sentence.forms)
+        self.words = {word: i for i, word in enumerate(sorted(w for w, n in words.items() if n >= min_count), 1)}
+        self.suffixes = {s: i for i, s in enumerate(sorted(s for s, n in suffixes.items() if n >= min_count), 1)}
+        self.tags = sorted({tag for sentence in sentences for tag in sentence.xpos})
+
+    def encode(self, sentence):
+        """(ids (words, 3) int32: word, suffix, shape; tag ids (words,) intp, -1 for a tag unseen in training)."""
+        ids = np.array([(self.words.get(form.lower(), UNKNOWN),
+                         self.suffixes.get(form.lower()[-SUFFIX_LENGTH:], UNKNOWN),
+                         word_shape(form)) for form in sentence.forms], dtype=np.int32)
+        tag_ids = {tag: i for i, tag in enumerate(self.tags)}
+        return ids.reshape(len(sentence), 3), np.array([tag_ids.get(tag, -1) for tag in sentence.xpos], dtype=np.intp)
+
+    def to_json(self):
+        return dict(words=self.words, suffixes=self.suffixes, tags=self.tags)
+
+    @classmethod
+    def from_json(cls, data):
+        vocabulary = cls.__new__(cls)
+        vocabulary.words, vocabulary.suffixes, vocabulary.tags = data["words"], data["suffixes"], data["tags"]
+        return vocabulary
+
+
+class TaggerModel:
+    """Embeddings (word, suffix, shape) -> BiLSTM (hidden per direction, meProp k) -> Linear -> tag scores.
+
+    forward(ids (words, 3)) -> logits (words, tags), one sentence at a time.
+    """
+
+    def __init__(self, vocabulary, hidden=(500, 500), k=None, rng=None):
+        """hidden: units of the forward and the backward LSTM (they differ once meSimp has run)."""
+        rng = rng if rng is not None else np.random.default_rng()
+        self.embeddings = [Embedding(1 + len(vocabulary.words), WORD_DIM, scale=0.1, rng=rng, name="words"),
+                           Embedding(1 + len(vocabulary.suffixes), SUFFIX_DIM, scale=0.1, rng=rng, name="suffixes"),
+                           Embedding(N_SHAPES, SHAPE_DIM, scale=0.1, rng=rng, name="shapes")]
+        self.bilstm = BiLSTM(WORD_DIM + SUFFIX_DIM + SHAPE_DIM, hidden, k=k, rng=rng)
+        self.output = Linear(sum(hidden), len(vocabulary.tags), rng=rng, name="output")
+
+    def params(self):
+        return [param for layer in self.embeddings + [self.bilstm, self.output] for param in layer.params()]
+
+    def hidden_sizes(self):
+        return [lstm.n_out for lstm in self.bilstm.directions]
+
+    def forward(self, ids):
+        embedded = np.concatenate([layer.forward(ids[:, column:column + 1])
+                                   for column, layer in enumerate(self.embeddings)], axis=1)
+        return self.output.forward(self.bilstm.forward(embedded))
+
+    def backward(self, dlogits, need_dx=False):
+        """Gradients of every parameter; the input (ids) has none, so need_dx is ignored."""
+        dembedded = self.bilstm.backward(self.output.backward(dlogits))
+        start = 0
+        for layer in self.embeddings:
+            width = layer.weight.shape[1]
+            layer.backward(dembedded[:, start:start + width])
+            start += width
+
+    def zero_grad(self):
+        for param in self.params():
+            param.zero_grad()
+
+
+class TaggerTask(ClassifierTask):
+    """The tagging task as tasks.training.train drives it: sentences are the training examples."""
+
+    def __init__(self, splits, vocabulary, model, optimizer, meta, simplifier=None):
+        super().__init__(model, optimizer, meta, simplifier)
+        self.encoded = {split: [vocabulary.encode(sentence) for sentence in sentences]
+                        for split, sentences in splits.items()}
+        self.vocabulary = vocabulary
+
+    @property
+    def train_size(self):
+        return len(self.encoded["train"])
+
+    def product_layers(self):
+        return self.model.bilstm.directions + [self.model.output]
+
+    def train_step(self, indices):
+        """A mini-batch of sentences: their gradients add up, then one update (the papers: one sentence)."""
+        loss = correct = count = 0
+        for index in indices:
+            ids, tags = self.encoded["train"][index]
+            sentence_loss, sentence_correct = self.accumulate(ids, tags)
+            loss += sentence_loss
+            correct += sentence_correct
+            count += tags.shape[0]
+        self.update()
+        return loss, correct, count
+
+    def evaluate(self, split):
+        """(mean loss per word, per-word accuracy %, {}). A tag unseen in training counts as an error."""
+        total_loss, correct, count = 0.0, 0, 0
+        for ids, tags in self.encoded[split]:
+            logits = self.model.forward(ids)
+            known = tags >= 0
+            total_loss += self.loss.forward(logits[known], tags[known])
+            correct += int((logits.argmax(axis=1) == tags).sum())
+            count += tags.shape[0]
+        return total_loss / count, 100.0 * correct / count, {}
+
+    def model_arrays(self):
+        arrays = {param.name: param.value for param in self.model.params()}
+        meta = dict(self.meta, hidden=self.model.hidden_sizes(), vocabulary=self.vocabulary.to_json())
+        arrays["meta"] = np.array(json.dumps(meta))
+        return arrays
+
+
+def load_model(path):
+    """(meta, vocabulary, model) from a model.npz written by `tinyprop train pos`."""
+    meta, arrays = read_model_file(path)
+    if meta.get("task") != "pos":
+        raise DataError(f"{path}: a model of task {meta.get('task')!r}, not pos")
+    vocabulary = TagVocabulary.from_json(meta["vocabulary"])
+    model = TaggerModel(vocabulary, meta["hidden"], meta["k"])
+    load_parameters(path, model, arrays)
+    return meta, vocabulary, model
+
+
+def run(settings, out_dir, log=print):
+    """Train the tagger `settings` describe; write config.json, metrics.jsonl, model.npz, summary.json."""
+    seed = resolve_seed(settings.seed)
+    paths = locate_treebank(settings.data_dir)
+    splits = {split: read_conllu(path) for split, path in paths.items()}
+    if settings.max_examples:
+        splits = {split: sentences[:settings.max_examples] for split, sentences in splits.items()}
+    vocabulary = TagVocabulary(splits["train"])
+    k = settings.k if settings.meprop else None
+    rng = np.random.default_rng(seed)
+    model = TaggerModel(vocabulary, (settings.hidden, settings.hidden), k, rng)
+    directions = model.bilstm.directions
+    simplifier = None
+    if settings.net == "lstmvar":
+        simplifier = Simplifier([(lstm, ColumnBlock(model.output, directions, position))
+                                 for position, lstm in enumerate(directions)], settings.prune)
+    meta = dict(task="pos", net=settings.net, k=k)
+    task = TaggerTask(splits, vocabulary, model, None, meta, simplifier)
+    task.optimizer = make_optimizer(settings, model.params(), task.train_size)
+    os.makedirs(out_dir, exist_ok=True)
+    write_json(os.path.join(out_dir, "config.json"), dict(dataclasses.asdict(settings), seed_used=seed,
+                                                           data_files=paths))
+    words = sum(len(sentence) for sentence in splits["train"])
+    log(f"pos {settings.net}{f' k={k}' if k else ''}: BiLSTM {settings.hidden} per direction, "
+        f"{len(vocabulary.tags)} tags, {len(vocabulary.words)} words, seed {seed}; {task.train_size} training "
+        f"sentences ({words} words); writing to {out_dir}")
+    summary = dict(task="pos", net=settings.net, k=k, epochs=settings.epochs, seed=seed, train_sentences=task.train_size,
+                   train_words=words)
+    summary.update(train(task, settings, seed, out_dir, log))
+    summary.update(param_count=int(sum(param.value.size for param in model.params())),
+                   hidden_sizes=model.hidden_sizes())
+    if simplifier is not None:
+        summary.update(original_hidden_sizes=[settings.hidden] * 2, prune=settings.prune,
+                       train_cycle=settings.train_cycle)
+        log(f"final hidden sizes (forward, backward) {simplifier.describe()}")
+    write_summary(out_dir, summary)
+    log(f"best dev accuracy {summary['best_dev_acc']:.2f} (epoch {summary['best_epoch']}), test "
+        f"{summary['test_acc']:.2f}; train {summary['train_time_s']:.1f}s, backward of the LSTMs and the output "
+        f"layer {summary['linear_backward_time_s']:.1f}s")
+    return summary
+
+
+def evaluate_saved(model_path, data_dir=None, log=print):
+    """Re-score a saved tagger on dev and test."""
+    meta, vocabulary, model = load_model(model_path)
+    paths = locate_treebank(data_dir)
+    splits = {split: read_conllu(paths[split]) for split in ("dev", "test")}
+    task = TaggerTask(splits, vocabulary, model, None, meta)
+    for split in ("dev", "test"):
+        loss, accuracy, _ = task.evaluate(split)
+        words = sum(len(sentence) for sentence in splits[split])
+        log(f"{split}: accuracy {accuracy:.2f}%  loss {loss:.4f}  ({words} words)")

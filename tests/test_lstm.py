@@ -1,0 +1,187 @@
+"""The LSTM: backpropagation through time against finite differences, meProp on the gates against the
+dense math on the masked gate gradients, and meSimp's joint removal of a unit's four gates."""
+import numpy as np
+import pytest
+
+from tinyprop.gradcheck import grad_check
+from tinyprop.layers import LSTM, BiLSTM, Linear
+from tinyprop.mesimp import ColumnBlock, GateActivityRecord, Simplifier
+from tinyprop.optim import Adam
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def reference_bptt(lstm, x, dy, masks=None):
+    """LSTM forward and backward in plain numpy, float64. masks: (steps, 4H) bool, which entries of each
+    step's gate gradient dz take part in the matrix products (all, when None).
+
+    Returns (dx, dW_x, dW_h, db, dz) with dz unmasked.
+    """
+    W_x, W_h, b = (p.value.astype(np.float64) for p in lstm.params())
+    x, dy = x.astype(np.float64), dy.astype(np.float64)
+    steps, n = x.shape[0], lstm.n_out
+    h, c, gates = np.zeros((steps + 1, n)), np.zeros((steps + 1, n)), np.zeros((steps, 4 * n))
+    for t in range(steps):  # h[t + 1] is h_t; h[0] = 0
+        z = W_x @ x[t] + W_h @ h[t] + b
+        i, f, g, o = sigmoid(z[:n]), sigmoid(z[n:2 * n]), np.tanh(z[2 * n:3 * n]), sigmoid(z[3 * n:])
+        gates[t] = np.concatenate([i, f, g, o])
+        c[t + 1] = f * c[t] + i * g
+        h[t + 1] = o * np.tanh(c[t + 1])
+    dx, dW_x, dW_h = np.zeros_like(x), np.zeros_like(W_x), np.zeros_like(W_h)
+    dz_all = np.zeros((steps, 4 * n))
+    dh_next, dc_next = np.zeros(n), np.zeros(n)
+    for t in range(steps - 1, -1, -1):
+        i, f, g, o = np.split(gates[t], 4)
+        dh = dy[t] + dh_next
+        tanh_c = np.tanh(c[t + 1])
+        dc = dh * o * (1 - tanh_c ** 2) + dc_next
+        dz = np.concatenate([dc * g * i * (1 - i), dc * c[t] * f * (1 - f), dc * i * (1 - g ** 2),
+                             dh * tanh_c * o * (1 - o)])
+        dz_all[t] = dz
+        kept = dz if masks is None else np.where(masks[t], dz, 0.0)
+        dW_x += np.outer(kept, x[t])
+        dW_h += np.outer(kept, h[t])
+        dx[t] = kept @ W_x
+        dh_next = kept @ W_h
+        dc_next = dc * f
+    return dx, dW_x, dW_h, dz_all.sum(axis=0), dz_all
+
+
+def random_lstm(rng, n_in, hidden, k=None, dtype=np.float32):
+    lstm = LSTM(n_in, hidden, k, rng=rng, dtype=dtype)
+    lstm.bias.value[:] = 0.5 * rng.standard_normal(4 * hidden)
+    return lstm
+
+
+def test_lstm_backward_through_time_matches_finite_differences(rng):
+    errors = grad_check(random_lstm(rng, 3, 4, dtype=np.float64), rng.standard_normal((6, 3)))
+    assert max(errors.values()) < 1e-7, errors
+
+
+def test_bilstm_wiring_matches_finite_differences(rng):
+    layer = BiLSTM(3, (4, 2), dtype=np.float64, rng=rng)
+    assert [lstm.n_out for lstm in layer.directions] == [4, 2]
+    errors = grad_check(layer, rng.standard_normal((5, 3)))
+    assert max(errors.values()) < 1e-7, errors
+
+
+def test_bilstm_backward_direction_reads_the_sequence_reversed(rng):
+    layer = BiLSTM(3, 4, dtype=np.float64, rng=rng)
+    x = rng.standard_normal((5, 3))
+    out = layer.forward(x)
+    ahead, behind = layer.directions
+    np.testing.assert_allclose(out[:, :4], ahead.forward(x))
+    np.testing.assert_allclose(out[:, 4:], behind.forward(x[::-1])[::-1])
+    np.testing.assert_allclose(layer.forward(x[:1])[0, 4:], behind.forward(x[:1])[0])  # h_backward_0 saw x_0 only
+
+
+def test_dense_lstm_in_float32_matches_the_numpy_reference(rng):
+    lstm = random_lstm(rng, 7, 6)
+    x, dy = rng.standard_normal((9, 7)).astype(np.float32), rng.standard_normal((9, 6)).astype(np.float32)
+    lstm.forward(x)
+    dx = lstm.backward(dy)
+    ref_dx, ref_dW_x, ref_dW_h, ref_db, _ = reference_bptt(lstm, x, dy)
+    for got, want in ((dx, ref_dx), (lstm.input_weight.grad, ref_dW_x), (lstm.recurrent_weight.grad, ref_dW_h),
+                      (lstm.bias.grad, ref_db)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [1, 3, 6])
+def test_meprop_lstm_equals_dense_backward_of_the_masked_gate_gradients(rng, k):
+    hidden, steps = 6, 8
+    lstm = random_lstm(rng, 5, hidden, k)
+    x, dy = rng.standard_normal((steps, 5)).astype(np.float32), rng.standard_normal((steps, hidden)).astype(np.float32)
+    lstm.forward(x)
+    dx = lstm.backward(dy)
+    selected = lstm.selected
+    assert selected.shape == (steps, 4 * k)
+    masks = np.zeros((steps, 4 * hidden), dtype=bool)
+    masks[np.arange(steps)[:, None], selected] = True
+    ref_dx, ref_dW_x, ref_dW_h, ref_db, ref_dz = reference_bptt(lstm, x, dy, masks)
+    for t in range(steps):  # each gate's block holds its own k largest |dz|
+        for gate in range(4):
+            block = np.abs(ref_dz[t, gate * hidden:(gate + 1) * hidden])
+            chosen = selected[t, gate * k:(gate + 1) * k] - gate * hidden
+            assert ((chosen >= 0) & (chosen < hidden)).all() and len(set(chosen)) == k
+            assert block[chosen].min() >= np.delete(block, chosen).max(initial=0) - 1e-6
+    for got, want in ((dx, ref_dx), (lstm.input_weight.grad, ref_dW_x), (lstm.recurrent_weight.grad, ref_dW_h),
+                      (lstm.bias.grad, ref_db)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    rows = np.unique(selected)
+    assert np.flatnonzero(lstm.input_weight.rows_with_grad).tolist() == rows.tolist()
+    assert not lstm.input_weight.grad[np.setdiff1d(np.arange(4 * hidden), rows)].any()
+
+
+def test_meprop_with_k_equal_to_hidden_is_the_dense_backward(rng):
+    dense, full = random_lstm(np.random.default_rng(3), 4, 5), random_lstm(np.random.default_rng(3), 4, 5, k=5)
+    x, dy = rng.standard_normal((6, 4)).astype(np.float32), rng.standard_normal((6, 5)).astype(np.float32)
+    for lstm in (dense, full):
+        lstm.forward(x)
+    np.testing.assert_allclose(full.backward(dy), dense.backward(dy), rtol=1e-5, atol=1e-6)
+    for a, b in zip(full.params(), dense.params()):
+        np.testing.assert_allclose(a.grad, b.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_lstm_checks_its_arguments():
+    with pytest.raises(ValueError, match="k=7 is larger than the layer's 6 units"):
+        LSTM(3, 6, k=7)
+    with pytest.raises(ValueError, match="float32"):
+        LSTM(3, 6, k=2, dtype=np.float64)
+    with pytest.raises(ValueError, match=r"expected a float array x of shape \(batch, 3\)"):
+        LSTM(3, 6).forward(np.zeros((4, 2), dtype=np.float32))
+
+
+def test_gate_record_counts_a_unit_once_per_step_whatever_its_gates():
+    record = GateActivityRecord(3)
+    # two steps, k=1 per gate: rows g*3 + j; step 0 uses units 0 (twice), 1, 2; step 1 uses unit 2 only
+    record.observe(np.array([[0, 3, 7, 5], [2, 5, 8, 11]]), None)
+    assert record.counts.tolist() == [1, 1, 2] and record.examples == 2
+
+
+def masked_bilstm_output(bilstm, output, x, keeps):
+    """The network's output with the removed units silenced: their h feeds nothing (zeroed columns)."""
+    saved = [(p, p.value.copy()) for p in bilstm.params() + output.params()]
+    start = 0
+    for lstm, keep in zip(bilstm.directions, keeps):
+        removed = np.setdiff1d(np.arange(lstm.n_out), keep)
+        lstm.recurrent_weight.value[:, removed] = 0
+        output.weight.value[:, start + removed] = 0
+        start += lstm.n_out
+    result = output.forward(bilstm.forward(x))
+    for param, value in saved:
+        param.value[...] = value
+    return result
+
+
+def test_mesimp_removes_a_unit_from_all_gates_its_recurrent_column_and_its_output_column(rng):
+    bilstm = BiLSTM(4, 6, k=2, rng=rng)
+    output = Linear(12, 3, rng=rng)
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    keeps = [np.array([0, 2, 5]), np.array([1, 2, 3, 4])]
+    expected = masked_bilstm_output(bilstm, output, x, keeps)
+    ahead_weights = [p.value.copy() for p in bilstm.directions[0].params()]
+    directions = bilstm.directions
+    simplifier = Simplifier([(lstm, ColumnBlock(output, directions, position))
+                             for position, lstm in enumerate(directions)], rate=0.5)
+    optimizer = Adam(bilstm.params() + output.params())
+    for param in optimizer.params:
+        param.state["mean"][...] = rng.standard_normal(param.shape)
+    mean_before = directions[0].recurrent_weight.state["mean"].copy()
+    for record, keep in zip(simplifier.records, keeps):
+        assert isinstance(record, GateActivityRecord)
+        record.counts[keep] = 10
+        record.examples = 10
+    simplifier.prune()
+    assert simplifier.sizes() == [3, 4] and simplifier.describe() == "3(6) 4(6)"
+    rows = np.concatenate([gate * 6 + keeps[0] for gate in range(4)])
+    np.testing.assert_array_equal(directions[0].input_weight.value, ahead_weights[0][rows])
+    np.testing.assert_array_equal(directions[0].recurrent_weight.value, ahead_weights[1][rows][:, keeps[0]])
+    np.testing.assert_array_equal(directions[0].bias.value, ahead_weights[2][rows])
+    np.testing.assert_array_equal(directions[0].recurrent_weight.state["mean"], mean_before[rows][:, keeps[0]])
+    assert output.weight.shape == (3, 7) and directions[0].recurrent_weight.shape == (12, 3)
+    np.testing.assert_allclose(output.forward(bilstm.forward(x)), expected, rtol=1e-5, atol=1e-6)
+    # training goes on with the smaller matrices
+    bilstm.backward(output.backward(np.ones((5, 3), dtype=np.float32)))
+    optimizer.step()
