@@ -207,15 +207,18 @@ def evaluate(model_path, data_dir, output):
               help="Also time the CNN's convolutions, dense against spatial top-k (ratios 0.01-0.10).")
 @click.option("--parser/--no-parser", default=True, show_default=True,
               help="Also time the parser's layers (2400->500 and 500->103, batch 10,000, k 20).")
+@click.option("--lstm/--no-lstm", default=True, show_default=True,
+              help="Also time the tagger's LSTM backward through time (140->500, 16 steps, k 10 per gate).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def bench(n_in, n_out, batch, k, rounds, calls, conv, parser, as_json):
+def bench(n_in, n_out, batch, k, rounds, calls, conv, parser, lstm, as_json):
     """Time the backward of single layers: dense (BLAS and loops) against meProp (top, unified, rand).
 
     The papers' shapes always run (MNIST: linear 784->500 and 500->500 and the CNN's two
-    convolutions; the parser's two layers); --in/--out add a linear layer of your choice.
+    convolutions; the parser's two layers; the tagger's LSTM); --in/--out add a linear layer
+    of your choice.
     """
-    from tinyprop.bench import (PAPER_CONV_SHAPES, PAPER_SHAPES, PARSER_BATCH, PARSER_K, PARSER_SHAPES, bench_conv,
-                                bench_layer, format_report)
+    from tinyprop.bench import (PAPER_CONV_SHAPES, PAPER_SHAPES, PARSER_BATCH, PARSER_K, PARSER_SHAPES, TAGGER_SHAPE,
+                                bench_conv, bench_layer, bench_lstm, format_report)
     if (n_in is None) != (n_out is None):
         raise click.UsageError("give both --in and --out, or neither")
     shapes = list(PAPER_SHAPES) + ([(n_in, n_out)] if n_in else [])
@@ -230,6 +233,8 @@ def bench(n_in, n_out, batch, k, rounds, calls, conv, parser, as_json):
     if parser:
         runs += [lambda shape=shape: bench_layer(*shape, PARSER_BATCH, PARSER_K, rounds=max(1, rounds // 3), calls=1,
                                                  pool=4) for shape in PARSER_SHAPES]
+    if lstm:
+        runs.append(lambda: bench_lstm(**TAGGER_SHAPE, rounds=max(1, rounds * 2 // 3), calls=max(1, calls // 2)))
     results = []
     for run in runs:
         results.append(run())

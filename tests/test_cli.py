@@ -91,5 +91,9 @@ def test_bench_reports_every_variant_and_both_references():
     assert [(r["shape"]["in_channels"], r["shape"]["out_channels"]) for r in conv] == [(1, 16), (16, 32)]
     for report in conv:
         assert set(report["variants"]) == {"dense", "top 0.01", "top 0.02", "top 0.05", "top 0.10"}
+    (lstm,) = [r for r in reports if r["shape"]["kind"] == "lstm"]
+    assert (lstm["shape"]["hidden"], lstm["shape"]["k"], lstm["limit"]) == (500, 10, 50.0)
+    assert set(lstm["variants"]) == {"dense-blas", "dense-loop", "top"}
+    assert lstm["variants"]["dense-loop"]["vs_dense-loop"] == 1.0
     result = run("bench", "--in", 64)
     assert result.exit_code == 2 and "give both --in and --out" in result.output

@@ -10,6 +10,12 @@ Linear layers, all variants computing dW, db and dx for (batch, in) -> (batch, o
   rand         Linear(k, "rand").backward: k random rows per example + the sparse kernels.
 Convolutions (the papers' CNN, TKDE 2018 Section 3.3.2): Conv2d.backward dense (BLAS on
 the im2col patches) against spatial top-k at several ratios; both include col2im.
+LSTM (the tagger's, Section 2.3.2): LSTM.backward, backpropagation through time over one
+sentence, computing dW_x, dW_h, db and dx:
+  dense-blas   k=None: BLAS for the recurrent product at each step and for the weight gradients.
+  dense-loop   k=H: the meProp loops with every row of every gate selected (selecting all H
+               of H costs a heap build per gate and step, under 1% of this variant's time).
+  top          k: the k rows of each gate per step.
 
 The variants run alternately in one process (this machine is shared and noisy); the
 report gives each one's median time per call and its ratio to the dense references.
@@ -21,7 +27,7 @@ import time
 import numpy as np
 
 from tinyprop.kernels import add_selected_rows_grad, selected_input_grad
-from tinyprop.layers import Conv2d, Linear
+from tinyprop.layers import LSTM, Conv2d, Linear
 
 PAPER_SHAPES = ((784, 500), (500, 500))
 # the parser (Chen and Manning's MLP on EWT): 48 x 50 inputs -> 500 hidden -> 103 transitions, batch 10,000, k 20
@@ -30,6 +36,9 @@ PARSER_BATCH, PARSER_K = 10000, 20
 # (in channels, out channels, input height = width) of the papers' CNN at MNIST size, 5x5, padding 2
 PAPER_CONV_SHAPES = ((1, 16, 28), (16, 32, 14))
 CONV_RATIOS = (0.01, 0.02, 0.05, 0.10)
+# the tagger: 140 inputs (word 100 + suffix 30 + shape 10), 500 units, k 10; one sentence of 16 words
+# (EWT's training sentences have 16.3 words on average)
+TAGGER_SHAPE = dict(n_in=140, hidden=500, k=10, steps=16)
 
 
 def time_alternating(variants, gradients, rounds, calls):
@@ -109,11 +118,26 @@ def bench_conv(in_channels, out_channels, size, batch, ratios=CONV_RATIOS, round
                         kernel=5, padding=2), None, medians, ("dense",), rounds, calls, pool)
 
 
+def bench_lstm(n_in, hidden, k, steps, rounds=20, calls=10, pool=16, seed=0):
+    """An LSTM's backward through time over one sequence: dense (BLAS and loops) against meProp top-k."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((steps, n_in), dtype=np.float32)
+    gradients = [rng.standard_normal((steps, hidden), dtype=np.float32) for _ in range(pool)]
+    variants = {name: _ready(LSTM(n_in, hidden, layer_k, rng=rng), x)
+                for name, layer_k in (("dense-blas", None), ("dense-loop", hidden), ("top", k))}
+    medians = time_alternating(variants, gradients, rounds, calls)
+    return _report(dict(kind="lstm", n_in=n_in, hidden=hidden, k=k, steps=steps, batch=1), hidden / k, medians,
+                   ("dense-blas", "dense-loop"), rounds, calls, pool)
+
+
 def format_report(result):
     shape = result["shape"]
     if shape["kind"] == "linear":
         title = (f"linear {shape['n_in']}->{shape['n_out']}, batch {shape['batch']}, k {shape['k']} "
                  f"(limit n/k = {result['limit']:.2f}x)")
+    elif shape["kind"] == "lstm":
+        title = (f"lstm {shape['n_in']}->{shape['hidden']} (4 gates), one sequence of {shape['steps']} steps, "
+                 f"k {shape['k']} per gate (limit H/k = {result['limit']:.0f}x)")
     else:
         title = (f"conv {shape['in_channels']}->{shape['out_channels']} channels, {shape['size']}x{shape['size']}, "
                  f"5x5 padding 2, batch {shape['batch']}")

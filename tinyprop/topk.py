@@ -65,11 +65,15 @@ def topk_of_row(bits, k, heap, out_indices):
         heap[i] = _key(bits[i], i)
     for start in range(k // 2 - 1, -1, -1):
         _sift_down(heap, start, k)
+    smallest = np.uint32(heap[0] >> np.uint64(32))  # the magnitude bits of the root, the weakest kept entry
     for i in range(k, bits.shape[0]):
+        if bits[i] & SIGN_MASK < smallest:  # most entries fail here, before any 64-bit key is formed
+            continue
         key = _key(bits[i], i)
         if key > heap[0]:
             heap[0] = key
             _sift_down(heap, 0, k)
+            smallest = np.uint32(heap[0] >> np.uint64(32))
     for i in range(k):
         out_indices[i] = np.int32(INDEX_MASK - (heap[i] & INDEX_MASK))
 
