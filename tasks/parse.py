@@ -18,7 +18,7 @@ import numpy as np
 
 from tasks.arcstandard import NULL, ROOT, SHIFT, UNKNOWN, Configuration, features, oracle_transitions
 from tasks.config import ConfigError, resolve_seed
-from tasks.conllu import locate_treebank, read_conllu, write_conllu
+from tasks.conllu import locate_treebank, read_conllu, read_treebank, write_conllu
 from tasks.files import DataError, load_parameters, read_model_file, write_json
 from tasks.training import ClassifierTask, make_optimizer, train, write_summary
 from tinyprop.layers import Cube, Embedding, Linear
@@ -205,10 +205,7 @@ def load_model(path):
 def run(settings, out_dir, log=print):
     """Train the parser `settings` describe; write config.json, metrics.jsonl, model.npz, summary.json."""
     seed = resolve_seed(settings.seed)
-    paths = locate_treebank(settings.data_dir)
-    splits = {split: read_conllu(path) for split, path in paths.items()}
-    if settings.max_examples:
-        splits = {split: sentences[:settings.max_examples] for split, sentences in splits.items()}
+    paths, splits = read_treebank(settings.data_dir, settings.max_examples)
     vocabulary = Vocabulary(splits["train"])
     n_transitions = 1 + 2 * len(vocabulary.labels)
     k = settings.k if settings.meprop else None

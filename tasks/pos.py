@@ -23,7 +23,7 @@ import os
 import numpy as np
 
 from tasks.config import resolve_seed
-from tasks.conllu import locate_treebank, read_conllu
+from tasks.conllu import locate_treebank, read_conllu, read_treebank
 from tasks.files import DataError, load_parameters, read_model_file, write_json
 from tasks.training import ClassifierTask, make_optimizer, train, write_summary
 from tinyprop.layers import BiLSTM, Embedding, Linear
@@ -178,10 +178,7 @@ def load_model(path):
 def run(settings, out_dir, log=print):
     """Train the tagger `settings` describe; write config.json, metrics.jsonl, model.npz, summary.json."""
     seed = resolve_seed(settings.seed)
-    paths = locate_treebank(settings.data_dir)
-    splits = {split: read_conllu(path) for split, path in paths.items()}
-    if settings.max_examples:
-        splits = {split: sentences[:settings.max_examples] for split, sentences in splits.items()}
+    paths, splits = read_treebank(settings.data_dir, settings.max_examples)
     vocabulary = TagVocabulary(splits["train"])
     k = settings.k if settings.meprop else None
     rng = np.random.default_rng(seed)

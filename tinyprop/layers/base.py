@@ -1,6 +1,8 @@
 """The layer protocol of tinyprop's reverse-mode engine, and its argument checks."""
 import numbers
 
+import numpy as np
+
 
 class Layer:
     """A step of the network with a hand-written backward.
@@ -28,6 +30,17 @@ class Layer:
 def check_positive_int(owner, name, value):
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
+
+
+def check_meprop_k(owner, k, width, units, dtype):
+    """k=None (dense) or 1 <= k <= width; meProp layers compute in float32 (the top-k keys need it)."""
+    if k is None:
+        return
+    check_positive_int(owner, "k", k)
+    if k > width:
+        raise ValueError(f"{owner}: k={k} is larger than the layer's {width} {units}")
+    if np.dtype(dtype) != np.float32:
+        raise ValueError(f"{owner}: meProp layers compute in float32, got dtype {np.dtype(dtype)}")
 
 
 def check_input(owner, x, width):

@@ -4,7 +4,7 @@ import time
 import numpy as np
 
 from tinyprop.kernels import add_selected_rows_grad, add_to_rows, selected_input_grad
-from tinyprop.layers.base import Layer, check_input, check_positive_int, check_same_shape
+from tinyprop.layers.base import Layer, check_input, check_meprop_k, check_positive_int, check_same_shape
 from tinyprop.parameter import Parameter, glorot_normal
 from tinyprop.topk import random_rows, topk_rows, unified_topk
 
@@ -34,12 +34,7 @@ class Linear(Layer):
     def __init__(self, n_in, n_out, k=None, selection="top", rng=None, dtype=np.float32, name="linear"):
         check_positive_int(name, "n_in", n_in)
         check_positive_int(name, "n_out", n_out)
-        if k is not None:
-            check_positive_int(name, "k", k)
-            if k > n_out:
-                raise ValueError(f"{name}: k={k} is larger than the layer's {n_out} outputs")
-            if np.dtype(dtype) != np.float32:
-                raise ValueError(f"{name}: meProp layers compute in float32, got dtype {np.dtype(dtype)}")
+        check_meprop_k(name, k, n_out, "outputs", dtype)
         if selection not in SELECTIONS:
             raise ValueError(f"{name}: selection must be one of {', '.join(SELECTIONS)}, got {selection!r}")
         self.name = name

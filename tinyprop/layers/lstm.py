@@ -4,7 +4,7 @@ import time
 import numpy as np
 
 from tinyprop.kernels import add_selected_rows_grad, selected_input_grad
-from tinyprop.layers.base import Layer, check_input, check_positive_int, check_same_shape
+from tinyprop.layers.base import Layer, check_input, check_meprop_k, check_positive_int, check_same_shape
 from tinyprop.lstm_kernels import GATES, lstm_backward_dense, lstm_backward_topk, lstm_forward_steps
 from tinyprop.parameter import Parameter, glorot_normal
 
@@ -37,12 +37,7 @@ class LSTM(Layer):
     def __init__(self, n_in, hidden, k=None, rng=None, dtype=np.float32, name="lstm"):
         check_positive_int(name, "n_in", n_in)
         check_positive_int(name, "hidden", hidden)
-        if k is not None:
-            check_positive_int(name, "k", k)
-            if k > hidden:
-                raise ValueError(f"{name}: k={k} is larger than the layer's {hidden} units")
-            if np.dtype(dtype) != np.float32:
-                raise ValueError(f"{name}: meProp layers compute in float32, got dtype {np.dtype(dtype)}")
+        check_meprop_k(name, k, hidden, "units", dtype)
         self.name = name
         self.k = k
         rng = rng if rng is not None else np.random.default_rng()
