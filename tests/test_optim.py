@@ -62,19 +62,6 @@ def test_dense_adam_moves_every_row_as_nnmnist(rng):
     assert np.all(param.state["mean"][[0, 1, 3]] != 0)
 
 
-def test_dense_updates_leave_a_lookup_tables_unused_rows_alone(rng):
-    table = Parameter(rng.standard_normal((6, 4)).astype(np.float32), "embedding", lookup_table=True)
-    optimizer = Adam([table], dense_updates=True)
-    give_gradient(table, [0, 1, 2, 3, 4, 5], rng)
-    optimizer.step()
-    table.zero_grad()
-    before = table.value.copy()
-    give_gradient(table, [2], rng)
-    optimizer.step()
-    assert np.array_equal(table.value[[0, 1, 3, 4, 5]], before[[0, 1, 3, 4, 5]])
-    assert not np.array_equal(table.value[2], before[2])
-
-
 def test_sparse_adam_matches_nnmnist_on_the_rows_it_updates(rng):
     param = make_param(rng)
     optimizer = Adam([param], lr=0.01)

@@ -16,15 +16,12 @@ class Parameter:
     state: the optimizer's arrays (Adam's moments, AdaGrad's sums), each shaped like value.
     rows_with_grad: (rows,) bool, which rows received gradient since the last `zero_grad`;
     a sparse optimizer step updates only those rows.
-    lookup_table: the rows are looked up (an embedding): the optimizer updates only the rows
-    used, even when told to update every row.
 
     Keeping them together means that removing units (meSimp) is one slice applied to all.
     """
 
-    def __init__(self, value, name, lookup_table=False):
+    def __init__(self, value, name):
         self.name = name
-        self.lookup_table = lookup_table
         self.value = np.ascontiguousarray(value)
         if self.value.dtype.kind != "f":
             raise TypeError(f"{name}: a parameter holds floats, got {self.value.dtype}")

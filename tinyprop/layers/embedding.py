@@ -10,9 +10,7 @@ class Embedding(Layer):
     """ids: (batch, n) integers -> (batch, n * dim): the rows E[ids] side by side.
 
     backward adds each piece of dy onto the row it came from and marks only the rows
-    used; the optimizer updates just those (the table is a `lookup_table` Parameter, so
-    even with dense updates the rows of absent words keep their values and state).
-    Kept for backward: `ids`.
+    used, so that a sparse optimizer step touches just those. Kept for backward: `ids`.
     """
 
     def __init__(self, vocab_size, dim, scale=0.01, rng=None, dtype=np.float32, name="embedding"):
@@ -20,8 +18,7 @@ class Embedding(Layer):
         check_positive_int(name, "dim", dim)
         self.name = name
         rng = rng if rng is not None else np.random.default_rng()
-        self.weight = Parameter(rng.uniform(-scale, scale, (vocab_size, dim)).astype(dtype), f"{name}.weight",
-                                lookup_table=True)
+        self.weight = Parameter(rng.uniform(-scale, scale, (vocab_size, dim)).astype(dtype), f"{name}.weight")
         self.ids = None
 
     def params(self):

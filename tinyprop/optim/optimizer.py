@@ -21,8 +21,7 @@ class Optimizer:
     A step updates, in each parameter, only the rows that received gradient since the
     last `zero_grad` (Parameter.rows_with_grad): a meProp layer's other rows and their
     optimizer state stay exactly as they were. With dense_updates=True every row is
-    updated every step, as nnmnist does (rows without gradient then see g = 0, and Adam's
-    momentum keeps moving them), except in lookup tables (embeddings).
+    updated every step, as nnmnist does (rows without gradient then see g = 0).
 
     Subclasses name their state arrays (`state_names`) and give `update_rows(param, rows, step)`,
     which works on (rows, columns) views of the parameter: a bias is one column.
@@ -51,7 +50,7 @@ class Optimizer:
     def step(self):
         self.steps += 1
         for param in self.params:
-            if self.dense_updates and not param.lookup_table:
+            if self.dense_updates:
                 rows = np.arange(param.shape[0])
             else:
                 rows = np.flatnonzero(param.rows_with_grad)
