@@ -103,35 +103,55 @@ def train_mnist(ctx, out_dir, **options):
              lambda: make_settings(read_nnmnist_config(config_path) if config_path else {}, options))
 
 
+def treebank_options(task, unit, defaults):
+    """The options that the tasks on UD English EWT share, with the task's defaults in their help."""
+    options = [
+        click.option("--batch", type=int, help=f"{unit} per mini-batch. [{defaults['batch']}]"),
+        click.option("--epochs", type=int, help=f"Epochs. [{defaults['epochs']}]"),
+        click.option("--iter-per-epoch", type=int,
+                     help=f"Parts per epoch; dev is scored after each. [{defaults['iter_per_epoch']}]"),
+        click.option("--optim", type=click.Choice(OPTIMIZERS), help="Optimizer. [adam]"),
+        click.option("--lr", type=float, help=f"Learning rate. [{defaults['lr']}]"),
+        click.option("--seed", type=int, help="Random seed; negative: from the clock (recorded). [-1]"),
+        click.option("--dense-updates", is_flag=True, default=None,
+                     help="Update every row every step (as the authors' Adam does), not only rows that received "
+                          "gradient."),
+        click.option("--clip-bound", type=float, help="Clip each gradient entry to [-c, c]; 0: off. [5]"),
+        click.option("--train-cycle", type=int, help="meSimp: epochs per cycle; even cycles prune. [5]"),
+        click.option("--max-examples", type=int, help="Use at most N sentences of each split (quick runs)."),
+        click.option("--data-dir", type=click.Path(file_okay=False),
+                     help="Folder with ud-english-ewt/en_ewt-ud-{train,dev,test}.conllu; else $TINYPROP_DATA."),
+        click.option("--out", "out_dir", type=click.Path(file_okay=False),
+                     help=f"Output folder. [runs/{task}-NET-TIME]"),
+    ]
+
+    def apply(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return apply
+
+
+def no_config_file(ctx, task):
+    if (ctx.obj or {}).get("config_path"):
+        raise click.UsageError(f"--config reads nnmnist (MNIST) configs; the {task} takes its settings as options")
+
+
 @train.command("parse")
 @click.option("--net", type=click.Choice(("mlp", "mlptop", "mlpvar")),
               help="mlp: dense; mlptop: meProp on the hidden and output layers; mlpvar: meSimp. [mlp]")
 @click.option("--k", type=int, help="Top-k of the hidden layer (and of the output layer, unless --k-out). [20]")
 @click.option("--k-out", type=int, help="Top-k of the output layer. [--k]")
 @click.option("--hidden", type=int, help="Hidden layer size. [500]")
-@click.option("--batch", type=int, help="Transitions per mini-batch. [10000]")
-@click.option("--epochs", type=int, help="Epochs. [10]")
-@click.option("--iter-per-epoch", type=int, help="Parts per epoch; dev is parsed after each. [2]")
-@click.option("--optim", type=click.Choice(OPTIMIZERS), help="Optimizer. [adam]")
-@click.option("--lr", type=float, help="Learning rate. [0.01]")
-@click.option("--seed", type=int, help="Random seed; negative: from the clock (recorded). [-1]")
-@click.option("--dense-updates", is_flag=True, default=None,
-              help="Update every row every step, not only rows that received gradient.")
-@click.option("--clip-bound", type=float, help="Clip each gradient entry to [-c, c]; 0: off. [5]")
 @click.option("--prune", type=float, help="mlpvar: prune rate. [0.1]")
-@click.option("--train-cycle", type=int, help="mlpvar: epochs per cycle; even cycles prune. [5]")
-@click.option("--max-examples", type=int, help="Use at most N sentences of each split (quick runs).")
-@click.option("--data-dir", type=click.Path(file_okay=False),
-              help="Folder with ud-english-ewt/en_ewt-ud-{train,dev,test}.conllu; else $TINYPROP_DATA.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder. [runs/parse-NET-TIME]")
+@treebank_options("parse", "Transitions", PARSE_DEFAULTS)
 @click.pass_context
 def train_parse(ctx, out_dir, **options):
     """Train Chen and Manning's transition parser (48 features, hidden 500, cube) on UD English EWT.
 
     Writes config.json, metrics.jsonl, model.npz (at the best dev UAS) and summary.json to --out.
     """
-    if (ctx.obj or {}).get("config_path"):
-        raise click.UsageError("--config reads nnmnist (MNIST) configs; the parser takes its settings as options")
+    no_config_file(ctx, "parser")
     run_task("parse", parse.run, out_dir, lambda: make_settings({}, options, defaults=PARSE_DEFAULTS))
 
 
@@ -140,22 +160,9 @@ def train_parse(ctx, out_dir, **options):
               help="lstm: dense BiLSTM; lstmtop: meProp top-k on every gate; lstmvar: meSimp. [lstm]")
 @click.option("--k", type=int, help="Top-k of each gate's gradient, per time step. [10]")
 @click.option("--hidden", type=int, help="LSTM units per direction. [500]")
-@click.option("--batch", type=int, help="Sentences per mini-batch. [1]")
-@click.option("--epochs", type=int, help="Epochs. [5]")
-@click.option("--iter-per-epoch", type=int, help="Parts per epoch; dev is tagged after each. [4]")
-@click.option("--optim", type=click.Choice(OPTIMIZERS), help="Optimizer. [adam]")
-@click.option("--lr", type=float, help="Learning rate. [0.001]")
-@click.option("--seed", type=int, help="Random seed; negative: from the clock (recorded). [-1]")
-@click.option("--dense-updates", is_flag=True, default=None,
-              help="Update every row every step, not only rows that received gradient.")
-@click.option("--clip-bound", type=float, help="Clip each gradient entry to [-c, c]; 0: off. [5]")
-@click.option("--prune", type=float, help="lstmvar: prune rate; a unit is removed when it was in no gate's "
-                                        "top-k at more than this share of the time steps since the last pruning. [0.08]")
-@click.option("--train-cycle", type=int, help="lstmvar: epochs per cycle; even cycles prune. [5]")
-@click.option("--max-examples", type=int, help="Use at most N sentences of each split (quick runs).")
-@click.option("--data-dir", type=click.Path(file_okay=False),
-              help="Folder with ud-english-ewt/en_ewt-ud-{train,dev,test}.conllu; else $TINYPROP_DATA.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder. [runs/pos-NET-TIME]")
+@click.option("--prune", type=float, help="lstmvar: prune rate; a unit is removed when fewer than this share of "
+                                        "the time steps since the last pruning had it in some gate's top-k. [0.08]")
+@treebank_options("pos", "Sentences", POS_DEFAULTS)
 @click.pass_context
 def train_pos(ctx, out_dir, **options):
     """Train the papers' tagger (BiLSTM, 500 units per direction, one sentence per mini-batch) on the
@@ -163,8 +170,7 @@ def train_pos(ctx, out_dir, **options):
 
     Writes config.json, metrics.jsonl, model.npz (at the best dev accuracy) and summary.json to --out.
     """
-    if (ctx.obj or {}).get("config_path"):
-        raise click.UsageError("--config reads nnmnist (MNIST) configs; the tagger takes its settings as options")
+    no_config_file(ctx, "tagger")
     run_task("pos", pos.run, out_dir, lambda: make_settings({}, options, defaults=POS_DEFAULTS, nets=LSTM_NETS))
 
 
