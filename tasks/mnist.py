@@ -12,7 +12,6 @@ Split as in the papers and nnmnist: the first 5,000 training images are the
 development set, the other 55,000 train, the 10,000 test images test.
 Pixels stay uint8 in memory; `scale_pixels` turns a mini-batch into floats in [0, 1].
 """
-import dataclasses
 import gzip
 import hashlib
 import json
@@ -24,9 +23,9 @@ import urllib.request
 import click
 import numpy as np
 
-from tasks.files import DataError, load_parameters, read_model_file, write_bytes, write_json
+from tasks.files import DataError, load_parameters, read_model_file, write_bytes
 from tasks.config import CNN_HIDDEN, CNN_NETS, ConfigError, resolve_seed
-from tasks.training import ClassifierTask, make_optimizer, train, write_summary
+from tasks.training import ClassifierTask, make_optimizer, start_run, train, write_summary
 from tinyprop.layers import Conv2d, Dropout, Linear, MaxPool2d, ReLU, Reshape, Sequential
 from tinyprop.mesimp import Simplifier
 
@@ -378,9 +377,7 @@ def run(settings, out_dir, log=print):
         linears = [layer for layer in model.layers if isinstance(layer, Linear)]
         simplifier = Simplifier(zip(linears[:-1], linears[1:]), settings.prune)
     task = MnistTask(data, model, optimizer, meta, simplifier)
-    os.makedirs(out_dir, exist_ok=True)
-    write_json(os.path.join(out_dir, "config.json"), dict(dataclasses.asdict(settings), seed_used=seed,
-                                                           data_files=data.paths))
+    start_run(task, settings, seed, out_dir, data.paths)
     log(f"mnist {describe(meta)}, seed {seed}, train {task.train_size} dev {data.splits['dev'][1].shape[0]} test {data.splits['test'][1].shape[0]}, "
         f"writing to {out_dir}")
     summary = dict(task="mnist", net=settings.net, k=meta["k"], unified=settings.unified, k_ratio=meta["k_ratio"],

@@ -10,17 +10,15 @@ scores UAS and LAS without punctuation (UPOS PUNCT).
 Words are lower-cased; those seen fewer than twice in training share the UNKNOWN id.
 """
 import collections
-import dataclasses
 import json
-import os
 
 import numpy as np
 
 from tasks.arcstandard import NULL, ROOT, SHIFT, UNKNOWN, Configuration, features, oracle_transitions
 from tasks.config import ConfigError, resolve_seed
 from tasks.conllu import locate_treebank, read_conllu, read_treebank, write_conllu
-from tasks.files import DataError, load_parameters, read_model_file, write_json
-from tasks.training import ClassifierTask, make_optimizer, train, write_summary
+from tasks.files import DataError, load_parameters, read_model_file
+from tasks.training import ClassifierTask, make_optimizer, start_run, train, write_summary
 from tinyprop.layers import Cube, Embedding, Linear
 from tinyprop.mesimp import Simplifier
 
@@ -218,9 +216,7 @@ def run(settings, out_dir, log=print):
     meta = dict(task="parse", net=settings.net, k=k, k_out=k_out)
     task = ParseTask(splits, vocabulary, model, None, meta, simplifier)
     task.optimizer = make_optimizer(settings, model.params(), task.train_size)
-    os.makedirs(out_dir, exist_ok=True)
-    write_json(os.path.join(out_dir, "config.json"), dict(dataclasses.asdict(settings), seed_used=seed,
-                                                           data_files=paths))
+    start_run(task, settings, seed, out_dir, paths)
     log(f"parse {settings.net}{f' k={k} k-out={k_out}' if k else ''}: hidden {settings.hidden}, "
         f"{n_transitions} transitions, seed {seed}; {task.train_size} training transitions from "
         f"{len(splits['train']) - task.skipped} sentences ({task.skipped} non-projective skipped); "

@@ -16,16 +16,14 @@ papers do not say theirs):
 The output layer, 1000 -> tags, stays dense, as in the papers (it is small).
 """
 import collections
-import dataclasses
 import json
-import os
 
 import numpy as np
 
 from tasks.config import resolve_seed
 from tasks.conllu import locate_treebank, read_conllu, read_treebank
-from tasks.files import DataError, load_parameters, read_model_file, write_json
-from tasks.training import ClassifierTask, make_optimizer, train, write_summary
+from tasks.files import DataError, load_parameters, read_model_file
+from tasks.training import ClassifierTask, make_optimizer, start_run, train, write_summary
 from tinyprop.layers import BiLSTM, Embedding, Linear
 from tinyprop.mesimp import ColumnBlock, Simplifier
 
@@ -85,13 +83,14 @@ class TaggerModel:
     """
 
     def __init__(self, vocabulary, hidden=(500, 500), k=None, rng=None):
-        """hidden: units of the forward and the backward LSTM (they differ once meSimp has run)."""
+        """hidden: units of both LSTMs, or of the forward and the backward one (they differ once meSimp
+        has run)."""
         rng = rng if rng is not None else np.random.default_rng()
         self.embeddings = [Embedding(1 + len(vocabulary.words), WORD_DIM, scale=0.1, rng=rng, name="words"),
                            Embedding(1 + len(vocabulary.suffixes), SUFFIX_DIM, scale=0.1, rng=rng, name="suffixes"),
                            Embedding(N_SHAPES, SHAPE_DIM, scale=0.1, rng=rng, name="shapes")]
         self.bilstm = BiLSTM(WORD_DIM + SUFFIX_DIM + SHAPE_DIM, hidden, k=k, rng=rng)
-        self.output = Linear(sum(hidden), len(vocabulary.tags), rng=rng, name="output")
+        self.output = Linear(sum(self.hidden_sizes()), len(vocabulary.tags), rng=rng, name="output")
 
     def params(self):
         return [param for layer in self.embeddings + [self.bilstm, self.output] for param in layer.params()]
@@ -147,15 +146,17 @@ class TaggerTask(ClassifierTask):
         return loss, correct, count
 
     def evaluate(self, split):
-        """(mean loss per word, per-word accuracy %, {}). A tag unseen in training counts as an error."""
-        total_loss, correct, count = 0.0, 0, 0
+        """(mean loss per word, per-word accuracy %, {}). A word whose tag was unseen in training counts
+        as an error, and is left out of the loss (which it has none of)."""
+        total_loss, correct, count, scored = 0.0, 0, 0, 0
         for ids, tags in self.encoded[split]:
             logits = self.model.forward(ids)
             known = tags >= 0
             total_loss += self.loss.forward(logits[known], tags[known])
             correct += int((logits.argmax(axis=1) == tags).sum())
             count += tags.shape[0]
-        return total_loss / count, 100.0 * correct / count, {}
+            scored += int(known.sum())
+        return total_loss / max(scored, 1), 100.0 * correct / count, {}
 
     def model_arrays(self):
         arrays = {param.name: param.value for param in self.model.params()}
@@ -191,9 +192,7 @@ def run(settings, out_dir, log=print):
     meta = dict(task="pos", net=settings.net, k=k)
     task = TaggerTask(splits, vocabulary, model, None, meta, simplifier)
     task.optimizer = make_optimizer(settings, model.params(), task.train_size)
-    os.makedirs(out_dir, exist_ok=True)
-    write_json(os.path.join(out_dir, "config.json"), dict(dataclasses.asdict(settings), seed_used=seed,
-                                                           data_files=paths))
+    start_run(task, settings, seed, out_dir, paths)
     words = sum(len(sentence) for sentence in splits["train"])
     log(f"pos {settings.net}{f' k={k}' if k else ''}: BiLSTM {settings.hidden} per direction, "
         f"{len(vocabulary.tags)} tags, {len(vocabulary.words)} words, seed {seed}; {task.train_size} training "

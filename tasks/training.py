@@ -16,6 +16,7 @@ A task gives: `train_size`, `train_step(indices)` -> (summed loss, correct count
 `evaluate(split)` -> (mean loss, accuracy %, {other score: value}), `product_layers()`, `model_arrays()`,
 `optimizer`, `simplifier` (or None) and `timers` (a Timers it fills in during train_step).
 """
+import dataclasses
 import os
 import resource
 import sys
@@ -47,11 +48,24 @@ def peak_memory_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def train(task, settings, seed, out_dir, log=print):
-    """Run the epochs; write metrics.jsonl, model.npz (at best dev) and summary.json to out_dir."""
+def check_parts(task, settings):
     if settings.iter_per_epoch > task.train_size:
         raise ConfigError(f"IterPerEpoch (--iter-per-epoch): {settings.iter_per_epoch} parts of an epoch, but only "
                           f"{task.train_size} training examples")
+
+
+def start_run(task, settings, seed, out_dir, data_files):
+    """Check what only the data can tell, then create out_dir with config.json: the settings, the seed
+    used and the data files."""
+    check_parts(task, settings)
+    os.makedirs(out_dir, exist_ok=True)
+    write_json(os.path.join(out_dir, "config.json"), dict(dataclasses.asdict(settings), seed_used=seed,
+                                                           data_files=data_files))
+
+
+def train(task, settings, seed, out_dir, log=print):
+    """Run the epochs; write metrics.jsonl, model.npz (at best dev) and summary.json to out_dir."""
+    check_parts(task, settings)
     rng = np.random.default_rng(seed)
     metrics_path = os.path.join(out_dir, "metrics.jsonl")
     open(metrics_path, "w").close()

@@ -74,7 +74,10 @@ def test_bilstm_backward_direction_reads_the_sequence_reversed(rng):
     ahead, behind = layer.directions
     np.testing.assert_allclose(out[:, :4], ahead.forward(x))
     np.testing.assert_allclose(out[:, 4:], behind.forward(x[::-1])[::-1])
-    np.testing.assert_allclose(layer.forward(x[:1])[0, 4:], behind.forward(x[:1])[0])  # h_backward_0 saw x_0 only
+    changed = x.copy()
+    changed[0] += 1.0  # x_0 reaches every forward state, and only the backward state of step 0
+    moved = np.abs(layer.forward(changed) - out) > 1e-12
+    assert moved[:, :4].all() and moved[0, 4:].all() and not moved[1:, 4:].any()
 
 
 def test_dense_lstm_in_float32_matches_the_numpy_reference(rng):
@@ -125,6 +128,8 @@ def test_meprop_with_k_equal_to_hidden_is_the_dense_backward(rng):
 
 
 def test_lstm_checks_its_arguments():
+    with pytest.raises(RuntimeError, match="call forward first"):
+        LSTM(3, 6).backward(np.zeros((2, 6), dtype=np.float32))
     with pytest.raises(ValueError, match="k=7 is larger than the layer's 6 units"):
         LSTM(3, 6, k=7)
     with pytest.raises(ValueError, match="float32"):
@@ -155,11 +160,13 @@ def masked_bilstm_output(bilstm, output, x, keeps):
     return result
 
 
-def test_mesimp_removes_a_unit_from_all_gates_its_recurrent_column_and_its_output_column(rng):
+@pytest.mark.parametrize("keeps", [[[0, 2, 5], [1, 2, 3, 4]], [[0, 1, 2, 3, 4, 5], [0, 5]]])
+def test_mesimp_removes_a_unit_from_all_gates_its_recurrent_column_and_its_output_column(rng, keeps):
     bilstm = BiLSTM(4, 6, k=2, rng=rng)
     output = Linear(12, 3, rng=rng)
     x = rng.standard_normal((5, 4)).astype(np.float32)
-    keeps = [np.array([0, 2, 5]), np.array([1, 2, 3, 4])]
+    keeps = [np.array(keep) for keep in keeps]
+    sizes = [len(keep) for keep in keeps]
     expected = masked_bilstm_output(bilstm, output, x, keeps)
     ahead_weights = [p.value.copy() for p in bilstm.directions[0].params()]
     directions = bilstm.directions
@@ -174,13 +181,13 @@ def test_mesimp_removes_a_unit_from_all_gates_its_recurrent_column_and_its_outpu
         record.counts[keep] = 10
         record.examples = 10
     simplifier.prune()
-    assert simplifier.sizes() == [3, 4] and simplifier.describe() == "3(6) 4(6)"
+    assert simplifier.sizes() == sizes and simplifier.describe() == f"{sizes[0]}(6) {sizes[1]}(6)"
     rows = np.concatenate([gate * 6 + keeps[0] for gate in range(4)])
     np.testing.assert_array_equal(directions[0].input_weight.value, ahead_weights[0][rows])
     np.testing.assert_array_equal(directions[0].recurrent_weight.value, ahead_weights[1][rows][:, keeps[0]])
     np.testing.assert_array_equal(directions[0].bias.value, ahead_weights[2][rows])
     np.testing.assert_array_equal(directions[0].recurrent_weight.state["mean"], mean_before[rows][:, keeps[0]])
-    assert output.weight.shape == (3, 7) and directions[0].recurrent_weight.shape == (12, 3)
+    assert output.weight.shape == (3, sum(sizes)) and directions[1].recurrent_weight.shape == (4 * sizes[1], sizes[1])
     np.testing.assert_allclose(output.forward(bilstm.forward(x)), expected, rtol=1e-5, atol=1e-6)
     # training goes on with the smaller matrices
     bilstm.backward(output.backward(np.ones((5, 3), dtype=np.float32)))

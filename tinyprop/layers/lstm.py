@@ -75,6 +75,8 @@ class LSTM(Layer):
         return self.hidden
 
     def backward(self, dy, need_dx=True):
+        if self.hidden is None:
+            raise RuntimeError(f"{self.name}: backward needs the state of a forward; call forward first")
         check_same_shape(self.name, dy, self.hidden.shape)
         start = time.perf_counter()
         dhidden = np.ascontiguousarray(dy, dtype=self.hidden.dtype)
