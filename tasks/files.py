@@ -39,14 +39,26 @@ def write_bytes(path, data):
     _atomic_write(path, lambda stream: stream.write(data))
 
 
-def read_model_file(path):
-    """(meta, arrays) of a model.npz written by training: the model description and the parameters."""
+def model_file_arrays(params, meta):
+    """What model.npz holds: each parameter's value under its name, and the model description
+    (a JSON object with at least "task") under "meta"."""
+    arrays = {param.name: param.value for param in params}
+    arrays["meta"] = np.array(json.dumps(meta))
+    return arrays
+
+
+def read_model_file(path, task=None):
+    """(meta, arrays) of a model.npz written by training: the model description and the parameters.
+    With `task`, the file must hold a model of that task."""
     try:
         with np.load(path) as saved:
             meta = json.loads(str(saved["meta"]))
-            return meta, {name: saved[name] for name in saved.files if name != "meta"}
+            arrays = {name: saved[name] for name in saved.files if name != "meta"}
     except (OSError, KeyError, ValueError) as error:
         raise DataError(f"{path}: not a tinyprop model file ({error})") from error
+    if task is not None and meta.get("task") != task:
+        raise DataError(f"{path}: a model of task {meta.get('task')!r}, not {task}")
+    return meta, arrays
 
 
 def load_parameters(path, model, arrays):

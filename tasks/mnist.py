@@ -14,7 +14,6 @@ Pixels stay uint8 in memory; `scale_pixels` turns a mini-batch into floats in [0
 """
 import gzip
 import hashlib
-import json
 import os
 import sys
 import time
@@ -23,7 +22,7 @@ import urllib.request
 import click
 import numpy as np
 
-from tasks.files import DataError, load_parameters, read_model_file, write_bytes
+from tasks.files import DataError, load_parameters, model_file_arrays, read_model_file, write_bytes
 from tasks.config import CNN_HIDDEN, CNN_NETS, ConfigError, resolve_seed
 from tasks.training import ClassifierTask, make_optimizer, start_run, train, write_summary
 from tinyprop.layers import Conv2d, Dropout, Linear, MaxPool2d, ReLU, Reshape, Sequential
@@ -309,9 +308,7 @@ class MnistTask(ClassifierTask):
         return self.meta["sizes"][:1] + [layer.n_out for layer in self.linear_layers()]
 
     def model_arrays(self):
-        arrays = {param.name: param.value for param in self.model.params()}
-        arrays["meta"] = np.array(json.dumps(dict(self.meta, sizes=self.sizes())))
-        return arrays
+        return model_file_arrays(self.model.params(), dict(self.meta, sizes=self.sizes()))
 
     def decoding_seconds(self, model, repeats=5):
         """Median time of a forward pass over the test set."""
@@ -327,9 +324,7 @@ class MnistTask(ClassifierTask):
 
 def load_model(path):
     """(meta, model) from a model.npz written by training."""
-    meta, arrays = read_model_file(path)
-    if meta.get("task") != "mnist":
-        raise DataError(f"{path}: a model of task {meta.get('task')!r}, not mnist")
+    meta, arrays = read_model_file(path, "mnist")
     model = build_model(meta)
     load_parameters(path, model, arrays)
     return meta, model

@@ -10,14 +10,13 @@ scores UAS and LAS without punctuation (UPOS PUNCT).
 Words are lower-cased; those seen fewer than twice in training share the UNKNOWN id.
 """
 import collections
-import json
 
 import numpy as np
 
 from tasks.arcstandard import NULL, ROOT, SHIFT, UNKNOWN, Configuration, features, oracle_transitions
 from tasks.config import ConfigError, resolve_seed
 from tasks.conllu import locate_treebank, read_conllu, read_treebank, write_conllu
-from tasks.files import DataError, load_parameters, read_model_file
+from tasks.files import DataError, load_parameters, model_file_arrays, read_model_file
 from tasks.training import ClassifierTask, make_optimizer, start_run, train, write_summary
 from tinyprop.layers import Cube, Embedding, Linear
 from tinyprop.mesimp import Simplifier
@@ -183,17 +182,11 @@ class ParseTask(ClassifierTask):
         return float("nan"), uas, dict(las=las)
 
     def model_arrays(self):
-        arrays = {param.name: param.value for param in self.model.params()}
-        meta = dict(self.meta, hidden=self.model.hidden.n_out, vocabulary=self.vocabulary.to_json())
-        arrays["meta"] = np.array(json.dumps(meta))
-        return arrays
-
+        return model_file_arrays(self.model.params(), dict(self.meta, hidden=self.model.hidden.n_out, vocabulary=self.vocabulary.to_json()))
 
 def load_model(path):
     """(meta, vocabulary, model) from a model.npz written by `tinyprop train parse`."""
-    meta, arrays = read_model_file(path)
-    if meta.get("task") != "parse":
-        raise DataError(f"{path}: a model of task {meta.get('task')!r}, not parse")
+    meta, arrays = read_model_file(path, "parse")
     vocabulary = Vocabulary.from_json(meta["vocabulary"])
     model = ParserModel(vocabulary, meta["hidden"], meta["k"], meta["k_out"])
     load_parameters(path, model, arrays)

@@ -16,13 +16,12 @@ papers do not say theirs):
 The output layer, 1000 -> tags, stays dense, as in the papers (it is small).
 """
 import collections
-import json
 
 import numpy as np
 
 from tasks.config import resolve_seed
 from tasks.conllu import locate_treebank, read_conllu, read_treebank
-from tasks.files import DataError, load_parameters, read_model_file
+from tasks.files import load_parameters, model_file_arrays, read_model_file
 from tasks.training import ClassifierTask, make_optimizer, start_run, train, write_summary
 from tinyprop.layers import BiLSTM, Embedding, Linear
 from tinyprop.mesimp import ColumnBlock, Simplifier
@@ -159,17 +158,11 @@ class TaggerTask(ClassifierTask):
         return total_loss / max(scored, 1), 100.0 * correct / count, {}
 
     def model_arrays(self):
-        arrays = {param.name: param.value for param in self.model.params()}
-        meta = dict(self.meta, hidden=self.model.hidden_sizes(), vocabulary=self.vocabulary.to_json())
-        arrays["meta"] = np.array(json.dumps(meta))
-        return arrays
-
+        return model_file_arrays(self.model.params(), dict(self.meta, hidden=self.model.hidden_sizes(), vocabulary=self.vocabulary.to_json()))
 
 def load_model(path):
     """(meta, vocabulary, model) from a model.npz written by `tinyprop train pos`."""
-    meta, arrays = read_model_file(path)
-    if meta.get("task") != "pos":
-        raise DataError(f"{path}: a model of task {meta.get('task')!r}, not pos")
+    meta, arrays = read_model_file(path, "pos")
     vocabulary = TagVocabulary.from_json(meta["vocabulary"])
     model = TaggerModel(vocabulary, meta["hidden"], meta["k"])
     load_parameters(path, model, arrays)

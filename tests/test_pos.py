@@ -7,6 +7,7 @@ from click.testing import CliRunner
 
 from cli import main
 from tasks.conllu import Sentence, locate_treebank, read_conllu
+from tasks.files import DataError, model_file_arrays, read_model_file, write_npz
 from tasks.pos import UNKNOWN, TaggerTask, TagVocabulary, load_model, word_shape
 
 
@@ -74,3 +75,11 @@ def test_bad_settings_stop_before_training(tmp_path, options, message):
     result = CliRunner().invoke(main, ["train", "pos", *options, "--hidden", "32", "--out", str(tmp_path / "x")])
     assert result.exit_code != 0 and message in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_a_model_file_of_another_task_is_refused(tmp_path):
+    path = tmp_path / "model.npz"
+    write_npz(str(path), model_file_arrays([], dict(task="parse")))
+    assert read_model_file(str(path), "parse")[0] == dict(task="parse")
+    with pytest.raises(DataError, match="a model of task 'parse', not pos"):
+        load_model(str(path))
