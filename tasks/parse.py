@@ -182,7 +182,9 @@ class ParseTask(ClassifierTask):
         return float("nan"), uas, dict(las=las)
 
     def model_arrays(self):
-        return model_file_arrays(self.model.params(), dict(self.meta, hidden=self.model.hidden.n_out, vocabulary=self.vocabulary.to_json()))
+        meta = dict(self.meta, hidden=self.model.hidden.n_out, vocabulary=self.vocabulary.to_json())
+        return model_file_arrays(self.model.params(), meta)
+
 
 def load_model(path):
     """(meta, vocabulary, model) from a model.npz written by `tinyprop train parse`."""

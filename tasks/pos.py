@@ -158,7 +158,9 @@ class TaggerTask(ClassifierTask):
         return total_loss / max(scored, 1), 100.0 * correct / count, {}
 
     def model_arrays(self):
-        return model_file_arrays(self.model.params(), dict(self.meta, hidden=self.model.hidden_sizes(), vocabulary=self.vocabulary.to_json()))
+        meta = dict(self.meta, hidden=self.model.hidden_sizes(), vocabulary=self.vocabulary.to_json())
+        return model_file_arrays(self.model.params(), meta)
+
 
 def load_model(path):
     """(meta, vocabulary, model) from a model.npz written by `tinyprop train pos`."""
@@ -190,8 +192,8 @@ def run(settings, out_dir, log=print):
     log(f"pos {settings.net}{f' k={k}' if k else ''}: BiLSTM {settings.hidden} per direction, "
         f"{len(vocabulary.tags)} tags, {len(vocabulary.words)} words, seed {seed}; {task.train_size} training "
         f"sentences ({words} words); writing to {out_dir}")
-    summary = dict(task="pos", net=settings.net, k=k, epochs=settings.epochs, seed=seed, train_sentences=task.train_size,
-                   train_words=words)
+    summary = dict(task="pos", net=settings.net, k=k, epochs=settings.epochs, seed=seed,
+                   train_sentences=task.train_size, train_words=words)
     summary.update(train(task, settings, seed, out_dir, log))
     summary.update(param_count=int(sum(param.value.size for param in model.params())),
                    hidden_sizes=model.hidden_sizes())

@@ -8,5 +8,5 @@ from tinyprop.layers.lstm import LSTM, BiLSTM
 from tinyprop.layers.loss import SoftmaxCrossEntropy
 from tinyprop.layers.sequential import Sequential
 
-__all__ = ["BiLSTM", "Conv2d", "Cube", "Dropout", "Embedding", "Layer", "Linear", "LSTM", "MaxPool2d", "ReLU", "Reshape", "SELECTIONS", "Sequential",
-           "Sigmoid", "SoftmaxCrossEntropy", "Tanh"]
+__all__ = ["BiLSTM", "Conv2d", "Cube", "Dropout", "Embedding", "Layer", "Linear", "LSTM", "MaxPool2d", "ReLU",
+           "Reshape", "SELECTIONS", "Sequential", "Sigmoid", "SoftmaxCrossEntropy", "Tanh"]

@@ -90,9 +90,9 @@ class LSTM(Layer):
             dx = dz @ self.input_weight.value if need_dx else None
         else:
             self.selected = np.empty((dz.shape[0], GATES * self.k), dtype=np.int32)
-            lstm_backward_topk(self.gates, self.cells, self.cell_tanh, self.hidden, dhidden, self.recurrent_weight.value, self.k,
-                               self._heap, self.selected, dz, self.recurrent_weight.grad,
-                               self.recurrent_weight.rows_with_grad)
+            recurrent = self.recurrent_weight
+            lstm_backward_topk(self.gates, self.cells, self.cell_tanh, self.hidden, dhidden, recurrent.value, self.k,
+                               self._heap, self.selected, dz, recurrent.grad, recurrent.rows_with_grad)
             add_selected_rows_grad(dz, self.x, self.selected, self.input_weight.grad, self.input_weight.rows_with_grad)
             dx = None
             if need_dx:
