@@ -18,7 +18,7 @@ from tasks.config import ConfigError, resolve_seed
 from tasks.conllu import locate_treebank, read_conllu, read_treebank, write_conllu
 from tasks.files import DataError, load_parameters, model_file_arrays, read_model_file
 from tasks.training import ClassifierTask, make_optimizer, start_run, train, write_summary
-from tinyprop.layers import Cube, Embedding, Linear
+from tinyprop.layers import Cube, Dropout, Embedding, Linear
 from tinyprop.mesimp import Simplifier
 
 N_WORDS, N_TAGS, N_LABELS = 18, 18, 12  # Chen and Manning's 48 features
@@ -73,13 +73,15 @@ def oracle_examples(sentences, vocabulary):
 
 
 class ParserModel:
-    """Embeddings of the 48 features (50 each) -> Linear 2400->hidden -> Cube -> Linear hidden->transitions.
+    """Embeddings of the 48 features (50 each) -> Linear 2400->hidden -> Cube [-> Dropout] -> Linear
+    hidden->transitions.
 
     meProp applies to the hidden layer (k) and to the output layer (k_out), as in the papers'
     parsing setting, where the output layer (2L+1 transitions) is large enough to gain.
+    Dropout on the hidden layer is Chen and Manning's (0.5) and the papers' Table 4; off by default.
     """
 
-    def __init__(self, vocabulary, hidden=500, k=None, k_out=None, rng=None):
+    def __init__(self, vocabulary, hidden=500, k=None, k_out=None, dropout=0.0, rng=None):
         rng = rng if rng is not None else np.random.default_rng()
         n_transitions = 1 + 2 * len(vocabulary.labels)
         self.embeddings = [Embedding(ROOT + 1 + len(vocabulary.words), EMBEDDING_DIM, rng=rng, name="words"),
@@ -89,6 +91,7 @@ class ParserModel:
         self.hidden = Linear((N_WORDS + N_TAGS + N_LABELS) * EMBEDDING_DIM, hidden, k=k and min(k, hidden),
                              rng=rng, name="hidden")
         self.cube = Cube()
+        self.dropout = Dropout(dropout, rng)
         self.output = Linear(hidden, n_transitions, k=k_out, rng=rng, name="output")
         self.slices = [slice(0, N_WORDS), slice(N_WORDS, N_WORDS + N_TAGS), slice(N_WORDS + N_TAGS, None)]
 
@@ -98,11 +101,11 @@ class ParserModel:
     def forward(self, feats):
         embedded = np.concatenate([layer.forward(feats[:, part])
                                    for layer, part in zip(self.embeddings, self.slices)], axis=1)
-        return self.output.forward(self.cube.forward(self.hidden.forward(embedded)))
+        return self.output.forward(self.dropout.forward(self.cube.forward(self.hidden.forward(embedded))))
 
     def backward(self, dlogits, need_dx=False):
         """Gradients of every parameter; the input (feature ids) has none, so need_dx is ignored."""
-        dembedded = self.hidden.backward(self.cube.backward(self.output.backward(dlogits)))
+        dembedded = self.hidden.backward(self.cube.backward(self.dropout.backward(self.output.backward(dlogits))))
         start = 0
         for layer, part in zip(self.embeddings, self.slices):
             width = layer.ids.shape[1] * EMBEDDING_DIM
@@ -112,6 +115,10 @@ class ParserModel:
     def zero_grad(self):
         for param in self.params():
             param.zero_grad()
+
+    def train(self, mode=True):
+        """Dropout on in training, off when parsing."""
+        self.dropout.train(mode)
 
 
 def legal_mask(config, n_labels):
@@ -177,7 +184,9 @@ class ParseTask(ClassifierTask):
 
     def evaluate(self, split):
         """(NaN loss: greedy parsing has none, UAS %, {"las": LAS %})."""
+        self.model.train(False)
         heads, labels = parse(self.model, self.splits[split], self.vocabulary)
+        self.model.train(True)
         uas, las = attachment_scores(self.splits[split], heads, labels, self.vocabulary)
         return float("nan"), uas, dict(las=las)
 
@@ -206,7 +215,7 @@ def run(settings, out_dir, log=print):
     if k_out is not None and not 1 <= k_out < n_transitions:
         raise ConfigError(f"--k-out: must be at least 1 and smaller than the {n_transitions} transitions, got {k_out}")
     rng = np.random.default_rng(seed)
-    model = ParserModel(vocabulary, settings.hidden, k, k_out, rng)
+    model = ParserModel(vocabulary, settings.hidden, k, k_out, settings.dropout, rng)
     simplifier = Simplifier([(model.hidden, model.output)], settings.prune) if settings.net == "mlpvar" else None
     meta = dict(task="parse", net=settings.net, k=k, k_out=k_out)
     task = ParseTask(splits, vocabulary, model, None, meta, simplifier)

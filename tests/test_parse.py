@@ -10,6 +10,7 @@ from cli import main
 from tasks.arcstandard import NONE, NULL, ROOT, SHIFT, Configuration, feature_tokens, features, oracle_transitions
 from tasks.conllu import read_conllu
 from tasks.files import DataError
+from tasks.parse import ParserModel, Vocabulary
 from tinyprop.gradcheck import grad_check, numerical_gradient
 from tinyprop.layers import Cube, Embedding
 
@@ -112,6 +113,24 @@ def test_embedding_gradient_touches_only_the_rows_used(rng):
     assert np.flatnonzero(layer.weight.rows_with_grad).tolist() == [0, 1, 4, 6]
     with pytest.raises(ValueError, match=r"integer ids \(batch, n\) in \[0, 7\)"):
         layer.forward(np.array([[7]]))
+
+
+def test_parser_dropout_acts_in_training_only(rng):
+    vocabulary = Vocabulary.from_json(dict(words={"a": ROOT + 1, "b": ROOT + 2}, tags={"X": ROOT + 1},
+                                           labels=["nsubj", "root"]))
+    model = ParserModel(vocabulary, hidden=40, dropout=0.5, rng=np.random.default_rng(3))
+    plain = ParserModel(vocabulary, hidden=40, rng=np.random.default_rng(3))
+    feats = rng.integers(0, 3, (6, 48)).astype(np.int32)  # ids every vocabulary has
+    model.train(False)
+    np.testing.assert_array_equal(model.forward(feats), plain.forward(feats))
+    model.train(True)
+    model.forward(feats)
+    dropped = model.dropout.scale == 0
+    assert 0.3 < dropped.mean() < 0.7 and np.all(model.dropout.scale[~dropped] == 2.0)
+    dlogits = rng.standard_normal((6, 5)).astype(np.float32)
+    model.backward(dlogits)  # the output layer's gradient sees the hidden layer as dropout left it
+    kept_hidden = model.cube.forward(model.hidden.forward(model.hidden.x)) * model.dropout.scale
+    np.testing.assert_allclose(model.output.weight.grad, dlogits.T @ kept_hidden, rtol=1e-5, atol=1e-6)
 
 
 def test_parse_end_to_end_through_the_command_line(tmp_path, ewt_dir):
