@@ -176,7 +176,7 @@ def train_pos(ctx, out_dir, **options):
 
 
 @main.command()
-@click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False),
+@click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="A model.npz written by tinyprop train.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the task's data.")
 @click.option("--output", type=click.Path(dir_okay=False),

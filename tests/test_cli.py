@@ -52,6 +52,12 @@ def test_evaluate_reproduces_the_saved_best_dev(trained, mnist_dir):
     assert "test: accuracy" in result.output and "(10000 examples)" in result.output
 
 
+def test_evaluate_names_a_missing_model_file(tmp_path):
+    result = run("evaluate", "--model", tmp_path / "missing.npz")
+    assert result.exit_code == 2
+    assert "missing.npz' does not exist" in result.output
+
+
 def test_train_from_an_nnmnist_config_with_overrides(tmp_path, mnist_dir):
     config = dict(NetType="mlprand", TrainTop=30, HiddenSize=100, MinibatchSize=10, MaxEpoch=1, IterPerEpoch=1,
                   RandomSeed=5, TrainFile="train-images-idx3-ubyte.gz", TrainLabelFile="train-labels-idx1-ubyte.gz")
