@@ -53,23 +53,34 @@ class Vocabulary:
 
 
 def oracle_examples(sentences, vocabulary):
-    """(features (N, 48) int32, transitions (N,) int64, sentences skipped as non-projective)."""
+    """(features (N, 48) int32, transitions (N,) int64, sentences skipped as non-projective).
+
+    The oracle's transitions come first, so that the feature array is allocated once at its
+    final size (a list of 400,000 rows of Python ints, converted at the end, cost 250 MB).
+    """
     label_ids = {label: i for i, label in enumerate(vocabulary.labels)}
     n_labels = len(vocabulary.labels)
-    rows, targets, skipped = [], [], 0
+    derivable, skipped = [], 0
     for sentence in sentences:
         labels = [label_ids.get(label) for label in sentence.deprels]
         transitions = None if None in labels else oracle_transitions(sentence.heads, labels, n_labels)
         if transitions is None:
             skipped += 1
-            continue
+        else:
+            derivable.append((sentence, transitions))
+    total = sum(len(transitions) for _, transitions in derivable)
+    feats = np.empty((total, N_WORDS + N_TAGS + N_LABELS), dtype=np.int32)
+    targets = np.empty(total, dtype=np.int64)
+    row = 0
+    for sentence, transitions in derivable:
         words, tags = vocabulary.encode(sentence)
         config = Configuration(len(sentence))
         for transition in transitions:
-            rows.append(features(config, words, tags))
-            targets.append(transition)
+            feats[row] = features(config, words, tags)
+            targets[row] = transition
             config.apply(transition, n_labels)
-    return np.array(rows, dtype=np.int32), np.array(targets, dtype=np.int64), skipped
+            row += 1
+    return feats, targets, skipped
 
 
 class ParserModel:

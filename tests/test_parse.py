@@ -10,7 +10,7 @@ from cli import main
 from tasks.arcstandard import NONE, NULL, ROOT, SHIFT, Configuration, feature_tokens, features, oracle_transitions
 from tasks.conllu import read_conllu
 from tasks.files import DataError
-from tasks.parse import ParserModel, Vocabulary
+from tasks.parse import ParserModel, Vocabulary, oracle_examples
 from tinyprop.gradcheck import grad_check, numerical_gradient
 from tinyprop.layers import Cube, Embedding
 
@@ -96,6 +96,27 @@ def test_features_of_a_hand_built_configuration():
     assert ids[:6] == [13, ROOT, NULL, NULL, NULL, NULL]
     assert ids[18:24] == [23, ROOT, NULL, NULL, NULL, NULL]
     assert ids[36:38] == [config.labels[3] + 1, config.labels[5] + 1] and ids[44] == config.labels[2] + 1
+
+
+def test_oracle_examples_are_the_oracle_replayed_and_skip_the_non_projective(tmp_path):
+    path = tmp_path / "two.conllu"
+    projective = [("The", "DET", 2, "det"), ("cat", "NOUN", 3, "nsubj"), ("sat", "VERB", 0, "root")]
+    crossing = [("a", "X", 3, "dep"), ("b", "X", 4, "dep"), ("c", "X", 0, "root"), ("d", "X", 3, "dep")]
+    path.write_text("\n\n".join("\n".join(WORD.format(id=i, form=form, upos=upos, head=head, rel=rel)
+                                            for i, (form, upos, head, rel) in enumerate(words, 1))
+                                  for words in (projective, crossing)) + "\n\n")
+    sentences = read_conllu(str(path))
+    vocabulary = Vocabulary(sentences, min_count=1)
+    feats, targets, skipped = oracle_examples(sentences, vocabulary)
+    assert skipped == 1  # 1 -> 3 crosses 4 -> 2
+    labels = [vocabulary.labels.index(rel) for rel in sentences[0].deprels]
+    expected = oracle_transitions(sentences[0].heads, labels, len(vocabulary.labels))
+    assert targets.tolist() == expected and len(expected) == 6  # 2n transitions
+    config, (words, tags) = Configuration(3), vocabulary.encode(sentences[0])
+    for row, transition in zip(feats, expected):
+        assert row.tolist() == features(config, words, tags)
+        config.apply(transition, len(vocabulary.labels))
+    assert feats.dtype == np.int32 and feats.shape == (6, 48)
 
 
 def test_cube_gradient(rng):
