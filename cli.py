@@ -144,7 +144,8 @@ def no_config_file(ctx, task):
 @click.option("--k-out", type=int, help="Top-k of the output layer. [--k]")
 @click.option("--hidden", type=int, help="Hidden layer size. [500]")
 @click.option("--prune", type=float, help="mlpvar: prune rate. [0.1]")
-@click.option("--dropout", type=float, help="Dropout rate on the hidden layer (Chen and Manning: 0.5). [0]")
+@click.option("--dropout", type=float,
+              help="Dropout rate on the hidden layer, as Chen and Manning; 0: none, the papers' Table 2. [0.5]")
 @treebank_options("parse", "Transitions", PARSE_DEFAULTS)
 @click.pass_context
 def train_parse(ctx, out_dir, **options):
