@@ -28,8 +28,8 @@ GATES = 4  # input, forget, cell candidate, output: row blocks of W_x, W_h and b
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _sigmoid(z):
-    return 1.0 / (1.0 + math.exp(-z))
+def _sigmoid(z, one):
+    return one / (one + math.exp(-z))
 
 
 @njit(cache=True, error_model="numpy")
@@ -42,13 +42,14 @@ def lstm_forward_steps(zx, recurrent, gates, cells, cell_tanh, hidden):
     steps, n = hidden.shape
     h_prev = np.zeros(n, dtype=hidden.dtype)
     c_prev = np.zeros(n, dtype=hidden.dtype)
+    one = hidden.dtype.type(1)  # not the literal 1.0, which would turn float32 arithmetic into float64
     for t in range(steps):
         z = zx[t] + np.dot(recurrent, h_prev)
         for j in range(n):
-            i = _sigmoid(z[j])
-            f = _sigmoid(z[n + j])
+            i = _sigmoid(z[j], one)
+            f = _sigmoid(z[n + j], one)
             g = math.tanh(z[2 * n + j])
-            o = _sigmoid(z[3 * n + j])
+            o = _sigmoid(z[3 * n + j], one)
             gates[t, j], gates[t, n + j], gates[t, 2 * n + j], gates[t, 3 * n + j] = i, f, g, o
             cells[t, j] = f * c_prev[j] + i * g
             cell_tanh[t, j] = math.tanh(cells[t, j])
