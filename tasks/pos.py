@@ -23,7 +23,7 @@ from tasks.config import resolve_seed
 from tasks.conllu import locate_treebank, read_conllu, read_treebank
 from tasks.files import load_parameters, model_file_arrays, read_model_file
 from tasks.training import ClassifierTask, make_optimizer, start_run, train, write_summary
-from tinyprop.layers import BiLSTM, Embedding, Linear
+from tinyprop.layers import BiLSTM, Dropout, Embedding, Linear
 from tinyprop.mesimp import ColumnBlock, Simplifier
 
 UNKNOWN = 0
@@ -76,12 +76,14 @@ class TagVocabulary:
 
 
 class TaggerModel:
-    """Embeddings (word, suffix, shape) -> BiLSTM (hidden per direction, meProp k) -> Linear -> tag scores.
+    """Embeddings (word, suffix, shape) -> BiLSTM (hidden per direction, meProp k) [-> Dropout] -> Linear
+    -> tag scores.
 
-    forward(ids (words, 3)) -> logits (words, tags), one sentence at a time.
+    forward(ids (words, 3)) -> logits (words, tags), one sentence at a time. Dropout on the BiLSTM's
+    output is the papers' Table 4 setting for tagging (0.5); their Table 2 has none.
     """
 
-    def __init__(self, vocabulary, hidden=(500, 500), k=None, rng=None):
+    def __init__(self, vocabulary, hidden=(500, 500), k=None, dropout=0.0, rng=None):
         """hidden: units of both LSTMs, or of the forward and the backward one (they differ once meSimp
         has run)."""
         rng = rng if rng is not None else np.random.default_rng()
@@ -89,6 +91,7 @@ class TaggerModel:
                            Embedding(1 + len(vocabulary.suffixes), SUFFIX_DIM, scale=0.1, rng=rng, name="suffixes"),
                            Embedding(N_SHAPES, SHAPE_DIM, scale=0.1, rng=rng, name="shapes")]
         self.bilstm = BiLSTM(WORD_DIM + SUFFIX_DIM + SHAPE_DIM, hidden, k=k, rng=rng)
+        self.dropout = Dropout(dropout, rng)
         self.output = Linear(sum(self.hidden_sizes()), len(vocabulary.tags), rng=rng, name="output")
 
     def params(self):
@@ -100,11 +103,11 @@ class TaggerModel:
     def forward(self, ids):
         embedded = np.concatenate([layer.forward(ids[:, column:column + 1])
                                    for column, layer in enumerate(self.embeddings)], axis=1)
-        return self.output.forward(self.bilstm.forward(embedded))
+        return self.output.forward(self.dropout.forward(self.bilstm.forward(embedded)))
 
     def backward(self, dlogits, need_dx=False):
         """Gradients of every parameter; the input (ids) has none, so need_dx is ignored."""
-        dembedded = self.bilstm.backward(self.output.backward(dlogits))
+        dembedded = self.bilstm.backward(self.dropout.backward(self.output.backward(dlogits)))
         start = 0
         for layer in self.embeddings:
             width = layer.weight.shape[1]
@@ -114,6 +117,10 @@ class TaggerModel:
     def zero_grad(self):
         for param in self.params():
             param.zero_grad()
+
+    def train(self, mode=True):
+        """Dropout on in training, off when tagging."""
+        self.dropout.train(mode)
 
 
 class TaggerTask(ClassifierTask):
@@ -148,6 +155,7 @@ class TaggerTask(ClassifierTask):
         """(mean loss per word, per-word accuracy %, {}). A word whose tag was unseen in training counts
         as an error, and is left out of the loss (which it has none of)."""
         total_loss, correct, count, scored = 0.0, 0, 0, 0
+        self.model.train(False)
         for ids, tags in self.encoded[split]:
             logits = self.model.forward(ids)
             known = tags >= 0
@@ -155,6 +163,7 @@ class TaggerTask(ClassifierTask):
             correct += int((logits.argmax(axis=1) == tags).sum())
             count += tags.shape[0]
             scored += int(known.sum())
+        self.model.train(True)
         return total_loss / max(scored, 1), 100.0 * correct / count, {}
 
     def model_arrays(self):
@@ -178,7 +187,7 @@ def run(settings, out_dir, log=print):
     vocabulary = TagVocabulary(splits["train"])
     k = settings.k if settings.meprop else None
     rng = np.random.default_rng(seed)
-    model = TaggerModel(vocabulary, (settings.hidden, settings.hidden), k, rng)
+    model = TaggerModel(vocabulary, (settings.hidden, settings.hidden), k, settings.dropout, rng)
     directions = model.bilstm.directions
     simplifier = None
     if settings.net == "lstmvar":

@@ -2,13 +2,14 @@
 import json
 import os
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from cli import main
 from tasks.conllu import Sentence, locate_treebank, read_conllu
 from tasks.files import DataError, model_file_arrays, read_model_file, write_npz
-from tasks.pos import UNKNOWN, TaggerTask, TagVocabulary, load_model, word_shape
+from tasks.pos import UNKNOWN, TaggerModel, TaggerTask, TagVocabulary, load_model, word_shape
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +32,29 @@ def test_vocabulary_keeps_words_and_suffixes_seen_twice_and_marks_unseen_tags():
     ids, tags = vocabulary.encode(Sentence(forms=["THE", "dog", "sat"], xpos=["DT", "NN", "UH"]))
     assert ids[:, 0].tolist() == [vocabulary.words["the"], UNKNOWN, vocabulary.words["sat"]]
     assert ids[:, 2].tolist() == [8, 0, 0] and tags.tolist() == [0, 1, -1]
+
+
+def test_tagger_dropout_acts_in_training_only_and_evaluation_turns_it_off():
+    sentences = [Sentence(forms=["The", "cat", "sat", "."], xpos=["DT", "NN", "VBD", "."])] * 2
+    vocabulary = TagVocabulary(sentences)
+    model = TaggerModel(vocabulary, hidden=(6, 4), dropout=0.5, rng=np.random.default_rng(3))
+    plain = TaggerModel(vocabulary, hidden=(6, 4), rng=np.random.default_rng(3))
+    ids, tags = vocabulary.encode(sentences[0])
+    model.train(False)
+    np.testing.assert_array_equal(model.forward(ids), plain.forward(ids))
+    model.train(True)
+    model.forward(ids)
+    scale = model.dropout.scale
+    dropped = scale == 0
+    assert scale.shape == (4, 10) and 0.2 < dropped.mean() < 0.8 and np.all(scale[~dropped] == 2.0)
+    dlogits = np.random.default_rng(4).standard_normal((4, 4)).astype(np.float32)
+    model.backward(dlogits)  # the output layer's gradient sees the BiLSTM's output as dropout left it
+    ahead, behind = model.bilstm.directions
+    kept = np.concatenate([ahead.hidden, behind.hidden[::-1]], axis=1) * scale
+    np.testing.assert_allclose(model.output.weight.grad, dlogits.T @ kept, rtol=1e-5, atol=1e-7)
+    task = TaggerTask({"dev": sentences}, vocabulary, model, None, {})
+    assert task.evaluate("dev")[:2] == TaggerTask({"dev": sentences}, vocabulary, plain, None, {}).evaluate("dev")[:2]
+    assert model.dropout.training  # evaluation turned dropout back on for training
 
 
 def train_pos(tmp_path, data_dir, *options):
