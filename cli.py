@@ -164,7 +164,8 @@ def train_parse(ctx, out_dir, **options):
 @click.option("--hidden", type=int, help="LSTM units per direction. [500]")
 @click.option("--prune", type=float, help="lstmvar: prune rate; a unit is removed when fewer than this share of "
                                         "the time steps since the last pruning had it in some gate's top-k. [0.08]")
-@click.option("--dropout", type=float, help="Dropout rate on the BiLSTM's output (the papers' Table 4: 0.5). [0]")
+@click.option("--dropout", type=float,
+              help="Dropout rate on the BiLSTM's output, as the papers' Table 4; 0: none, their Table 2. [0.5]")
 @treebank_options("pos", "Sentences", POS_DEFAULTS)
 @click.pass_context
 def train_pos(ctx, out_dir, **options):
