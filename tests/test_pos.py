@@ -39,7 +39,7 @@ def test_tagger_dropout_acts_in_training_only_and_evaluation_turns_it_off():
     vocabulary = TagVocabulary(sentences)
     model = TaggerModel(vocabulary, hidden=(6, 4), dropout=0.5, rng=np.random.default_rng(3))
     plain = TaggerModel(vocabulary, hidden=(6, 4), rng=np.random.default_rng(3))
-    ids, tags = vocabulary.encode(sentences[0])
+    ids, _ = vocabulary.encode(sentences[0])
     model.train(False)
     np.testing.assert_array_equal(model.forward(ids), plain.forward(ids))
     model.train(True)
