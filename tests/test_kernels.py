@@ -41,8 +41,10 @@ def test_add_to_rows(rng):
     values = rng.standard_normal((2, 4)).astype(np.float32)
     expected = target.copy()
     expected[[5, 1]] += values
-    add_to_rows(target, np.array([5, 1], dtype=np.int32), values)
+    marks = np.zeros(6, dtype=bool)
+    add_to_rows(target, np.array([5, 1], dtype=np.int32), values, marks)
     np.testing.assert_allclose(target, expected)
+    assert np.array_equal(np.flatnonzero(marks), [1, 5])
 
 
 @pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="already running without the JIT")

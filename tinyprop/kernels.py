@@ -67,10 +67,12 @@ def selected_input_grad(dy, weight, selected, dx):
 
 
 @njit(cache=True)
-def add_to_rows(target, rows, values):
-    """target[rows[i]] += values[i] for 2-d target (n, m) and values (len(rows), m); rows may repeat."""
+def add_to_rows(target, rows, values, target_rows):
+    """target[rows[i]] += values[i] and mark target_rows[rows[i]], for 2-d target (n, m), values
+    (len(rows), m) and target_rows (n,) bool; rows may repeat."""
     for i in range(rows.shape[0]):
         r = rows[i]
+        target_rows[r] = True
         for j in range(target.shape[1]):
             target[r, j] += values[i, j]
 

@@ -102,9 +102,18 @@ def unified_topk(grad, k, heap, out_indices):
     grad: (batch, n) float32; out_indices: (k,) int32, filled in place and returned sorted.
     """
     check_float32(grad)
-    topk_of_row(np.abs(grad).sum(axis=0).view(np.uint32), k, heap, out_indices)
-    out_indices.sort()
+    _unified_topk(grad, k, heap, out_indices)
     return out_indices
+
+
+@njit(cache=True)
+def _unified_topk(grad, k, heap, out_indices):
+    summed = np.zeros(grad.shape[1], dtype=grad.dtype)  # sum_b |grad[b]|, added in example order as numpy does
+    for b in range(grad.shape[0]):
+        for j in range(grad.shape[1]):
+            summed[j] += abs(grad[b, j])
+    topk_of_row(summed.view(np.uint32), k, heap, out_indices)
+    out_indices.sort()
 
 
 @njit(cache=True)

@@ -36,8 +36,8 @@ class Embedding(Layer):
         dim = self.weight.shape[1]
         check_same_shape(self.name, dy, (self.ids.shape[0], self.ids.shape[1] * dim))
         rows = self.ids.ravel()
-        add_to_rows(self.weight.grad, rows, np.ascontiguousarray(dy).reshape(rows.shape[0], dim))
-        self.weight.rows_with_grad[rows] = True
+        add_to_rows(self.weight.grad, rows, np.ascontiguousarray(dy).reshape(rows.shape[0], dim),
+                    self.weight.rows_with_grad)
         return None
 
 

@@ -112,8 +112,7 @@ class Linear(Layer):
             self.selected = np.empty(self.k, dtype=np.int32)
         rows = unified_topk(dy, self.k, self._heap, self.selected)
         dy_kept = dy[:, rows]
-        add_to_rows(self.weight.grad, rows, dy_kept.T @ self.x)
-        self.weight.rows_with_grad[rows] = True
+        add_to_rows(self.weight.grad, rows, dy_kept.T @ self.x, self.weight.rows_with_grad)
         return np.matmul(dy_kept, self.weight.value[rows], out=self._input_grad_buffer()) if need_dx else None
 
     def _input_grad_buffer(self):
