@@ -293,14 +293,13 @@ class MnistTask(ClassifierTask):
     def evaluate(self, split):
         """(mean loss, accuracy %, {}) on a split, with dropout off."""
         images, labels = self.data.splits[split]
-        self.model.train(False)
         total_loss, correct = 0.0, 0
-        for first in range(0, labels.shape[0], self.eval_batch):
-            targets = labels[first:first + self.eval_batch].astype(np.intp)
-            logits = self.model.forward(scale_pixels(images[first:first + self.eval_batch]))
-            total_loss += self.loss.forward(logits, targets)
-            correct += int((logits.argmax(axis=1) == targets).sum())
-        self.model.train(True)
+        with self.evaluating():
+            for first in range(0, labels.shape[0], self.eval_batch):
+                targets = labels[first:first + self.eval_batch].astype(np.intp)
+                logits = self.model.forward(scale_pixels(images[first:first + self.eval_batch]))
+                total_loss += self.loss.forward(logits, targets)
+                correct += int((logits.argmax(axis=1) == targets).sum())
         return total_loss / labels.shape[0], 100.0 * correct / labels.shape[0], {}
 
     def sizes(self):

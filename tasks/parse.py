@@ -196,9 +196,8 @@ class ParseTask(ClassifierTask):
 
     def evaluate(self, split):
         """(NaN loss: greedy parsing has none, UAS %, {"las": LAS %})."""
-        self.model.train(False)
-        heads, labels = parse(self.model, self.splits[split], self.vocabulary)
-        self.model.train(True)
+        with self.evaluating():
+            heads, labels = parse(self.model, self.splits[split], self.vocabulary)
         uas, las = attachment_scores(self.splits[split], heads, labels, self.vocabulary)
         return float("nan"), uas, dict(las=las)
 

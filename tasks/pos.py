@@ -156,15 +156,14 @@ class TaggerTask(ClassifierTask):
         """(mean loss per word, per-word accuracy %, {}). A word whose tag was unseen in training counts
         as an error, and is left out of the loss (which it has none of)."""
         total_loss, correct, count, scored = 0.0, 0, 0, 0
-        self.model.train(False)
-        for ids, tags in self.encoded[split]:
-            logits = self.model.forward(ids)
-            known = tags >= 0
-            total_loss += self.loss.forward(logits[known], tags[known])
-            correct += int((logits.argmax(axis=1) == tags).sum())
-            count += tags.shape[0]
-            scored += int(known.sum())
-        self.model.train(True)
+        with self.evaluating():
+            for ids, tags in self.encoded[split]:
+                logits = self.model.forward(ids)
+                known = tags >= 0
+                total_loss += self.loss.forward(logits[known], tags[known])
+                correct += int((logits.argmax(axis=1) == tags).sum())
+                count += tags.shape[0]
+                scored += int(known.sum())
         return total_loss / max(scored, 1), 100.0 * correct / count, {}
 
     def model_arrays(self):

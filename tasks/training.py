@@ -21,6 +21,7 @@ import os
 import resource
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import click
@@ -151,6 +152,15 @@ class ClassifierTask:
         self.optimizer.step()
         self.model.zero_grad()
         self.timers.update += time.perf_counter() - start
+
+    @contextmanager
+    def evaluating(self):
+        """Dropout off inside the block and on again after it, also when the block raises."""
+        self.model.train(False)
+        try:
+            yield
+        finally:
+            self.model.train(True)
 
 
 def evaluation(task, split):

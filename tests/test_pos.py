@@ -55,6 +55,9 @@ def test_tagger_dropout_acts_in_training_only_and_evaluation_turns_it_off():
     task = TaggerTask({"dev": sentences}, vocabulary, model, None, {})
     assert task.evaluate("dev")[:2] == TaggerTask({"dev": sentences}, vocabulary, plain, None, {}).evaluate("dev")[:2]
     assert model.dropout.training  # evaluation turned dropout back on for training
+    with pytest.raises(KeyError):
+        task.evaluate("test")  # a split it does not have: fails inside the evaluation
+    assert model.dropout.training
 
 
 def train_pos(tmp_path, data_dir, *options):
