@@ -7,14 +7,19 @@ model saved. The result reported is the test accuracy at the best dev.
 meSimp (a task whose `simplifier` is not None) trains in cycles of TrainCycle epochs
 (TKDE 2018, Section 2.2, "Cycled Training"): the optimizer is re-initialised at the
 start of each cycle; in even cycles (the first is cycle 0) the model is simplified
-after every part, once it has been evaluated, as nnmnist does; odd cycles train on
-(still with meProp) without simplifying; the record keeps counting through them, as in
-nnmnist, so a cycle's first pruning judges by all the examples since the last one (the
-threshold scales with their number). A TrainCycle >= MaxEpoch simplifies throughout.
+after every part, once it has been evaluated (and saved, if dev improved), as nnmnist
+does; odd cycles train on (still with meProp) without simplifying; the record keeps
+counting through them, as in nnmnist, so a cycle's first pruning judges by all the
+examples since the last one (the threshold scales with their number). A TrainCycle >=
+MaxEpoch simplifies throughout. Each metrics line of a meSimp run has `hidden_sizes`, those
+of the model it scores, and after a pruning `pruned_sizes`; the summary has
+`saved_hidden_sizes` and `saved_param_count`, those of the model in model.npz (whose test
+score it reports), beside the task's final `hidden_sizes` and `param_count`.
 
 A task gives: `train_size`, `train_step(indices)` -> (summed loss, correct count, predictions made),
 `evaluate(split)` -> (mean loss, accuracy %, {other score: value}), `product_layers()`, `model_arrays()`,
-`optimizer`, `simplifier` (or None) and `timers` (a Timers it fills in during train_step).
+`model` (its `params()`), `optimizer`, `simplifier` (or None) and `timers` (a Timers it fills in during
+train_step).
 """
 import dataclasses
 import os
@@ -87,18 +92,23 @@ def train(task, settings, seed, out_dir, log=print):
                                        "learning rate or set ClipBound (--clip-bound)")
             record = dict(epoch=epoch, part=part, train_loss=loss / count, train_acc=100.0 * correct / count)
             record.update(evaluation(task, "dev"))
+            if task.simplifier is not None:
+                record["hidden_sizes"] = task.simplifier.sizes()  # of the model just evaluated
             if record["dev_acc"] > best["dev_acc"]:
                 record.update(evaluation(task, "test"))
                 best = {key: value for key, value in record.items() if key.startswith(("dev_", "test_"))}
                 best.update(epoch=epoch, part=part)
+                if task.simplifier is not None:
+                    best.update(saved_hidden_sizes=record["hidden_sizes"],
+                                saved_param_count=int(sum(param.value.size for param in task.model.params())))
                 write_npz(os.path.join(out_dir, "model.npz"), task.model_arrays())
             if task.simplifier is not None and cycle % 2 == 0:
                 task.simplifier.prune()
-                record["hidden_sizes"] = task.simplifier.sizes()
+                record["pruned_sizes"] = task.simplifier.sizes()
             record["elapsed_s"] = time.perf_counter() - start
             append_jsonl(metrics_path, record)
             log(format_record(record, settings))
-            if "hidden_sizes" in record:
+            if "pruned_sizes" in record:
                 log(f"  dims: {task.simplifier.describe()}")
     summary = {f"best_{key}" if key.startswith("dev_") else key: value
                for key, value in best.items() if key not in ("epoch", "part", "dev_loss", "test_loss")}

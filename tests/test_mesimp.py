@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from cli import main
 from tasks.config import ConfigError, make_settings
-from tasks.mnist import build_mlp
+from tasks.mnist import build_mlp, load_model
 from tasks.training import Timers, train
 from tinyprop.mesimp import ActivityRecord, Simplifier
 from tinyprop.layers import Linear, SoftmaxCrossEntropy
@@ -109,12 +109,15 @@ class FakeTask:
     train_size = 4
 
     def __init__(self):
-        self.simplifier = self.optimizer = self
+        self.simplifier = self.optimizer = self.model = self
         self.resets = self.prunings = 0
         self.timers = Timers()
 
     def reset(self):
         self.resets += 1
+
+    def params(self):
+        return []
 
     def prune(self):
         self.prunings += 1
@@ -144,7 +147,7 @@ def test_cycles_prune_in_even_cycles_and_reset_the_optimizer_at_each_cycle_start
     lines = []
     train(task, settings, seed=0, out_dir=str(tmp_path), log=lines.append)
     records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
-    pruned = [(r["epoch"], r["part"]) for r in records if "hidden_sizes" in r]
+    pruned = [(r["epoch"], r["part"]) for r in records if "pruned_sizes" in r]
     assert pruned == [(1, 1), (1, 2), (2, 1), (2, 2), (5, 1), (5, 2)]  # cycles 0 and 2 prune; cycle 1 does not
     assert task.prunings == 6 and sum(line.startswith("  dims:") for line in lines) == 6
     assert task.resets == 2  # at the start of epochs 3 and 5
@@ -170,9 +173,18 @@ def test_mlpvar_end_to_end_on_a_slice(tmp_path, mnist_dir):
     assert result.exit_code == 0, result.output
     summary = json.load(open(out / "summary.json"))
     records = [json.loads(line) for line in open(out / "metrics.jsonl")]
-    assert [r["epoch"] for r in records if "hidden_sizes" in r] == [1, 1, 1, 3, 3, 3]
+    assert [r["epoch"] for r in records if "pruned_sizes" in r] == [1, 1, 1, 3, 3, 3]
+    # each line's sizes are those of the model it scored: before that part's pruning
+    assert records[0]["hidden_sizes"] == [500, 500]
+    assert all(after["hidden_sizes"] == before.get("pruned_sizes", before["hidden_sizes"])
+               for before, after in zip(records, records[1:]))
     final = summary["hidden_sizes"]
-    assert final == records[-1]["hidden_sizes"] and summary["original_hidden_sizes"] == [500, 500]
+    assert final == records[-1]["pruned_sizes"] and summary["original_hidden_sizes"] == [500, 500]
+    _, saved = load_model(out / "model.npz")  # the model whose test score the summary reports
+    best = [r for r in records if (r["epoch"], r["part"]) == (summary["best_epoch"], summary["best_part"])][0]
+    assert summary["saved_hidden_sizes"] == best["hidden_sizes"] == [layer.n_out for layer in saved.layers
+                                                                     if isinstance(layer, Linear)][:-1]
+    assert summary["saved_param_count"] == sum(param.value.size for param in saved.params())
     assert all(1 <= size < 500 for size in final) and final[0] != final[1]
     assert summary["param_count"] == 784 * final[0] + final[0] + final[0] * final[1] + final[1] + final[1] * 10 + 10
     assert summary["decode_time_unsimplified_s"] > 0 and summary["decode_time_s"] > 0

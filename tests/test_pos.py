@@ -93,6 +93,12 @@ def test_lstmvar_shrinks_each_direction_on_its_own(tmp_path, data_dir):
     assert summary["test_acc"] > 45.0
     evaluated = CliRunner().invoke(main, ["evaluate", "--model", str(out / "model.npz"), "--data-dir", data_dir])
     assert evaluated.exit_code == 0, evaluated.output
+    assert "test: accuracy" in evaluated.output
+    # the saved model is the one the summary scores, with its sizes (before later prunings)
+    meta, vocabulary, model = load_model(str(out / "model.npz"))
+    assert model.hidden_sizes() == summary["saved_hidden_sizes"]
+    dev = read_conllu(locate_treebank(data_dir)["dev"])[:500]
+    assert TaggerTask({"dev": dev}, vocabulary, model, None, meta).evaluate("dev")[1] == summary["best_dev_acc"]
 
 
 @pytest.mark.parametrize("options, message", [
