@@ -156,9 +156,10 @@ def _typed(path, key, kind, value, folder):
 
 
 def _resolve_data_path(relative, folder):
-    """Against the config file's folder first; if no file is there, the name is looked up in the data dir."""
+    """Against the config file's folder first (giving an absolute path); if no file is there, the relative
+    name is left for the data dir (not the working folder)."""
     beside = os.path.join(folder, relative)
-    return beside if os.path.exists(beside) else relative
+    return os.path.abspath(beside) if os.path.exists(beside) else relative
 
 
 def make_settings(config_values=None, options=None, defaults=None, nets=MNIST_NETS):

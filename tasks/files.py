@@ -2,6 +2,7 @@
 import json
 import os
 import tempfile
+import zipfile
 
 import numpy as np
 
@@ -47,17 +48,26 @@ def model_file_arrays(params, meta):
     return arrays
 
 
-def read_model_file(path, task=None):
+def read_model_file(path, task=None, keys=()):
     """(meta, arrays) of a model.npz written by training: the model description and the parameters.
-    With `task`, the file must hold a model of that task."""
+    With `task`, the file must hold a model of that task, whose description has `keys`."""
+    not_a_model = f"{path}: not a tinyprop model file (the model.npz that `tinyprop train` writes)"
     try:
-        with np.load(path) as saved:
+        with np.load(path, allow_pickle=False) as saved:
             meta = json.loads(str(saved["meta"]))
             arrays = {name: saved[name] for name in saved.files if name != "meta"}
-    except (OSError, KeyError, ValueError) as error:
-        raise DataError(f"{path}: not a tinyprop model file ({error})") from error
+    except (ValueError, TypeError) as error:  # not an archive (numpy's message would advise unpickling it)
+        raise DataError(not_a_model) from error
+    except (OSError, KeyError, zipfile.BadZipFile) as error:
+        raise DataError(f"{not_a_model}: {error}") from error
+    if not isinstance(meta, dict):
+        raise DataError(f"{not_a_model}: its description is a JSON {type(meta).__name__}, not an object")
     if task is not None and meta.get("task") != task:
         raise DataError(f"{path}: a model of task {meta.get('task')!r}, not {task}")
+    missing = [key for key in keys if key not in meta]
+    if missing:
+        raise DataError(f"{path}: the model description lacks {', '.join(missing)}; was it written by an "
+                        "older tinyprop? Train the model again")
     return meta, arrays
 
 

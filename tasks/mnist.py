@@ -18,6 +18,7 @@ import os
 import sys
 import time
 import urllib.request
+import zlib
 
 import click
 import numpy as np
@@ -56,7 +57,7 @@ def read_idx(path, ndim):
             head = stream.read(2)
             stream.seek(0)
             data = gzip.decompress(stream.read()) if head == b"\x1f\x8b" else stream.read()
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise DataError(f"{path}: cannot read it as an IDX file ({error}); "
                         "replace it with a fresh copy of the MNIST file") from error
     header_size = 4 + 4 * ndim
@@ -107,8 +108,8 @@ def resolve_data_dir(data_dir=None):
 def locate_files(data_dir=None, explicit=None, mirrors=MIRRORS):
     """Paths of the four MNIST files.
 
-    `explicit` maps keys of FILES to paths from a config file; one that is not a file
-    as given is looked up in the data folder.
+    `explicit` maps keys of FILES to paths from a config file: absolute ones are used as they are,
+    relative ones (not found beside the config file) are looked up in the data folder.
     """
     explicit = explicit or {}
     folder, source = resolve_data_dir(data_dir)
@@ -117,7 +118,7 @@ def locate_files(data_dir=None, explicit=None, mirrors=MIRRORS):
         given = explicit.get(key)
         if given:
             in_data_dir = [os.path.join(where, given) for where in (folder, os.path.join(folder, "mnist"))]
-            found = [path for path in [given] + in_data_dir if os.path.isfile(path)]
+            found = [path for path in ([given] if os.path.isabs(given) else in_data_dir) if os.path.isfile(path)]
             if not found:
                 raise DataError(f"{given}: no such file, beside the config file or in {folder} "
                                 f"(given for the MNIST {key.replace('_', ' ')})")
@@ -323,7 +324,7 @@ class MnistTask(ClassifierTask):
 
 def load_model(path):
     """(meta, model) from a model.npz written by training."""
-    meta, arrays = read_model_file(path, "mnist")
+    meta, arrays = read_model_file(path, "mnist", ("net", "sizes", "k", "unified", "k_ratio"))
     model = build_model(meta)
     load_parameters(path, model, arrays)
     return meta, model
@@ -355,10 +356,12 @@ def run(settings, out_dir, log=print):
     if settings.max_examples:
         for split in data.splits:
             data.subset(split, settings.max_examples)
-    largest_label = max(int(labels.max()) for _, labels in data.splits.values())
-    if largest_label >= settings.label_count:
-        raise ConfigError(f"LabelCount: the data has label {largest_label}, so LabelCount must be at least "
-                          f"{largest_label + 1}, got {settings.label_count}")
+    for split, (_, labels) in data.splits.items():
+        if labels.max() >= settings.label_count:
+            path = data.paths["test_labels" if split == "test" else "train_labels"]
+            raise DataError(f"{path}: label {labels.max()} in the {split} set, but LabelCount is "
+                            f"{settings.label_count} (labels 0 to {settings.label_count - 1}); MNIST's are 0-9, so "
+                            "the file may be damaged. For data with more classes set LabelCount in a --config file")
     hidden = [CNN_HIDDEN] if settings.cnn else [settings.hidden] * (settings.layers - 1)
     sizes = [data.splits["train"][0].shape[1]] + hidden + [settings.label_count]
     meta = dict(task="mnist", net=settings.net, sizes=sizes, k=settings.k if settings.meprop else None,

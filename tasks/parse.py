@@ -208,7 +208,7 @@ class ParseTask(ClassifierTask):
 
 def load_model(path):
     """(meta, vocabulary, model) from a model.npz written by `tinyprop train parse`."""
-    meta, arrays = read_model_file(path, "parse")
+    meta, arrays = read_model_file(path, "parse", ("vocabulary", "hidden", "k", "k_out"))
     vocabulary = Vocabulary.from_json(meta["vocabulary"])
     model = ParserModel(vocabulary, meta["hidden"], meta["k"], meta["k_out"])
     load_parameters(path, model, arrays)

@@ -173,7 +173,7 @@ class TaggerTask(ClassifierTask):
 
 def load_model(path):
     """(meta, vocabulary, model) from a model.npz written by `tinyprop train pos`."""
-    meta, arrays = read_model_file(path, "pos")
+    meta, arrays = read_model_file(path, "pos", ("vocabulary", "hidden", "k"))
     vocabulary = TagVocabulary.from_json(meta["vocabulary"])
     model = TaggerModel(vocabulary, meta["hidden"], meta["k"])
     load_parameters(path, model, arrays)

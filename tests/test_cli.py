@@ -2,6 +2,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -58,12 +59,34 @@ def test_evaluate_names_a_missing_model_file(tmp_path):
     assert "missing.npz' does not exist" in result.output
 
 
-def test_train_from_an_nnmnist_config_with_overrides(tmp_path, mnist_dir):
+def write_broken_model_files(folder, trained_model):
+    """Each kind of file `evaluate` must refuse with a message, and the message it must give."""
+    np.save(folder / "array.npy", np.zeros(3))
+    np.savez(folder / "list.npz", meta=np.array(json.dumps([1, 2])))
+    np.savez(folder / "lacking.npz", meta=np.array(json.dumps({"task": "mnist"})))
+    np.savez(folder / "no-meta.npz", w=np.zeros(3))
+    (folder / "config.json").write_text('{"NetType": "mlp"}')
+    (folder / "truncated.npz").write_bytes(trained_model.read_bytes()[:100000])
+    not_a_model = "not a tinyprop model file"
+    return [("array.npy", not_a_model), ("list.npz", "description is a JSON list, not an object"),
+            ("lacking.npz", "description lacks net, sizes, k, unified, k_ratio"),
+            ("no-meta.npz", not_a_model), ("config.json", not_a_model), ("truncated.npz", "File is not a zip file")]
+
+
+def test_evaluate_refuses_broken_model_files_with_a_message(tmp_path, trained):
+    out, _ = trained
+    for name, message in write_broken_model_files(tmp_path, out / "model.npz"):
+        result = run("evaluate", "--model", tmp_path / name)
+        assert result.exit_code == 1 and f"Error: {tmp_path / name}: " in result.output, (name, result.output)
+        assert message in result.output and "pickle" not in result.output, (name, result.output)
+
+
+def test_train_from_an_nnmnist_config_with_overrides(tmp_path, mnist_dir, monkeypatch):
     config = dict(NetType="mlprand", TrainTop=30, HiddenSize=100, MinibatchSize=10, MaxEpoch=1, IterPerEpoch=1,
                   RandomSeed=5, TrainFile="train-images-idx3-ubyte.gz", TrainLabelFile="train-labels-idx1-ubyte.gz")
     path = tmp_path / "run.json"
     path.write_text(json.dumps(config))
-    os.environ["TINYPROP_DATA"] = os.path.dirname(mnist_dir)
+    monkeypatch.setenv("TINYPROP_DATA", os.path.dirname(mnist_dir))
     result = run("train", "--config", path, "mnist", "--max-examples", "3000", "--out", tmp_path / "out")
     assert result.exit_code == 0, result.output
     summary = json.load(open(tmp_path / "out" / "summary.json"))

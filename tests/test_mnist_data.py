@@ -5,7 +5,9 @@ import shutil
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from cli import main
 from tasks import mnist
 from tasks.files import DataError
 
@@ -64,6 +66,14 @@ def test_truncated_gzip_is_a_clear_error(tmp_path):
         mnist.read_idx(path, 3)
 
 
+def test_corrupt_gzip_is_a_clear_error(tmp_path):
+    data = bytearray(gzip.compress(idx_bytes(np.random.default_rng(0).integers(0, 4, (20, 28, 28)))))
+    data[40:50] = bytes(byte ^ 0xFF for byte in data[40:50])  # inside the deflate stream: zlib.error
+    path = write(tmp_path / "corrupt.gz", bytes(data))
+    with pytest.raises(DataError, match="corrupt.gz: cannot read it as an IDX file"):
+        mnist.read_idx(path, 3)
+
+
 @pytest.mark.parametrize("dotted,compress,subfolder", [(False, True, False), (True, False, True)])
 def test_both_naming_styles_and_the_split(tmp_path, dotted, compress, subfolder):
     folder = tmp_path / "mnist" if subfolder else tmp_path
@@ -83,6 +93,27 @@ def test_image_and_label_counts_must_agree(tmp_path):
     write(tmp_path / "t10k-labels-idx1-ubyte.gz", idx_bytes(np.zeros(19)), compress=True)
     with pytest.raises(DataError, match="has 20 images but .* has 19 labels"):
         mnist.Mnist(mnist.locate_files(str(tmp_path)))
+
+
+def test_a_label_beyond_label_count_names_the_labels_file(tmp_path):
+    fake_mnist(tmp_path)
+    write(tmp_path / "t10k-labels-idx1-ubyte.gz", idx_bytes(np.full(20, 200)), compress=True)
+    result = CliRunner().invoke(main, ["train", "mnist", "--epochs", "1", "--iter-per-epoch", "1", "--data-dir",
+                                       str(tmp_path), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    assert "t10k-labels-idx1-ubyte.gz: label 200 in the test set, but LabelCount is 10" in result.output
+
+
+def test_a_relative_config_path_is_looked_up_in_the_data_dir_not_the_working_folder(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    fake_mnist(data)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "train-labels-idx1-ubyte.gz").write_bytes(b"a decoy")
+    monkeypatch.chdir(work)
+    paths = mnist.locate_files(str(data), dict(train_labels="train-labels-idx1-ubyte.gz"))
+    assert paths["train_labels"] == str(data / "train-labels-idx1-ubyte.gz")
 
 
 def test_missing_files_in_a_given_folder(tmp_path):
