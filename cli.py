@@ -7,6 +7,7 @@ import os
 # with one). Set before numpy is imported, which reads it once.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import itertools  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 
@@ -22,14 +23,32 @@ from tinyprop import __version__  # noqa: E402
 USER_ERRORS = (ConfigError, DataError, TrainingDiverged)
 
 
+def new_run_dir(name, net):
+    """Create and return runs/NAME-NET-TIME, or runs/NAME-NET-TIME-2 ... if a run started in the same
+    second (a seed sweep in parallel, say) took that name: creating the folder is what claims it."""
+    stem = os.path.join("runs", f"{name}-{net}-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.makedirs("runs", exist_ok=True)
+    for attempt in itertools.count(1):
+        path = stem if attempt == 1 else f"{stem}-{attempt}"
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+
+
 def run_task(name, run, out_dir, settings_from_inputs):
-    """Check the settings, then train (into runs/NAME-NET-TIME unless --out); input errors end as
+    """Check the settings, then train (into a new runs/NAME-NET-TIME unless --out); input errors end as
     one-line messages, not tracebacks."""
+    made = None
     try:
         settings = settings_from_inputs()
-        out_dir = out_dir or os.path.join("runs", f"{name}-{settings.net}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if out_dir is None:
+            out_dir = made = new_run_dir(name, settings.net)
         run(settings, out_dir, log=click.echo)
     except USER_ERRORS as error:
+        if made and not os.listdir(made):  # the data was refused before anything was written
+            os.rmdir(made)
         raise click.ClickException(str(error)) from error
 
 

@@ -168,10 +168,22 @@ def make_settings(config_values=None, options=None, defaults=None, nets=MNIST_NE
     values = dataclasses.asdict(Settings())
     values.update(defaults or {})
     values.update(config_values or {})
-    values.update({name: value for name, value in (options or {}).items() if value is not None})
+    given = {name: value for name, value in (options or {}).items() if value is not None}
+    values.update(given)
     settings = Settings(**values)
     validate(settings, nets)
+    check_options_apply(settings, given)
     return settings
+
+
+def check_options_apply(s, given):
+    """A command-line option the chosen net would ignore is an error, not a silent no-op. (A config
+    file's keys are not checked: nnmnist's files carry every key whatever the NetType.)"""
+    applies = dict(k=s.meprop, k_out=s.meprop, k_ratio=s.net == "cnntop", hidden=not s.cnn, layers=not s.cnn,
+                   prune=s.net.endswith("var"), train_cycle=s.net.endswith("var"))
+    for field, used in applies.items():
+        if field in given and not used:
+            raise ConfigError(f"{FIELD_NAMES.get(field, field)}: --net {s.net} does not use it; leave it out")
 
 
 def validate(s, nets=NETS):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli import main
+from cli import main, new_run_dir
 
 SLICE = ["--max-examples", "10000", "--epochs", "3", "--iter-per-epoch", "3", "--seed", "3"]
 
@@ -42,6 +42,13 @@ def test_mlptop_learns_mnist_from_a_slice(trained):
     assert [(r["epoch"], r["part"]) for r in records] == [(e, p) for e in (1, 2, 3) for p in (1, 2, 3)]
     config = json.load(open(out / "config.json"))
     assert config["seed_used"] == 3 and config["net"] == "mlptop"
+
+
+def test_output_files_get_the_usual_permissions(trained):
+    out, _ = trained
+    modes = {name: os.stat(out / name).st_mode & 0o777 for name in os.listdir(out)}
+    assert set(modes) == {"config.json", "metrics.jsonl", "model.npz", "summary.json"}
+    assert len(set(modes.values())) == 1, modes  # the atomic writes as the plain append of metrics.jsonl
 
 
 def test_evaluate_reproduces_the_saved_best_dev(trained, mnist_dir):
@@ -127,3 +134,20 @@ def test_bench_reports_every_variant_and_both_references():
     assert top["vs_dense-loop"] == pytest.approx(lstm["variants"]["dense-loop"]["median_us"] / top["median_us"])
     result = run("bench", "--in", 64)
     assert result.exit_code == 2 and "give both --in and --out" in result.output
+
+
+def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("cli.time.strftime", lambda pattern: "20261125-120000")
+    first, second = new_run_dir("mnist", "mlp"), new_run_dir("mnist", "mlp")
+    assert (first, second) == (os.path.join("runs", "mnist-mlp-20261125-120000"),
+                               os.path.join("runs", "mnist-mlp-20261125-120000-2"))
+    assert os.path.isdir(first) and os.path.isdir(second)
+
+
+def test_a_run_refused_for_its_data_leaves_no_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    result = run("train", "mnist", "--data-dir", tmp_path / "empty")
+    assert result.exit_code == 1 and "MNIST files not found" in result.output
+    assert os.listdir(tmp_path / "runs") == []

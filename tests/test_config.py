@@ -1,5 +1,6 @@
 """nnmnist JSON configs: keys, types, impossible values, overrides."""
 import json
+import re
 
 import pytest
 
@@ -78,6 +79,24 @@ def test_impossible_values_name_the_key(tmp_path, values, message):
 def test_unified_needs_mlptop():
     with pytest.raises(ConfigError, match="unified top-k is a variant of mlptop"):
         make_settings({}, dict(net="mlprand", unified=True))
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(net="cnn", hidden=100), "HiddenSize (--hidden): --net cnn does not use it"),
+    (dict(net="cnntop", layers=5), "Layers (--layers): --net cnntop does not use it"),
+    (dict(net="mlp", k=80), "TrainTop (--k): --net mlp does not use it"),
+    (dict(net="mlptop", k_ratio=0.5), "--k-ratio: --net mlptop does not use it"),
+    (dict(net="mlptop", prune=0.3), "Prune (--prune): --net mlptop does not use it"),
+    (dict(net="mlp", k_out=5), "--k-out: --net mlp does not use it"),
+])
+def test_options_the_net_would_ignore_are_refused(options, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        make_settings({}, options)
+
+
+def test_config_file_keys_the_net_does_not_use_are_accepted(tmp_path):
+    values = read_nnmnist_config(config_file(tmp_path, NetType="mlp", TrainTop=80, Prune=0.1, TrainCycle=5))
+    assert make_settings(values).k == 80  # nnmnist's files carry every key
 
 
 def test_unreadable_files(tmp_path):
