@@ -4,7 +4,8 @@
 file leaves out take nnmnist's defaults (its Config constructor), so a config file runs
 as it would there. `tinyprop train mnist` without a file starts from the papers' MNIST
 setting instead (TKDE 2018, Table 2: mini-batch 10, k 80). Command-line options
-override both. Every value is checked before anything is loaded or trained.
+override both. Every value is checked before anything is loaded, except the two that need the
+data (LabelCount, and IterPerEpoch against the training set's size), checked before training.
 """
 import dataclasses
 import json

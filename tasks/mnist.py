@@ -1,6 +1,7 @@
 """The MNIST task: the IDX files, the papers' split, the MLP and CNN, training steps and evaluation.
 
-Where the data comes from, first match wins:
+Where the data comes from: the first of these that is set (a folder given but lacking the
+files is an error, not a reason to look further):
   1. --data-dir DIR,
   2. the TINYPROP_DATA environment variable,
   3. the user cache ~/.cache/tinyprop, into which the four files are downloaded

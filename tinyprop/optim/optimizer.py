@@ -23,7 +23,7 @@ class Optimizer:
     optimizer state stay exactly as they were. With dense_updates=True every row is
     updated every step, as nnmnist does (rows without gradient then see g = 0).
 
-    Subclasses name their state arrays (`state_names`) and give `update_rows(param, rows, step)`,
+    Subclasses name their state arrays (`state_names`) and give `update_rows(param, rows)`,
     which works on (rows, columns) views of the parameter: a bias is one column.
     """
 
