@@ -18,7 +18,7 @@ from tasks.config import ConfigError, resolve_seed
 from tasks.conllu import locate_treebank, read_conllu, read_treebank, write_conllu
 from tasks.files import DataError, load_parameters, model_file_arrays, read_model_file
 from tasks.training import ClassifierTask, make_optimizer, start_run, train, write_summary
-from tinyprop.layers import Cube, Dropout, Embedding, Linear
+from tinyprop.layers import Cube, Dropout, Embedding, Layer, Linear
 from tinyprop.mesimp import Simplifier
 
 N_WORDS, N_TAGS, N_LABELS = 18, 18, 12  # Chen and Manning's 48 features
@@ -83,7 +83,7 @@ def oracle_examples(sentences, vocabulary):
     return feats, targets, skipped
 
 
-class ParserModel:
+class ParserModel(Layer):
     """Embeddings of the 48 features (50 each) -> Linear 2400->hidden -> Cube [-> Dropout] -> Linear
     hidden->transitions.
 
@@ -123,10 +123,6 @@ class ParserModel:
             width = layer.ids.shape[1] * EMBEDDING_DIM
             layer.backward(dembedded[:, start:start + width])
             start += width
-
-    def zero_grad(self):
-        for param in self.params():
-            param.zero_grad()
 
     def train(self, mode=True):
         """Dropout on in training, off when parsing."""

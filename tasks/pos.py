@@ -23,7 +23,7 @@ from tasks.config import resolve_seed
 from tasks.conllu import locate_treebank, read_conllu, read_treebank
 from tasks.files import load_parameters, model_file_arrays, read_model_file
 from tasks.training import ClassifierTask, make_optimizer, start_run, train, write_summary
-from tinyprop.layers import BiLSTM, Dropout, Embedding, Linear
+from tinyprop.layers import BiLSTM, Dropout, Embedding, Layer, Linear
 from tinyprop.mesimp import ColumnBlock, Simplifier
 
 UNKNOWN = 0
@@ -75,7 +75,7 @@ class TagVocabulary:
         return vocabulary
 
 
-class TaggerModel:
+class TaggerModel(Layer):
     """Embeddings (word, suffix, shape) -> BiLSTM (hidden per direction, meProp k) [-> Dropout] -> Linear
     -> tag scores.
 
@@ -114,10 +114,6 @@ class TaggerModel:
             width = layer.weight.shape[1]
             layer.backward(dembedded[:, start:start + width])
             start += width
-
-    def zero_grad(self):
-        for param in self.params():
-            param.zero_grad()
 
     def train(self, mode=True):
         """Dropout on in training, off when tagging."""
