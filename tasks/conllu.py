@@ -82,6 +82,9 @@ def read_conllu(path):
                 raise DataError(f"{path}, line {number}: word ID {fields[0]!r}, expected {len(current.forms) + 1}")
             if not fields[6].isdigit():
                 raise DataError(f"{path}, line {number}: HEAD {fields[6]!r} is not a word number")
+            if int(fields[6]) == int(fields[0]):
+                raise DataError(f"{path}, line {number}: word {fields[0]} is its own HEAD; a word's head is "
+                                "another word or 0, the root")
             current.forms.append(fields[1])
             current.upos.append(fields[3])
             current.xpos.append(fields[4])

@@ -41,6 +41,7 @@ def test_reader_skips_multiword_tokens_and_empty_nodes(tmp_path):
     (WORD.format(id=3, form="w", upos="X", head=0, rel="root"), r"line 2: word ID '3', expected 1"),
     (WORD.format(id=1, form="w", upos="X", head="x", rel="root"), r"line 2: HEAD 'x' is not a word number"),
     (WORD.format(id=1, form="w", upos="X", head=4, rel="root"), r"word 1 has head 4, but the sentence has 1 words"),
+    (WORD.format(id=1, form="w", upos="X", head=1, rel="root"), r"line 2: word 1 is its own HEAD"),
 ])
 def test_reader_names_file_and_line(tmp_path, line, message):
     path = tmp_path / "bad.conllu"
