@@ -47,9 +47,10 @@ def run_task(name, run, out_dir, settings_from_inputs):
             out_dir = made = new_run_dir(name, settings.net)
         run(settings, out_dir, log=click.echo)
     except USER_ERRORS as error:
-        if made and not os.listdir(made):  # the data was refused before anything was written
-            os.rmdir(made)
         raise click.ClickException(str(error)) from error
+    finally:
+        if made and not os.listdir(made):  # stopped (refused data, Ctrl-C) before anything was written
+            os.rmdir(made)
 
 
 @click.group(context_settings=dict(help_option_names=["-h", "--help"]))

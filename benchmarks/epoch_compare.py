@@ -28,7 +28,7 @@ BATCH = 10
 
 
 def tinyprop_epoch(net, k, data, seed, unified=False):
-    settings = make_settings({}, dict(net=net, k=k, unified=unified))
+    settings = make_settings({}, dict(net=net, k=None if net == "mlp" else k, unified=unified))
     model = build_mlp(SIZES, net, k, unified, rng=np.random.default_rng(seed))
     optimizer = make_optimizer(settings, model.params(), data.splits["train"][1].shape[0])
     task = MnistTask(data, model, optimizer, meta=dict(net=net))

@@ -15,11 +15,11 @@ def _atomic_write(path, write):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(handle, 0o666 & ~umask)  # mkstemp makes the file private; give it the mode open() would
     try:
         with os.fdopen(handle, "wb") as stream:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(stream.fileno(), 0o666 & ~umask)  # mkstemp makes it private; give the mode open() would
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
@@ -59,7 +59,7 @@ def read_model_file(path, task=None, keys=()):
         with np.load(path, allow_pickle=False) as saved:
             meta = json.loads(str(saved["meta"]))
             arrays = {name: saved[name] for name in saved.files if name != "meta"}
-    except (ValueError, TypeError) as error:  # not an archive (numpy's message would advise unpickling it)
+    except (ValueError, TypeError, EOFError) as error:  # not an archive (numpy's would advise unpickling it)
         raise DataError(not_a_model) from error
     except (OSError, KeyError, zipfile.BadZipFile) as error:
         raise DataError(f"{not_a_model}: {error}") from error

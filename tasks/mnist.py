@@ -25,8 +25,8 @@ import click
 import numpy as np
 
 from tasks.files import DataError, load_parameters, model_file_arrays, read_model_file, write_bytes
-from tasks.config import CNN_HIDDEN, CNN_NETS, ConfigError, resolve_seed
-from tasks.training import ClassifierTask, make_optimizer, start_run, train, write_summary
+from tasks.config import CNN_HIDDEN, CNN_NETS, resolve_seed
+from tasks.training import ClassifierTask, make_optimizer, param_count, start_run, train, write_summary
 from tinyprop.layers import Conv2d, Dropout, Linear, MaxPool2d, ReLU, Reshape, Sequential
 from tinyprop.mesimp import Simplifier
 
@@ -381,7 +381,7 @@ def run(settings, out_dir, log=print):
     summary = dict(task="mnist", net=settings.net, k=meta["k"], unified=settings.unified, k_ratio=meta["k_ratio"],
                    epochs=settings.epochs, seed=seed)
     summary.update(train(task, settings, seed, out_dir, log))
-    summary.update(param_count=int(sum(param.value.size for param in model.params())),
+    summary.update(param_count=param_count(model.params()),
                    hidden_sizes=task.sizes()[1:-1])
     if task.simplifier is not None:
         _, saved = load_model(os.path.join(out_dir, "model.npz"))  # the model whose test score is reported

@@ -17,7 +17,7 @@ from tasks.arcstandard import NULL, ROOT, SHIFT, UNKNOWN, Configuration, feature
 from tasks.config import ConfigError, resolve_seed
 from tasks.conllu import locate_treebank, read_conllu, read_treebank, write_conllu
 from tasks.files import DataError, load_parameters, model_file_arrays, read_model_file
-from tasks.training import ClassifierTask, make_optimizer, start_run, train, write_summary
+from tasks.training import ClassifierTask, make_optimizer, param_count, start_run, train, write_summary
 from tinyprop.layers import Cube, Dropout, Embedding, Layer, Linear
 from tinyprop.mesimp import Simplifier
 
@@ -126,6 +126,7 @@ class ParserModel(Layer):
 
     def train(self, mode=True):
         """Dropout on in training, off when parsing."""
+        self.training = mode
         self.dropout.train(mode)
 
 
@@ -235,7 +236,7 @@ def run(settings, out_dir, log=print):
     summary = dict(task="parse", net=settings.net, k=k, k_out=k_out, epochs=settings.epochs, seed=seed,
                    skipped_non_projective=task.skipped, train_transitions=task.train_size)
     summary.update(train(task, settings, seed, out_dir, log))
-    summary.update(param_count=int(sum(param.value.size for param in model.params())),
+    summary.update(param_count=param_count(model.params()),
                    hidden_sizes=[model.hidden.n_out])
     if simplifier is not None:
         summary.update(original_hidden_sizes=[settings.hidden], prune=settings.prune, train_cycle=settings.train_cycle)

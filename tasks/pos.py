@@ -22,7 +22,7 @@ import numpy as np
 from tasks.config import resolve_seed
 from tasks.conllu import locate_treebank, read_conllu, read_treebank
 from tasks.files import load_parameters, model_file_arrays, read_model_file
-from tasks.training import ClassifierTask, make_optimizer, start_run, train, write_summary
+from tasks.training import ClassifierTask, make_optimizer, param_count, start_run, train, write_summary
 from tinyprop.layers import BiLSTM, Dropout, Embedding, Layer, Linear
 from tinyprop.mesimp import ColumnBlock, Simplifier
 
@@ -117,6 +117,7 @@ class TaggerModel(Layer):
 
     def train(self, mode=True):
         """Dropout on in training, off when tagging."""
+        self.training = mode
         self.dropout.train(mode)
 
 
@@ -200,7 +201,7 @@ def run(settings, out_dir, log=print):
     summary = dict(task="pos", net=settings.net, k=k, epochs=settings.epochs, seed=seed,
                    train_sentences=task.train_size, train_words=words)
     summary.update(train(task, settings, seed, out_dir, log))
-    summary.update(param_count=int(sum(param.value.size for param in model.params())),
+    summary.update(param_count=param_count(model.params()),
                    hidden_sizes=model.hidden_sizes())
     if simplifier is not None:
         summary.update(original_hidden_sizes=[settings.hidden] * 2, prune=settings.prune,

@@ -100,7 +100,7 @@ def train(task, settings, seed, out_dir, log=print):
                 best.update(epoch=epoch, part=part)
                 if task.simplifier is not None:
                     best.update(saved_hidden_sizes=record["hidden_sizes"],
-                                saved_param_count=int(sum(param.value.size for param in task.model.params())))
+                                saved_param_count=param_count(task.model.params()))
                 write_npz(os.path.join(out_dir, "model.npz"), task.model_arrays())
             if task.simplifier is not None and cycle % 2 == 0:
                 task.simplifier.prune()
@@ -171,6 +171,11 @@ class ClassifierTask:
             yield
         finally:
             self.model.train(True)
+
+
+def param_count(params):
+    """How many numbers the parameters hold."""
+    return int(sum(param.value.size for param in params))
 
 
 def evaluation(task, split):

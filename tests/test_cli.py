@@ -74,10 +74,12 @@ def write_broken_model_files(folder, trained_model):
     np.savez(folder / "no-meta.npz", w=np.zeros(3))
     (folder / "config.json").write_text('{"NetType": "mlp"}')
     (folder / "truncated.npz").write_bytes(trained_model.read_bytes()[:100000])
+    (folder / "empty.npz").write_bytes(b"")
     not_a_model = "not a tinyprop model file"
     return [("array.npy", not_a_model), ("list.npz", "description is a JSON list, not an object"),
             ("lacking.npz", "description lacks net, sizes, k, unified, k_ratio"),
-            ("no-meta.npz", not_a_model), ("config.json", not_a_model), ("truncated.npz", "File is not a zip file")]
+            ("no-meta.npz", not_a_model), ("config.json", not_a_model), ("truncated.npz", "File is not a zip file"),
+            ("empty.npz", not_a_model)]
 
 
 def test_evaluate_refuses_broken_model_files_with_a_message(tmp_path, trained):
@@ -145,9 +147,17 @@ def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path, monk
     assert os.path.isdir(first) and os.path.isdir(second)
 
 
-def test_a_run_refused_for_its_data_leaves_no_folder(tmp_path, monkeypatch):
+def test_a_run_stopped_before_it_wrote_anything_leaves_no_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty").mkdir()
+    (tmp_path / "runs").mkdir()
     result = run("train", "mnist", "--data-dir", tmp_path / "empty")
     assert result.exit_code == 1 and "MNIST files not found" in result.output
+    assert os.listdir(tmp_path / "runs") == []
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("tasks.mnist.locate_files", interrupted)  # Ctrl-C while the data loads
+    result = run("train", "mnist", "--data-dir", tmp_path / "empty")
+    assert result.exit_code == 1 and "Aborted" in result.output
     assert os.listdir(tmp_path / "runs") == []

@@ -52,11 +52,16 @@ def test_float64_gradients_are_refused():
         topk_rows(np.zeros((2, 5)), 2, np.empty(2, np.uint64), np.empty((2, 2), np.int32))
 
 
-def test_unified_is_the_topk_of_summed_magnitudes(rng):
+@pytest.mark.parametrize("ties", [False, True])
+def test_unified_is_the_topk_of_summed_magnitudes(rng, ties):
     grad = rng.standard_normal((10, 60)).astype(np.float32)
+    if ties:  # small integers: many columns sum to the same magnitude
+        grad = np.round(grad * 1.5).astype(np.float32)
     rows = unified_topk(grad, 7, np.empty(7, np.uint64), np.empty(7, np.int32))
     expected = np.sort(np.argsort(-np.abs(grad).sum(axis=0), kind="stable")[:7])
     assert np.array_equal(rows, expected)
+    assert np.array_equal(unified_topk(np.asfortranarray(grad), 7, np.empty(7, np.uint64), np.empty(7, np.int32)),
+                          expected)
 
 
 def test_random_rows_are_distinct_reproducible_and_uniform():

@@ -102,13 +102,13 @@ def unified_topk(grad, k, heap, out_indices):
     grad: (batch, n) float32; out_indices: (k,) int32, filled in place and returned sorted.
     """
     check_float32(grad)
-    _unified_topk(grad, k, heap, out_indices)
+    _unified_topk(np.ascontiguousarray(grad), k, heap, out_indices)
     return out_indices
 
 
 @njit(cache=True)
 def _unified_topk(grad, k, heap, out_indices):
-    summed = np.zeros(grad.shape[1], dtype=grad.dtype)  # sum_b |grad[b]|, added in example order as numpy does
+    summed = np.zeros(grad.shape[1], dtype=grad.dtype)  # sum_b |grad[b]| in example order, as numpy adds a C array
     for b in range(grad.shape[0]):
         for j in range(grad.shape[1]):
             summed[j] += abs(grad[b, j])
