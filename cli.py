@@ -120,7 +120,8 @@ def train_mnist(ctx, out_dir, **options):
     """
     config_path = (ctx.obj or {}).get("config_path")
     run_task("mnist", mnist.run, out_dir,
-             lambda: make_settings(read_nnmnist_config(config_path) if config_path else {}, options))
+             lambda: make_settings(read_nnmnist_config(config_path) if config_path else {}, options,
+                                   config_path=config_path))
 
 
 def treebank_options(task, unit, defaults):

@@ -27,7 +27,11 @@ OPTIMIZERS = ("sgd", "adagrad", "adam")
 
 
 class ConfigError(Exception):
-    """A setting that cannot be used; the message names the key or option."""
+    """A setting that cannot be used; the message names the key or option (`field`, when it is one of Settings')."""
+
+    def __init__(self, message, field=None):
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass
@@ -163,16 +167,22 @@ def _resolve_data_path(relative, folder):
     return os.path.abspath(beside) if os.path.exists(beside) else relative
 
 
-def make_settings(config_values=None, options=None, defaults=None, nets=MNIST_NETS):
+def make_settings(config_values=None, options=None, defaults=None, nets=MNIST_NETS, config_path=None):
     """Defaults (the task's `defaults` over Settings'), then a config file's values, then command-line
-    options; checked. `nets`: the network types of the task."""
+    options; checked. `nets`: the network types of the task. A bad value that came from the config
+    file (nnmnist's defaults included) is reported with the file's `config_path`."""
     values = dataclasses.asdict(Settings())
     values.update(defaults or {})
     values.update(config_values or {})
     given = {name: value for name, value in (options or {}).items() if value is not None}
     values.update(given)
     settings = Settings(**values)
-    validate(settings, nets)
+    try:
+        validate(settings, nets)
+    except ConfigError as error:
+        if config_path and error.field in (config_values or {}) and error.field not in given:
+            raise ConfigError(f"{config_path}: {error}", error.field) from None
+        raise
     check_options_apply(settings, given)
     return settings
 
@@ -189,7 +199,7 @@ def check_options_apply(s, given):
 
 def validate(s, nets=NETS):
     def fail(field, problem):
-        raise ConfigError(f"{FIELD_NAMES.get(field, field)}: {problem}")
+        raise ConfigError(f"{FIELD_NAMES.get(field, field)}: {problem}", field)
 
     if s.net not in nets:
         fail("net", f"{s.net!r} is not a network type of this task; use one of {', '.join(nets)}")

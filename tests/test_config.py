@@ -76,6 +76,14 @@ def test_impossible_values_name_the_key(tmp_path, values, message):
         make_settings(read_nnmnist_config(config_file(tmp_path, **values)))
 
 
+def test_a_bad_value_from_the_file_names_the_file_and_one_from_the_command_line_does_not(tmp_path):
+    path = config_file(tmp_path, NetType="mlptop", TrainTop=-5)
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: TrainTop (--k): ") + ".*got -5"):
+        make_settings(read_nnmnist_config(path), {}, config_path=path)
+    with pytest.raises(ConfigError, match=r"^TrainTop \(--k\): .*got 600"):
+        make_settings(read_nnmnist_config(path), dict(k=600), config_path=path)
+
+
 def test_unified_needs_mlptop():
     with pytest.raises(ConfigError, match="unified top-k is a variant of mlptop"):
         make_settings({}, dict(net="mlprand", unified=True))
