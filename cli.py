@@ -37,20 +37,45 @@ def new_run_dir(name, net):
             continue
 
 
+RUN_FILES = ("config.json", "metrics.jsonl", "model.npz", "summary.json")
+
+
+def claim_out_dir(out_dir):
+    """Create --out (or accept an existing folder that holds no run's files); True if it was created."""
+    if not out_dir:
+        raise ConfigError("--out: an empty folder name; give the folder the run should write to")
+    previous = [name for name in RUN_FILES if os.path.exists(os.path.join(out_dir, name))]
+    if previous:
+        raise ConfigError(f"--out {out_dir}: already holds a run ({', '.join(previous)}); give another folder, "
+                          "or remove those files to train into it again")
+    created = not os.path.isdir(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    return created
+
+
 def run_task(name, run, out_dir, settings_from_inputs):
-    """Check the settings, then train (into a new runs/NAME-NET-TIME unless --out); input errors end as
-    one-line messages, not tracebacks."""
+    """Check the settings and the output folder, then train (into a new runs/NAME-NET-TIME unless --out);
+    input errors and unwritable folders end as one-line messages, not tracebacks."""
     made = None
     try:
         settings = settings_from_inputs()
         if out_dir is None:
             out_dir = made = new_run_dir(name, settings.net)
+        elif claim_out_dir(out_dir):
+            made = out_dir
         run(settings, out_dir, log=click.echo)
     except USER_ERRORS as error:
         raise click.ClickException(str(error)) from error
+    except OSError as error:  # an output folder or file that cannot be created or written
+        raise click.ClickException(f"{error.filename or out_dir}: {error.strerror or error}") from error
+    except KeyboardInterrupt:
+        if out_dir and os.path.exists(os.path.join(out_dir, "config.json")):
+            click.echo(f"\nstopped: {out_dir} holds the run so far (metrics.jsonl, model.npz at the best dev "
+                       "until now) and no summary.json", err=True)
+        raise
     finally:
-        if made and not os.listdir(made):  # stopped (refused data, Ctrl-C) before anything was written
-            os.rmdir(made)
+        if made and os.path.isdir(made) and not os.listdir(made):  # stopped (refused data, Ctrl-C) before
+            os.rmdir(made)                                          # anything was written
 
 
 @click.group(context_settings=dict(help_option_names=["-h", "--help"]))
@@ -206,25 +231,25 @@ def train_pos(ctx, out_dir, **options):
 @click.option("--output", type=click.Path(dir_okay=False),
               help="Parser models: write the parsed test set to this CoNLL-U file.")
 def evaluate(model_path, data_dir, output):
-    """Re-evaluate a saved model on the dev and test sets."""
+    """Re-evaluate a saved model on the dev and test sets.
+
+    Without --data-dir, on the files the model was trained on (model.npz records them), while
+    they are in place; a run with --max-examples is re-scored on the same first N of each split.
+    """
     try:
         task_name = read_model_file(model_path)[0].get("task")
         if output and task_name != "parse":
             raise click.UsageError("--output writes parsed trees; it is for parser models")
         if task_name == "parse":
             parse.evaluate_saved(model_path, data_dir, output, log=click.echo)
-            return
-        if task_name == "pos":
+        elif task_name == "pos":
             pos.evaluate_saved(model_path, data_dir, log=click.echo)
-            return
-        meta, model = mnist.load_model(model_path)
-        data = mnist.Mnist(mnist.locate_files(data_dir))
+        else:
+            mnist.evaluate_saved(model_path, data_dir, log=click.echo)
     except USER_ERRORS as error:
         raise click.ClickException(str(error)) from error
-    task = mnist.MnistTask(data, model, optimizer=None, meta=meta)
-    for split in ("dev", "test"):
-        loss, accuracy, _ = task.evaluate(split)
-        click.echo(f"{split}: accuracy {accuracy:.2f}%  loss {loss:.4f}  ({data.splits[split][1].shape[0]} examples)")
+    except OSError as error:  # --output cannot be written
+        raise click.ClickException(f"{error.filename}: {error.strerror or error}") from error
 
 
 @main.command()

@@ -14,7 +14,10 @@ class DataError(Exception):
 def _atomic_write(path, write):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    except OSError as error:  # name the file the caller writes, not the temporary one
+        raise OSError(error.errno, error.strerror, path) from error
     try:
         with os.fdopen(handle, "wb") as stream:
             umask = os.umask(0)
@@ -72,6 +75,26 @@ def read_model_file(path, task=None, keys=()):
         raise DataError(f"{path}: the model description lacks {', '.join(missing)}; was it written by an "
                         "older tinyprop? Train the model again")
     return meta, arrays
+
+
+def training_data(paths, max_examples):
+    """What model.npz records of the data a model was trained on, for `tinyprop evaluate`."""
+    return dict(data_files={key: os.path.abspath(path) for key, path in paths.items()}, max_examples=max_examples)
+
+
+def evaluation_data(meta, data_dir, locate, log):
+    """The data files to score a saved model on, logged: those found in `data_dir` if it is given, else
+    the files the model was trained on while they are all in place, else those `locate(None)` finds."""
+    recorded = meta.get("data_files")
+    if data_dir is None and recorded and all(os.path.isfile(path) for path in recorded.values()):
+        paths = recorded
+    else:
+        paths = locate(data_dir)
+    folders = sorted({os.path.dirname(os.path.abspath(path)) for path in paths.values()})
+    limit = meta.get("max_examples")
+    sliced = f"; only the first {limit} of each split, as in training" if limit else ""
+    log(f"data: {', '.join(folders)}{sliced}")
+    return paths
 
 
 def load_parameters(path, model, arrays):

@@ -24,7 +24,8 @@ import zlib
 import click
 import numpy as np
 
-from tasks.files import DataError, load_parameters, model_file_arrays, read_model_file, write_bytes
+from tasks.files import (DataError, evaluation_data, load_parameters, model_file_arrays, read_model_file,
+                         training_data, write_bytes)
 from tasks.config import CNN_HIDDEN, CNN_NETS, resolve_seed
 from tasks.training import ClassifierTask, make_optimizer, param_count, start_run, train, write_summary
 from tinyprop.layers import Conv2d, Dropout, Linear, MaxPool2d, ReLU, Reshape, Sequential
@@ -366,7 +367,8 @@ def run(settings, out_dir, log=print):
     hidden = [CNN_HIDDEN] if settings.cnn else [settings.hidden] * (settings.layers - 1)
     sizes = [data.splits["train"][0].shape[1]] + hidden + [settings.label_count]
     meta = dict(task="mnist", net=settings.net, sizes=sizes, k=settings.k if settings.meprop else None,
-                unified=settings.unified, k_ratio=settings.k_ratio if settings.net == "cnntop" else None)
+                unified=settings.unified, k_ratio=settings.k_ratio if settings.net == "cnntop" else None,
+                **training_data(data.paths, settings.max_examples))
     rng = np.random.default_rng(seed)
     model = build_model(meta, settings.dropout, rng)
     optimizer = make_optimizer(settings, model.params(), data.splits["train"][1].shape[0])
@@ -397,3 +399,15 @@ def run(settings, out_dir, log=print):
         f"test {summary['test_acc']:.2f}; train {summary['train_time_s']:.1f}s, backward of linear layers "
         f"{summary['linear_backward_time_s']:.1f}s, peak memory {summary['peak_memory_mb']:.0f} MB")
     return summary
+
+
+def evaluate_saved(model_path, data_dir=None, log=print):
+    """Re-score a saved MNIST model on dev and test."""
+    meta, model = load_model(model_path)
+    data = Mnist(evaluation_data(meta, data_dir, locate_files, log))
+    for split in data.splits:
+        data.subset(split, meta.get("max_examples"))
+    task = MnistTask(data, model, optimizer=None, meta=meta)
+    for split in ("dev", "test"):
+        loss, accuracy, _ = task.evaluate(split)
+        log(f"{split}: accuracy {accuracy:.2f}%  loss {loss:.4f}  ({data.splits[split][1].shape[0]} examples)")

@@ -16,7 +16,8 @@ import numpy as np
 from tasks.arcstandard import NULL, ROOT, SHIFT, UNKNOWN, Configuration, features, oracle_transitions
 from tasks.config import ConfigError, resolve_seed
 from tasks.conllu import locate_treebank, read_conllu, read_treebank, write_conllu
-from tasks.files import DataError, load_parameters, model_file_arrays, read_model_file
+from tasks.files import (DataError, evaluation_data, load_parameters, model_file_arrays, read_model_file,
+                         training_data)
 from tasks.training import ClassifierTask, make_optimizer, param_count, start_run, train, write_summary
 from tinyprop.layers import Cube, Dropout, Embedding, Layer, Linear
 from tinyprop.mesimp import Simplifier
@@ -225,7 +226,7 @@ def run(settings, out_dir, log=print):
     rng = np.random.default_rng(seed)
     model = ParserModel(vocabulary, settings.hidden, k, k_out, settings.dropout, rng)
     simplifier = Simplifier([(model.hidden, model.output)], settings.prune) if settings.net == "mlpvar" else None
-    meta = dict(task="parse", net=settings.net, k=k, k_out=k_out)
+    meta = dict(task="parse", net=settings.net, k=k, k_out=k_out, **training_data(paths, settings.max_examples))
     task = ParseTask(splits, vocabulary, model, None, meta, simplifier)
     task.optimizer = make_optimizer(settings, model.params(), task.train_size)
     start_run(task, settings, seed, out_dir, paths)
@@ -251,9 +252,9 @@ def run(settings, out_dir, log=print):
 def evaluate_saved(model_path, data_dir=None, output=None, log=print):
     """Re-score a saved parser on dev and test; with `output`, write the parsed test set as CoNLL-U."""
     meta, vocabulary, model = load_model(model_path)
-    paths = locate_treebank(data_dir)
+    paths = evaluation_data(meta, data_dir, locate_treebank, log)
     for split in ("dev", "test"):
-        sentences = read_conllu(paths[split])
+        sentences = read_conllu(paths[split])[:meta.get("max_examples")]
         heads, labels = parse(model, sentences, vocabulary)
         uas, las = attachment_scores(sentences, heads, labels, vocabulary)
         log(f"{split}: UAS {uas:.2f}%  LAS {las:.2f}%  ({len(sentences)} sentences, punctuation excluded)")

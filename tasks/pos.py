@@ -21,7 +21,7 @@ import numpy as np
 
 from tasks.config import resolve_seed
 from tasks.conllu import locate_treebank, read_conllu, read_treebank
-from tasks.files import load_parameters, model_file_arrays, read_model_file
+from tasks.files import evaluation_data, load_parameters, model_file_arrays, read_model_file, training_data
 from tasks.training import ClassifierTask, make_optimizer, param_count, start_run, train, write_summary
 from tinyprop.layers import BiLSTM, Dropout, Embedding, Layer, Linear
 from tinyprop.mesimp import ColumnBlock, Simplifier
@@ -190,7 +190,7 @@ def run(settings, out_dir, log=print):
     if settings.net == "lstmvar":
         simplifier = Simplifier([(lstm, ColumnBlock(model.output, directions, position))
                                  for position, lstm in enumerate(directions)], settings.prune)
-    meta = dict(task="pos", net=settings.net, k=k)
+    meta = dict(task="pos", net=settings.net, k=k, **training_data(paths, settings.max_examples))
     task = TaggerTask(splits, vocabulary, model, None, meta, simplifier)
     task.optimizer = make_optimizer(settings, model.params(), task.train_size)
     start_run(task, settings, seed, out_dir, paths)
@@ -217,8 +217,8 @@ def run(settings, out_dir, log=print):
 def evaluate_saved(model_path, data_dir=None, log=print):
     """Re-score a saved tagger on dev and test."""
     meta, vocabulary, model = load_model(model_path)
-    paths = locate_treebank(data_dir)
-    splits = {split: read_conllu(paths[split]) for split in ("dev", "test")}
+    paths = evaluation_data(meta, data_dir, locate_treebank, log)
+    splits = {split: read_conllu(paths[split])[:meta.get("max_examples")] for split in ("dev", "test")}
     task = TaggerTask(splits, vocabulary, model, None, meta)
     for split in ("dev", "test"):
         loss, accuracy, _ = task.evaluate(split)

@@ -101,6 +101,13 @@ def test_train_from_an_nnmnist_config_with_overrides(tmp_path, mnist_dir, monkey
     summary = json.load(open(tmp_path / "out" / "summary.json"))
     assert (summary["net"], summary["k"], summary["seed"], summary["epochs"]) == ("mlprand", 30, 5, 1)
     assert summary["test_acc"] > 70.0  # random-k k=30 of 100 reached 79.6% (3,000 images, one epoch)
+    # evaluate finds the files the model was trained on, not $TINYPROP_DATA's, and its slice of them
+    monkeypatch.setenv("TINYPROP_DATA", str(tmp_path / "elsewhere"))
+    result = run("evaluate", "--model", tmp_path / "out" / "model.npz")
+    assert result.exit_code == 0, result.output
+    assert f"data: {mnist_dir}; only the first 3000 of each split" in result.output
+    assert f"dev: accuracy {summary['best_dev_acc']:.2f}%" in result.output
+    assert f"test: accuracy {summary['test_acc']:.2f}%" in result.output and "(3000 examples)" in result.output
 
 
 def test_config_errors_stop_before_training(tmp_path):
@@ -161,3 +168,35 @@ def test_a_run_stopped_before_it_wrote_anything_leaves_no_folder(tmp_path, monke
     result = run("train", "mnist", "--data-dir", tmp_path / "empty")
     assert result.exit_code == 1 and "Aborted" in result.output
     assert os.listdir(tmp_path / "runs") == []
+
+
+def test_an_out_folder_that_holds_a_run_is_refused_and_left_as_it_was(tmp_path, trained, mnist_dir):
+    out, _ = trained
+    before = {name: (out / name).read_bytes() for name in os.listdir(out)}
+    result = run("train", "mnist", "--net", "mlp", "--max-examples", "100", "--data-dir", os.path.dirname(mnist_dir),
+                 "--out", out)
+    assert result.exit_code == 1
+    assert f"Error: --out {out}: already holds a run (config.json, metrics.jsonl, model.npz, summary.json)" \
+        in result.output
+    assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
+    result = run("train", "mnist", "--out", "")
+    assert result.exit_code == 1 and "Error: --out: an empty folder name" in result.output
+
+
+def test_an_out_folder_that_cannot_be_made_is_a_one_line_error(tmp_path, mnist_dir):
+    (tmp_path / "file").write_text("")
+    result = run("train", "mnist", "--max-examples", "100", "--data-dir", os.path.dirname(mnist_dir),
+                 "--out", tmp_path / "file" / "run")
+    assert result.exit_code == 1 and result.output.startswith(f"Error: {tmp_path / 'file' / 'run'}: ")
+    assert "Traceback" not in result.output
+
+
+def test_ctrl_c_during_training_says_where_the_partial_run_is(tmp_path, mnist_dir, monkeypatch):
+    def interrupted(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("tasks.training.train_part", interrupted)
+    result = run("train", "mnist", "--max-examples", "100", "--data-dir", os.path.dirname(mnist_dir),
+                 "--out", tmp_path / "run")
+    assert result.exit_code == 1 and "Aborted" in result.output
+    assert f"stopped: {tmp_path / 'run'} holds the run so far" in result.output
+    assert sorted(os.listdir(tmp_path / "run")) == ["config.json", "metrics.jsonl"]

@@ -171,7 +171,8 @@ def test_parse_end_to_end_through_the_command_line(tmp_path, ewt_dir):
                                           os.path.dirname(ewt_dir), "--output", str(parsed)])
     assert evaluated.exit_code == 0, evaluated.output
     sentences = read_conllu(str(parsed))
-    assert len(sentences) == 2077
+    assert len(sentences) == 400  # the first 400 of the test set, as in training: the run's scores again
+    assert f"test: UAS {summary['test_acc']:.2f}%  LAS {summary['test_las']:.2f}%" in evaluated.output
     for sentence in sentences:  # one head per word, in range, exactly one word on the root
         assert all(0 <= head <= len(sentence) for head in sentence.heads) and sentence.heads.count(0) == 1
     # the file written is what was scored: its heads and labels against the gold test set give the UAS and

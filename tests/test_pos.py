@@ -82,7 +82,9 @@ def test_tagger_learns_from_a_slice_and_evaluate_reproduces_it(tmp_path, data_di
     assert TaggerTask({"dev": dev}, vocabulary, model, None, meta).evaluate("dev")[1] == summary["best_dev_acc"]
     evaluated = CliRunner().invoke(main, ["evaluate", "--model", str(out / "model.npz"), "--data-dir", data_dir])
     assert evaluated.exit_code == 0, evaluated.output
-    assert "dev: accuracy" in evaluated.output and "(25094 words)" in evaluated.output
+    # the first 500 sentences of each split, as in training: the run's scores again
+    assert f"dev: accuracy {summary['best_dev_acc']:.2f}%" in evaluated.output and "(7621 words)" in evaluated.output
+    assert f"test: accuracy {summary['test_acc']:.2f}%" in evaluated.output
 
 
 def test_lstmvar_shrinks_each_direction_on_its_own(tmp_path, data_dir):
