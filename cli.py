@@ -14,8 +14,8 @@ import time  # noqa: E402
 import click  # noqa: E402
 
 from tasks import mnist, parse, pos  # noqa: E402
-from tasks.config import (LSTM_NETS, MNIST_NETS, OPTIMIZERS, PARSE_DEFAULTS, POS_DEFAULTS, ConfigError,  # noqa: E402
-                          make_settings, read_nnmnist_config)
+from tasks.config import (LSTM_NETS, MNIST_NETS, OPTIMIZERS, OPTION_NAMES, PARSE_DEFAULTS, POS_DEFAULTS,  # noqa: E402
+                          ConfigError, make_settings, read_nnmnist_config)
 from tasks.files import DataError, read_model_file  # noqa: E402
 from tasks.training import TrainingDiverged  # noqa: E402
 from tinyprop import __version__  # noqa: E402
@@ -200,7 +200,8 @@ def train_parse(ctx, out_dir, **options):
     Writes config.json, metrics.jsonl, model.npz (at the best dev UAS) and summary.json to --out.
     """
     no_config_file(ctx, "parser")
-    run_task("parse", parse.run, out_dir, lambda: make_settings({}, options, defaults=PARSE_DEFAULTS))
+    run_task("parse", parse.run, out_dir, lambda: make_settings({}, options, defaults=PARSE_DEFAULTS,
+                                                                  names=OPTION_NAMES))
 
 
 @train.command("pos")
@@ -221,7 +222,8 @@ def train_pos(ctx, out_dir, **options):
     Writes config.json, metrics.jsonl, model.npz (at the best dev accuracy) and summary.json to --out.
     """
     no_config_file(ctx, "tagger")
-    run_task("pos", pos.run, out_dir, lambda: make_settings({}, options, defaults=POS_DEFAULTS, nets=LSTM_NETS))
+    run_task("pos", pos.run, out_dir, lambda: make_settings({}, options, defaults=POS_DEFAULTS, nets=LSTM_NETS,
+                                                              names=OPTION_NAMES))
 
 
 @main.command()
@@ -277,7 +279,7 @@ def bench(n_in, n_out, batch, k, rounds, calls, conv, parser, lstm, as_json):
                                 bench_conv, bench_layer, bench_lstm, format_report)
     if (n_in is None) != (n_out is None):
         raise click.UsageError("give both --in and --out, or neither")
-    shapes = list(PAPER_SHAPES) + ([(n_in, n_out)] if n_in else [])
+    shapes = list(PAPER_SHAPES) + ([(n_in, n_out)] if n_in is not None else [])
     for shape_in, shape_out in shapes:
         if not 1 <= k <= shape_out or batch < 1 or shape_in < 1 or rounds < 1 or calls < 1:
             raise click.UsageError(f"need 1 <= k <= out and positive sizes, rounds and calls; got in {shape_in}, "

@@ -98,9 +98,13 @@ NNMNIST_KEYS = {
     "TrainLabelFile": ("train_label_file", "path", None),
     "TrainTop": ("k", int, "--k"),
 }
-FIELD_NAMES = {field: f"{key} ({option})" if option else key for key, (field, _, option) in NNMNIST_KEYS.items()}
-FIELD_NAMES.update(unified="--unified", dropout="--dropout", max_examples="--max-examples", k_ratio="--k-ratio",
+OPTION_ONLY = dict(unified="--unified", dropout="--dropout", max_examples="--max-examples", k_ratio="--k-ratio",
                    k_out="--k-out")
+# how messages name a setting: on MNIST by nnmnist key and option, on the tasks without config files by option
+FIELD_NAMES = {field: f"{key} ({option})" if option else key for key, (field, _, option) in NNMNIST_KEYS.items()}
+FIELD_NAMES.update(OPTION_ONLY)
+OPTION_NAMES = {field: option or key for key, (field, _, option) in NNMNIST_KEYS.items()}
+OPTION_NAMES.update(OPTION_ONLY)
 
 NNMNIST_DEFAULTS = dict(batch=100, k=160)  # where nnmnist's Config() differs from the papers' MNIST setting
 # the papers' parsing setting (TKDE 2018, Section 3.1 and Table 2): mini-batches of 10,000 transitions, k 20.
@@ -120,7 +124,7 @@ POS_DEFAULTS = dict(net="lstm", batch=1, k=10, epochs=5, iter_per_epoch=4, lr=0.
 def read_nnmnist_config(path):
     """Settings from an nnmnist JSON file. Relative data paths resolve against the file's folder."""
     try:
-        with open(path, encoding="utf-8") as stream:
+        with open(path, encoding="utf-8-sig") as stream:  # a byte order mark, as some Windows editors write, is fine
             raw = json.load(stream)
     except OSError as error:
         raise ConfigError(f"{path}: cannot read it ({error.strerror})") from error
@@ -167,10 +171,12 @@ def _resolve_data_path(relative, folder):
     return os.path.abspath(beside) if os.path.exists(beside) else relative
 
 
-def make_settings(config_values=None, options=None, defaults=None, nets=MNIST_NETS, config_path=None):
+def make_settings(config_values=None, options=None, defaults=None, nets=MNIST_NETS, config_path=None,
+                  names=FIELD_NAMES):
     """Defaults (the task's `defaults` over Settings'), then a config file's values, then command-line
     options; checked. `nets`: the network types of the task. A bad value that came from the config
-    file (nnmnist's defaults included) is reported with the file's `config_path`."""
+    file (nnmnist's defaults included) is reported with the file's `config_path`. Messages name a
+    setting as `names` says (FIELD_NAMES: nnmnist key and option; OPTION_NAMES: option)."""
     values = dataclasses.asdict(Settings())
     values.update(defaults or {})
     values.update(config_values or {})
@@ -178,28 +184,33 @@ def make_settings(config_values=None, options=None, defaults=None, nets=MNIST_NE
     values.update(given)
     settings = Settings(**values)
     try:
-        validate(settings, nets)
+        validate(settings, nets, names)
     except ConfigError as error:
         if config_path and error.field in (config_values or {}) and error.field not in given:
             raise ConfigError(f"{config_path}: {error}", error.field) from None
         raise
-    check_options_apply(settings, given)
+    check_options_apply(settings, given, names)
     return settings
 
 
-def check_options_apply(s, given):
-    """A command-line option the chosen net would ignore is an error, not a silent no-op. (A config
-    file's keys are not checked: nnmnist's files carry every key whatever the NetType.)"""
-    applies = dict(k=s.meprop, k_out=s.meprop, k_ratio=s.net == "cnntop", hidden=not s.cnn, layers=not s.cnn,
-                   prune=s.net.endswith("var"), train_cycle=s.net.endswith("var"))
+def check_options_apply(s, given, names=FIELD_NAMES):
+    """A command-line option the chosen net or optimizer would ignore is an error, not a silent no-op.
+    (A config file's keys are not checked: nnmnist's files carry every key whatever the NetType.)"""
+    applies = dict(k=s.meprop, k_out=s.meprop, k_ratio=s.net == "cnntop", hidden=not s.cnn and s.layers > 1,
+                   layers=not s.cnn, prune=s.net.endswith("var"), train_cycle=s.net.endswith("var"))
     for field, used in applies.items():
         if field in given and not used:
-            raise ConfigError(f"{FIELD_NAMES.get(field, field)}: --net {s.net} does not use it; leave it out")
+            why = "a single linear layer" if field == "hidden" and not s.cnn else f"--net {s.net}"
+            raise ConfigError(f"{names.get(field, field)}: {why} does not use it; leave it out", field)
+    for field, optimizer in (("eps", "adagrad"), ("decay_rate", "sgd")):
+        if field in given and s.optim != optimizer:
+            raise ConfigError(f"{names.get(field, field)}: only --optim {optimizer} uses it, not {s.optim}; "
+                              "leave it out", field)
 
 
-def validate(s, nets=NETS):
+def validate(s, nets=NETS, names=FIELD_NAMES):
     def fail(field, problem):
-        raise ConfigError(f"{FIELD_NAMES.get(field, field)}: {problem}", field)
+        raise ConfigError(f"{names.get(field, field)}: {problem}", field)
 
     if s.net not in nets:
         fail("net", f"{s.net!r} is not a network type of this task; use one of {', '.join(nets)}")

@@ -362,8 +362,9 @@ def run(settings, out_dir, log=print):
         if labels.max() >= settings.label_count:
             path = data.paths["test_labels" if split == "test" else "train_labels"]
             raise DataError(f"{path}: label {labels.max()} in the {split} set, but LabelCount is "
-                            f"{settings.label_count} (labels 0 to {settings.label_count - 1}); MNIST's are 0-9, so "
-                            "the file may be damaged. For data with more classes set LabelCount in a --config file")
+                            f"{settings.label_count} (labels 0 to {settings.label_count - 1}): raise LabelCount "
+                            "in the --config file to the number of classes (MNIST has 10), or, if the file should "
+                            "hold MNIST's 0-9, it is damaged")
     hidden = [CNN_HIDDEN] if settings.cnn else [settings.hidden] * (settings.layers - 1)
     sizes = [data.splits["train"][0].shape[1]] + hidden + [settings.label_count]
     meta = dict(task="mnist", net=settings.net, sizes=sizes, k=settings.k if settings.meprop else None,

@@ -196,7 +196,7 @@ def run(settings, out_dir, log=print):
     start_run(task, settings, seed, out_dir, paths)
     words = sum(len(sentence) for sentence in splits["train"])
     log(f"pos {settings.net}{f' k={k}' if k else ''}: BiLSTM {settings.hidden} per direction, "
-        f"{len(vocabulary.tags)} tags, {len(vocabulary.words)} words, seed {seed}; {task.train_size} training "
+        f"{len(vocabulary.tags)} tags, {len(vocabulary.words)} word types, seed {seed}; {task.train_size} training "
         f"sentences ({words} words); writing to {out_dir}")
     summary = dict(task="pos", net=settings.net, k=k, epochs=settings.epochs, seed=seed,
                    train_sentences=task.train_size, train_words=words)

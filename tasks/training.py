@@ -18,8 +18,8 @@ score it reports), beside the task's final `hidden_sizes` and `param_count`.
 
 A task gives: `train_size`, `train_step(indices)` -> (summed loss, correct count, predictions made),
 `evaluate(split)` -> (mean loss, accuracy %, {other score: value}), `product_layers()`, `model_arrays()`,
-`model` (its `params()`), `optimizer`, `simplifier` (or None) and `timers` (a Timers it fills in during
-train_step).
+`model` (its `params()`), `optimizer`, `simplifier` (or None), `timers` (a Timers it fills in during
+train_step) and `score_name` (what the log calls evaluate's accuracy).
 """
 import dataclasses
 import os
@@ -85,7 +85,8 @@ def train(task, settings, seed, out_dir, log=print):
         parts = np.array_split(rng.permutation(task.train_size), settings.iter_per_epoch)
         for part, indices in enumerate(parts, 1):
             part_start = time.perf_counter()
-            loss, correct, count = train_part(task, indices, settings.batch, f"epoch {epoch} part {part}")
+            with np.errstate(over="ignore", invalid="ignore"):  # a diverging run ends just below, with advice
+                loss, correct, count = train_part(task, indices, settings.batch, f"epoch {epoch} part {part}")
             train_seconds += time.perf_counter() - part_start
             if not np.isfinite(loss):
                 raise TrainingDiverged(f"epoch {epoch} part {part}: the training loss is {loss}; lower the "
@@ -107,7 +108,7 @@ def train(task, settings, seed, out_dir, log=print):
                 record["pruned_sizes"] = task.simplifier.sizes()
             record["elapsed_s"] = time.perf_counter() - start
             append_jsonl(metrics_path, record)
-            log(format_record(record, settings))
+            log(format_record(record, settings, task.score_name))
             if "pruned_sizes" in record:
                 log(f"  dims: {task.simplifier.describe()}")
     summary = {f"best_{key}" if key.startswith("dev_") else key: value
@@ -124,7 +125,9 @@ def train(task, settings, seed, out_dir, log=print):
 
 class ClassifierTask:
     """What the classifier tasks share: the model, its optimizer, meSimp (or None), the softmax
-    loss, the timers, and the training step."""
+    loss, the timers, and the training step. `score_name`: what `evaluate`'s accuracy is, in the log."""
+
+    score_name = "acc"
 
     def __init__(self, model, optimizer, meta, simplifier=None):
         self.model = model
@@ -200,14 +203,15 @@ def train_part(task, indices, batch, label):
     return total_loss, total_correct, total_count
 
 
-def format_record(record, settings):
+def format_record(record, settings, score_name="acc"):
+    """One log line; `score_name` is what the task's dev and test `acc` is (the parser's is UAS)."""
     line = (f"epoch {record['epoch']:2d} part {record['part']}/{settings.iter_per_epoch}  "
             f"train loss {record['train_loss']:.4f} acc {record['train_acc']:.2f}")
     for split in ("dev", "test"):
         if f"{split}_acc" in record:
             scores = [f"{key[len(split) + 1:]} {value:.4f}" if key.endswith("loss") else
-                      f"{key[len(split) + 1:]} {value:.2f}" for key, value in record.items()
-                      if key.startswith(split + "_") and value is not None]
+                      f"{score_name if key.endswith('_acc') else key[len(split) + 1:]} {value:.2f}"
+                      for key, value in record.items() if key.startswith(split + "_") and value is not None]
             line += f"  {split} " + " ".join(scores)
     if "test_acc" in record:
         line += " *"

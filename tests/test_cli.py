@@ -143,6 +143,8 @@ def test_bench_reports_every_variant_and_both_references():
     assert top["vs_dense-loop"] == pytest.approx(lstm["variants"]["dense-loop"]["median_us"] / top["median_us"])
     result = run("bench", "--in", 64)
     assert result.exit_code == 2 and "give both --in and --out" in result.output
+    result = run("bench", "--in", 0, "--out", 100)
+    assert result.exit_code == 2 and "got in 0, out 100" in result.output
 
 
 def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path, monkeypatch):

@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from tasks.config import ConfigError, NNMNIST_KEYS, make_settings, read_nnmnist_config, resolve_seed
+from tasks.config import (LSTM_NETS, NNMNIST_KEYS, OPTION_NAMES, ConfigError, make_settings, read_nnmnist_config,
+                          resolve_seed)
 
 NNMNIST_DEFAULT_JSON = {  # default.json shipped with the authors' C# nnmnist
     "ClipBound": 5.0, "DecayRate": 0.09, "Eps": 1e-06, "HiddenSize": 500, "IterPerEpoch": 8, "L2RegFactor": 0.0,
@@ -84,6 +85,19 @@ def test_a_bad_value_from_the_file_names_the_file_and_one_from_the_command_line_
         make_settings(read_nnmnist_config(path), dict(k=600), config_path=path)
 
 
+def test_the_tasks_without_config_files_name_settings_by_option_only():
+    with pytest.raises(ConfigError, match=r"^--k: --net lstm does not use it"):
+        make_settings({}, dict(net="lstm", k=5), nets=LSTM_NETS, names=OPTION_NAMES)
+    with pytest.raises(ConfigError, match=r"^--k: k must be at least 1"):
+        make_settings({}, dict(net="mlptop", k=600), names=OPTION_NAMES)
+
+
+def test_a_config_file_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(dict(NetType="mlptop", TrainTop=40)).encode())
+    assert make_settings(read_nnmnist_config(str(path))).k == 40
+
+
 def test_unified_needs_mlptop():
     with pytest.raises(ConfigError, match="unified top-k is a variant of mlptop"):
         make_settings({}, dict(net="mlprand", unified=True))
@@ -96,6 +110,9 @@ def test_unified_needs_mlptop():
     (dict(net="mlptop", k_ratio=0.5), "--k-ratio: --net mlptop does not use it"),
     (dict(net="mlptop", prune=0.3), "Prune (--prune): --net mlptop does not use it"),
     (dict(net="mlp", k_out=5), "--k-out: --net mlp does not use it"),
+    (dict(net="mlp", layers=1, hidden=100), "HiddenSize (--hidden): a single linear layer does not use it"),
+    (dict(eps=0.1), "Eps (--eps): only --optim adagrad uses it, not adam"),
+    (dict(optim="adagrad", decay_rate=0.5), "DecayRate (--decay-rate): only --optim sgd uses it, not adagrad"),
 ])
 def test_options_the_net_would_ignore_are_refused(options, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

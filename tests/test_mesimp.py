@@ -107,6 +107,7 @@ class FakeTask:
     """Enough of a task to watch the training loop's cycles; it is its own optimizer and simplifier."""
 
     train_size = 4
+    score_name = "acc"
 
     def __init__(self):
         self.simplifier = self.optimizer = self.model = self

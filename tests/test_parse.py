@@ -166,6 +166,7 @@ def test_parse_end_to_end_through_the_command_line(tmp_path, ewt_dir):
     assert summary["k"] == 20 and summary["k_out"] == 20 and summary["skipped_non_projective"] > 0
     # 400 sentences, 3 epochs, seed 1, dropout 0.5: 70.5 UAS here; attaching every word to the next one scores 31.8
     assert summary["test_acc"] > 62.0 and summary["test_las"] > 55.0
+    assert f"test uas {summary['test_acc']:.2f} las {summary['test_las']:.2f} *" in result.output
     parsed = tmp_path / "parsed.conllu"
     evaluated = CliRunner().invoke(main, ["evaluate", "--model", str(out / "model.npz"), "--data-dir",
                                           os.path.dirname(ewt_dir), "--output", str(parsed)])

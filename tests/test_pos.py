@@ -105,7 +105,7 @@ def test_lstmvar_shrinks_each_direction_on_its_own(tmp_path, data_dir):
 
 @pytest.mark.parametrize("options, message", [
     (["--net", "lstmtop", "--k", "40"], "k must be at least 1 and smaller than the hidden size 32"),
-    (["--net", "lstm", "--batch", "0"], "MinibatchSize (--batch): must be at least 1"),
+    (["--net", "lstm", "--batch", "0"], "Error: --batch: must be at least 1"),
 ])
 def test_bad_settings_stop_before_training(tmp_path, options, message):
     result = CliRunner().invoke(main, ["train", "pos", *options, "--hidden", "32", "--out", str(tmp_path / "x")])
