@@ -37,13 +37,18 @@ def new_run_dir(name, net):
             continue
 
 
+def not_empty(ctx, param, value):
+    """An empty folder name (an unset shell variable, say) is an error, not the default folder."""
+    if value == "":
+        raise click.BadParameter("an empty folder name")
+    return value
+
+
 RUN_FILES = ("config.json", "metrics.jsonl", "model.npz", "summary.json")
 
 
 def claim_out_dir(out_dir):
     """Create --out (or accept an existing folder that holds no run's files); True if it was created."""
-    if not out_dir:
-        raise ConfigError("--out: an empty folder name; give the folder the run should write to")
     previous = [name for name in RUN_FILES if os.path.exists(os.path.join(out_dir, name))]
     if previous:
         raise ConfigError(f"--out {out_dir}: already holds a run ({', '.join(previous)}); give another folder, "
@@ -133,9 +138,9 @@ def train(ctx, config_path):
                                         "the examples since the last pruning had it in their top-k. [0.1]")
 @click.option("--train-cycle", type=int, help="mlpvar: epochs per cycle; even cycles prune, odd ones do not. [5]")
 @click.option("--max-examples", type=int, help="Use at most N examples of each split (quick runs).")
-@click.option("--data-dir", type=click.Path(file_okay=False),
+@click.option("--data-dir", type=click.Path(file_okay=False), callback=not_empty,
               help="Folder with the MNIST files; else $TINYPROP_DATA, else ~/.cache/tinyprop (downloaded).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), callback=not_empty,
               help="Output folder. [runs/mnist-NET-TIME]")
 @click.pass_context
 def train_mnist(ctx, out_dir, **options):
@@ -165,9 +170,9 @@ def treebank_options(task, unit, defaults):
         click.option("--clip-bound", type=float, help="Clip each gradient entry to [-c, c]; 0: off. [5]"),
         click.option("--train-cycle", type=int, help="meSimp: epochs per cycle; even cycles prune. [5]"),
         click.option("--max-examples", type=int, help="Use at most N sentences of each split (quick runs)."),
-        click.option("--data-dir", type=click.Path(file_okay=False),
+        click.option("--data-dir", type=click.Path(file_okay=False), callback=not_empty,
                      help="Folder with ud-english-ewt/en_ewt-ud-{train,dev,test}.conllu; else $TINYPROP_DATA."),
-        click.option("--out", "out_dir", type=click.Path(file_okay=False),
+        click.option("--out", "out_dir", type=click.Path(file_okay=False), callback=not_empty,
                      help=f"Output folder. [runs/{task}-NET-TIME]"),
     ]
 
@@ -229,7 +234,8 @@ def train_pos(ctx, out_dir, **options):
 @main.command()
 @click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="A model.npz written by tinyprop train.")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the task's data.")
+@click.option("--data-dir", type=click.Path(file_okay=False), callback=not_empty,
+              help="Folder with the task's data.")
 @click.option("--output", type=click.Path(dir_okay=False),
               help="Parser models: write the parsed test set to this CoNLL-U file.")
 def evaluate(model_path, data_dir, output):

@@ -396,8 +396,9 @@ def run(settings, out_dir, log=print):
             f"decode the test set in {summary['decode_time_s']:.3f}s, unsimplified "
             f"{summary['decode_time_unsimplified_s']:.3f}s ({summary['decode_speedup']:.1f}x)")
     write_summary(out_dir, summary)
+    layers = "convolution and linear layers" if settings.cnn else "linear layers"
     log(f"best dev {summary['best_dev_acc']:.2f} (epoch {summary['best_epoch']} part {summary['best_part']}), "
-        f"test {summary['test_acc']:.2f}; train {summary['train_time_s']:.1f}s, backward of linear layers "
+        f"test {summary['test_acc']:.2f}; train {summary['train_time_s']:.1f}s, backward of {layers} "
         f"{summary['linear_backward_time_s']:.1f}s, peak memory {summary['peak_memory_mb']:.0f} MB")
     return summary
 

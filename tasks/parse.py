@@ -247,8 +247,9 @@ def run(settings, out_dir, log=print):
         log(f"final hidden size {simplifier.describe()}")
     write_summary(out_dir, summary)
     log(f"best dev UAS {summary['best_dev_acc']:.2f} LAS {summary['best_dev_las']:.2f} (epoch "
-        f"{summary['best_epoch']}), test UAS {summary['test_acc']:.2f} LAS {summary['test_las']:.2f}; train "
-        f"{summary['train_time_s']:.1f}s, backward of linear layers {summary['linear_backward_time_s']:.1f}s")
+        f"{summary['best_epoch']} part {summary['best_part']}), test UAS {summary['test_acc']:.2f} LAS "
+        f"{summary['test_las']:.2f}; train {summary['train_time_s']:.1f}s, backward of linear layers "
+        f"{summary['linear_backward_time_s']:.1f}s")
     return summary
 
 

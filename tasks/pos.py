@@ -208,9 +208,9 @@ def run(settings, out_dir, log=print):
                        train_cycle=settings.train_cycle)
         log(f"final hidden sizes (forward, backward) {simplifier.describe()}")
     write_summary(out_dir, summary)
-    log(f"best dev accuracy {summary['best_dev_acc']:.2f} (epoch {summary['best_epoch']}), test "
-        f"{summary['test_acc']:.2f}; train {summary['train_time_s']:.1f}s, backward of the LSTMs and the output "
-        f"layer {summary['linear_backward_time_s']:.1f}s")
+    log(f"best dev accuracy {summary['best_dev_acc']:.2f} (epoch {summary['best_epoch']} part "
+        f"{summary['best_part']}), test {summary['test_acc']:.2f}; train {summary['train_time_s']:.1f}s, backward "
+        f"of the LSTMs and the output layer {summary['linear_backward_time_s']:.1f}s")
     return summary
 
 

@@ -181,8 +181,9 @@ def test_an_out_folder_that_holds_a_run_is_refused_and_left_as_it_was(tmp_path, 
     assert f"Error: --out {out}: already holds a run (config.json, metrics.jsonl, model.npz, summary.json)" \
         in result.output
     assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
-    result = run("train", "mnist", "--out", "")
-    assert result.exit_code == 1 and "Error: --out: an empty folder name" in result.output
+    for option in ("--out", "--data-dir"):
+        result = run("train", "mnist", option, "")
+        assert result.exit_code == 2 and f"Invalid value for '{option}': an empty folder name" in result.output
 
 
 def test_an_out_folder_that_cannot_be_made_is_a_one_line_error(tmp_path, mnist_dir):
