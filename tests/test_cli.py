@@ -105,7 +105,7 @@ def test_train_from_an_nnmnist_config_with_overrides(tmp_path, mnist_dir, monkey
     monkeypatch.setenv("TINYPROP_DATA", str(tmp_path / "elsewhere"))
     result = run("evaluate", "--model", tmp_path / "out" / "model.npz")
     assert result.exit_code == 0, result.output
-    assert f"data: {mnist_dir}; only the first 3000 of each split" in result.output
+    assert f"data: {os.path.abspath(mnist_dir)}; only the first 3000 of each split" in result.output
     assert f"dev: accuracy {summary['best_dev_acc']:.2f}%" in result.output
     assert f"test: accuracy {summary['test_acc']:.2f}%" in result.output and "(3000 examples)" in result.output
 
