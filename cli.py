@@ -38,9 +38,9 @@ def new_run_dir(name, net):
 
 
 def not_empty(ctx, param, value):
-    """An empty folder name (an unset shell variable, say) is an error, not the default folder."""
+    """An empty path (an unset shell variable, say) is an error, not the option left out."""
     if value == "":
-        raise click.BadParameter("an empty folder name")
+        raise click.BadParameter("an empty path")
     return value
 
 
@@ -72,15 +72,26 @@ def run_task(name, run, out_dir, settings_from_inputs):
     except USER_ERRORS as error:
         raise click.ClickException(str(error)) from error
     except OSError as error:  # an output folder or file that cannot be created or written
-        raise click.ClickException(f"{error.filename or out_dir}: {error.strerror or error}") from error
+        raise file_error(error) from error
     except KeyboardInterrupt:
-        if out_dir and os.path.exists(os.path.join(out_dir, "config.json")):
-            click.echo(f"\nstopped: {out_dir} holds the run so far (metrics.jsonl, model.npz at the best dev "
-                       "until now) and no summary.json", err=True)
+        written = [name for name in RUN_FILES if os.path.exists(os.path.join(out_dir or "", name))]
+        if written:
+            best = ", model.npz the best dev's until now" if "model.npz" in written else ""
+            click.echo(f"\nstopped: {out_dir} holds the run so far ({', '.join(written)}{best}) and no "
+                       "summary.json", err=True)
         raise
     finally:
-        if made and os.path.isdir(made) and not os.listdir(made):  # stopped (refused data, Ctrl-C) before
-            os.rmdir(made)                                          # anything was written
+        # a folder made for a run stopped before it wrote anything (refused data, Ctrl-C) goes again
+        if made and os.path.isdir(made) and not os.listdir(made):
+            os.rmdir(made)
+
+
+def file_error(error):
+    """A one-line message for a file that cannot be written (or read); other OS errors (a closed pipe,
+    say) go on as they are."""
+    if error.filename is None:
+        raise error
+    return click.ClickException(f"{error.filename}: {error.strerror or error}")
 
 
 @click.group(context_settings=dict(help_option_names=["-h", "--help"]))
@@ -99,7 +110,7 @@ def main():
 
 
 @main.group(invoke_without_command=True)
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), callback=not_empty,
               help="An nnmnist JSON config (keys ClipBound ... TrainTop); options after the task name override it.")
 @click.pass_context
 def train(ctx, config_path):
@@ -236,13 +247,14 @@ def train_pos(ctx, out_dir, **options):
               help="A model.npz written by tinyprop train.")
 @click.option("--data-dir", type=click.Path(file_okay=False), callback=not_empty,
               help="Folder with the task's data.")
-@click.option("--output", type=click.Path(dir_okay=False),
-              help="Parser models: write the parsed test set to this CoNLL-U file.")
+@click.option("--output", type=click.Path(dir_okay=False), callback=not_empty,
+              help="Parser models: write the parsed test set (as evaluated) to this CoNLL-U file.")
 def evaluate(model_path, data_dir, output):
     """Re-evaluate a saved model on the dev and test sets.
 
-    Without --data-dir, on the files the model was trained on (model.npz records them), while
-    they are in place; a run with --max-examples is re-scored on the same first N of each split.
+    Without --data-dir, on the files the model was trained on (model.npz records them); if they
+    have moved, on the data found as training finds it. A run with --max-examples is re-scored
+    on the same first N of each split.
     """
     try:
         task_name = read_model_file(model_path)[0].get("task")
@@ -257,7 +269,7 @@ def evaluate(model_path, data_dir, output):
     except USER_ERRORS as error:
         raise click.ClickException(str(error)) from error
     except OSError as error:  # --output cannot be written
-        raise click.ClickException(f"{error.filename}: {error.strerror or error}") from error
+        raise file_error(error) from error
 
 
 @main.command()

@@ -122,7 +122,8 @@ POS_DEFAULTS = dict(net="lstm", batch=1, k=10, epochs=5, iter_per_epoch=4, lr=0.
 
 
 def read_nnmnist_config(path):
-    """Settings from an nnmnist JSON file. Relative data paths resolve against the file's folder."""
+    """The settings an nnmnist JSON file sets (make_settings adds nnmnist's defaults for the keys it
+    leaves out). Relative data paths resolve against the file's folder."""
     try:
         with open(path, encoding="utf-8-sig") as stream:  # a byte order mark, as some Windows editors write, is fine
             raw = json.load(stream)
@@ -134,7 +135,7 @@ def read_nnmnist_config(path):
         raise ConfigError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); is it a JSON file?") from error
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a JSON object of nnmnist keys, got {type(raw).__name__}")
-    values = dict(NNMNIST_DEFAULTS)
+    values = {}
     folder = os.path.dirname(os.path.abspath(path))
     for key, value in raw.items():
         if key not in NNMNIST_KEYS:
@@ -174,11 +175,14 @@ def _resolve_data_path(relative, folder):
 def make_settings(config_values=None, options=None, defaults=None, nets=MNIST_NETS, config_path=None,
                   names=FIELD_NAMES):
     """Defaults (the task's `defaults` over Settings'), then a config file's values, then command-line
-    options; checked. `nets`: the network types of the task. A bad value that came from the config
-    file (nnmnist's defaults included) is reported with the file's `config_path`. Messages name a
-    setting as `names` says (FIELD_NAMES: nnmnist key and option; OPTION_NAMES: option)."""
+    options; checked. `nets`: the network types of the task. `config_path`: the nnmnist file that
+    `config_values` come from; the keys it leaves out take nnmnist's defaults, and a bad value it
+    set is reported with its name. Messages name a setting as `names` says (FIELD_NAMES: nnmnist
+    key and option; OPTION_NAMES: option)."""
     values = dataclasses.asdict(Settings())
     values.update(defaults or {})
+    if config_path:
+        values.update(NNMNIST_DEFAULTS)
     values.update(config_values or {})
     given = {name: value for name, value in (options or {}).items() if value is not None}
     values.update(given)
@@ -196,16 +200,14 @@ def make_settings(config_values=None, options=None, defaults=None, nets=MNIST_NE
 def check_options_apply(s, given, names=FIELD_NAMES):
     """A command-line option the chosen net or optimizer would ignore is an error, not a silent no-op.
     (A config file's keys are not checked: nnmnist's files carry every key whatever the NetType.)"""
-    applies = dict(k=s.meprop, k_out=s.meprop, k_ratio=s.net == "cnntop", hidden=not s.cnn and s.layers > 1,
-                   layers=not s.cnn, prune=s.net.endswith("var"), train_cycle=s.net.endswith("var"))
-    for field, used in applies.items():
-        if field in given and not used:
-            why = "a single linear layer" if field == "hidden" and not s.cnn else f"--net {s.net}"
-            raise ConfigError(f"{names.get(field, field)}: {why} does not use it; leave it out", field)
-    for field, optimizer in (("eps", "adagrad"), ("decay_rate", "sgd")):
-        if field in given and s.optim != optimizer:
-            raise ConfigError(f"{names.get(field, field)}: only --optim {optimizer} uses it, not {s.optim}; "
-                              "leave it out", field)
+    net, optimizer, var = f"--net {s.net}", f"--optim {s.optim}", s.net.endswith("var")
+    checks = [("k", not s.meprop, net), ("k_out", not s.meprop, net), ("k_ratio", s.net != "cnntop", net),
+              ("hidden", s.cnn, net), ("hidden", s.layers == 1, "a single linear layer"), ("layers", s.cnn, net),
+              ("prune", not var, net), ("train_cycle", not var, net),
+              ("eps", s.optim != "adagrad", optimizer), ("decay_rate", s.optim != "sgd", optimizer)]
+    for field, ignored, ignorer in checks:
+        if field in given and ignored:
+            raise ConfigError(f"{names.get(field, field)}: {ignorer} does not use it; leave it out", field)
 
 
 def validate(s, nets=NETS, names=FIELD_NAMES):

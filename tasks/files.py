@@ -85,10 +85,14 @@ def training_data(paths, max_examples):
 def evaluation_data(meta, data_dir, locate, log):
     """The data files to score a saved model on, logged: those found in `data_dir` if it is given, else
     the files the model was trained on while they are all in place, else those `locate(None)` finds."""
-    recorded = meta.get("data_files")
-    if data_dir is None and recorded and all(os.path.isfile(path) for path in recorded.values()):
+    recorded = meta.get("data_files") or {}
+    missing = [path for path in recorded.values() if not os.path.isfile(path)]
+    if data_dir is None and recorded and not missing:
         paths = recorded
     else:
+        if data_dir is None and missing:
+            log(f"the model's training data is not all in place ({', '.join(missing)} missing); looking for the "
+                "data as training does")
         paths = locate(data_dir)
     folders = sorted({os.path.dirname(os.path.abspath(path)) for path in paths.values()})
     limit = meta.get("max_examples")

@@ -56,8 +56,8 @@ def peak_memory_mb():
 
 def check_parts(task, settings):
     if settings.iter_per_epoch > task.train_size:
-        raise ConfigError(f"IterPerEpoch (--iter-per-epoch): {settings.iter_per_epoch} parts of an epoch, but only "
-                          f"{task.train_size} training examples")
+        raise ConfigError(f"--iter-per-epoch (IterPerEpoch): {settings.iter_per_epoch} parts of an epoch, but the "
+                          f"training set has only {task.train_size} examples to cut into them")
 
 
 def start_run(task, settings, seed, out_dir, data_files):
@@ -90,7 +90,7 @@ def train(task, settings, seed, out_dir, log=print):
             train_seconds += time.perf_counter() - part_start
             if not np.isfinite(loss):
                 raise TrainingDiverged(f"epoch {epoch} part {part}: the training loss is {loss}; lower the "
-                                       "learning rate or set ClipBound (--clip-bound)")
+                                       "learning rate (--lr), or clip the gradients (a small --clip-bound)")
             record = dict(epoch=epoch, part=part, train_loss=loss / count, train_acc=100.0 * correct / count)
             record.update(evaluation(task, "dev"))
             if task.simplifier is not None:
@@ -209,9 +209,12 @@ def format_record(record, settings, score_name="acc"):
             f"train loss {record['train_loss']:.4f} acc {record['train_acc']:.2f}")
     for split in ("dev", "test"):
         if f"{split}_acc" in record:
-            scores = [f"{key[len(split) + 1:]} {value:.4f}" if key.endswith("loss") else
-                      f"{score_name if key.endswith('_acc') else key[len(split) + 1:]} {value:.2f}"
-                      for key, value in record.items() if key.startswith(split + "_") and value is not None]
+            scores = []
+            for key, value in record.items():
+                if key.startswith(split + "_") and value is not None:
+                    name = key[len(split) + 1:]
+                    scores.append(f"{name} {value:.4f}" if name == "loss" else
+                                  f"{score_name if name == 'acc' else name} {value:.2f}")
             line += f"  {split} " + " ".join(scores)
     if "test_acc" in record:
         line += " *"

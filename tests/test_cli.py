@@ -183,7 +183,7 @@ def test_an_out_folder_that_holds_a_run_is_refused_and_left_as_it_was(tmp_path, 
     assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
     for option in ("--out", "--data-dir"):
         result = run("train", "mnist", option, "")
-        assert result.exit_code == 2 and f"Invalid value for '{option}': an empty folder name" in result.output
+        assert result.exit_code == 2 and f"Invalid value for '{option}': an empty path" in result.output
 
 
 def test_an_out_folder_that_cannot_be_made_is_a_one_line_error(tmp_path, mnist_dir):
@@ -201,5 +201,20 @@ def test_ctrl_c_during_training_says_where_the_partial_run_is(tmp_path, mnist_di
     result = run("train", "mnist", "--max-examples", "100", "--data-dir", os.path.dirname(mnist_dir),
                  "--out", tmp_path / "run")
     assert result.exit_code == 1 and "Aborted" in result.output
-    assert f"stopped: {tmp_path / 'run'} holds the run so far" in result.output
+    assert f"stopped: {tmp_path / 'run'} holds the run so far (config.json, metrics.jsonl) and no summary.json" \
+        in result.output
     assert sorted(os.listdir(tmp_path / "run")) == ["config.json", "metrics.jsonl"]
+
+
+def test_evaluate_says_when_the_training_data_has_moved(tmp_path):
+    from tasks.files import evaluation_data
+    present = tmp_path / "dev.conllu"
+    present.write_text("")
+    meta = dict(data_files=dict(dev=str(present), test=str(tmp_path / "gone.conllu")), max_examples=None)
+    lines, asked = [], []
+    found = dict(dev="/data/dev.conllu", test="/data/test.conllu")
+    assert evaluation_data(meta, None, lambda data_dir: asked.append(data_dir) or found, lines.append) == found
+    assert asked == [None] and f"({tmp_path / 'gone.conllu'} missing)" in lines[0] and lines[1] == "data: /data"
+    present.with_name("gone.conllu").write_text("")  # all in place: the recorded files, unless --data-dir
+    assert evaluation_data(meta, None, None, lines.append) == meta["data_files"]
+    assert evaluation_data(meta, "/other", lambda data_dir: found, lines.append) == found
