@@ -29,11 +29,9 @@ def locate_treebank(data_dir=None):
     raise DataError(f"{', '.join(TREEBANK_FILES.values())} not found in {folder} nor in {folder}/ud-english-ewt")
 
 
-def read_treebank(data_dir=None, max_sentences=None):
-    """(paths, {split: sentences}) of the three EWT files; with max_sentences, the first ones of each split."""
-    paths = locate_treebank(data_dir)
-    splits = {split: read_conllu(path)[:max_sentences] for split, path in paths.items()}
-    return paths, splits
+def read_splits(paths, max_sentences=None, splits=tuple(TREEBANK_FILES)):
+    """{split: sentences} of the treebank files `paths`; with max_sentences, the first ones of each split."""
+    return {split: read_conllu(paths[split])[:max_sentences] for split in splits}
 
 
 @dataclass

@@ -210,10 +210,9 @@ class Mnist:
             "test": (test_images.reshape(test_images.shape[0], -1), test_labels),
         }
 
-    def subset(self, split, limit):
-        """Keep the first `limit` examples of a split (for quick runs and tests)."""
-        images, labels = self.splits[split]
-        self.splits[split] = (images[:limit], labels[:limit])
+    def keep_first(self, limit):
+        """Keep the first `limit` examples of each split (for quick runs and tests; None: all)."""
+        self.splits = {split: (images[:limit], labels[:limit]) for split, (images, labels) in self.splits.items()}
 
 
 def scale_pixels(images):
@@ -355,9 +354,7 @@ def run(settings, out_dir, log=print):
     explicit = dict(train_images=settings.train_file, train_labels=settings.train_label_file,
                     test_images=settings.test_file, test_labels=settings.test_label_file)
     data = Mnist(locate_files(settings.data_dir, explicit))
-    if settings.max_examples:
-        for split in data.splits:
-            data.subset(split, settings.max_examples)
+    data.keep_first(settings.max_examples)
     for split, (_, labels) in data.splits.items():
         if labels.max() >= settings.label_count:
             path = data.paths["test_labels" if split == "test" else "train_labels"]
@@ -407,8 +404,7 @@ def evaluate_saved(model_path, data_dir=None, log=print):
     """Re-score a saved MNIST model on dev and test."""
     meta, model = load_model(model_path)
     data = Mnist(evaluation_data(meta, data_dir, locate_files, log))
-    for split in data.splits:
-        data.subset(split, meta.get("max_examples"))
+    data.keep_first(meta.get("max_examples"))
     task = MnistTask(data, model, optimizer=None, meta=meta)
     for split in ("dev", "test"):
         loss, accuracy, _ = task.evaluate(split)

@@ -15,7 +15,7 @@ import numpy as np
 
 from tasks.arcstandard import NULL, ROOT, SHIFT, UNKNOWN, Configuration, features, oracle_transitions
 from tasks.config import ConfigError, resolve_seed
-from tasks.conllu import locate_treebank, read_conllu, read_treebank, write_conllu
+from tasks.conllu import locate_treebank, read_splits, write_conllu
 from tasks.files import (DataError, evaluation_data, load_parameters, model_file_arrays, read_model_file,
                          training_data)
 from tasks.training import ClassifierTask, make_optimizer, param_count, start_run, train, write_summary
@@ -219,7 +219,8 @@ def load_model(path):
 def run(settings, out_dir, log=print):
     """Train the parser `settings` describe; write config.json, metrics.jsonl, model.npz, summary.json."""
     seed = resolve_seed(settings.seed)
-    paths, splits = read_treebank(settings.data_dir, settings.max_examples)
+    paths = locate_treebank(settings.data_dir)
+    splits = read_splits(paths, settings.max_examples)
     vocabulary = Vocabulary(splits["train"])
     n_transitions = 1 + 2 * len(vocabulary.labels)
     k = settings.k if settings.meprop else None
@@ -257,8 +258,7 @@ def evaluate_saved(model_path, data_dir=None, output=None, log=print):
     """Re-score a saved parser on dev and test; with `output`, write the parsed test set as CoNLL-U."""
     meta, vocabulary, model = load_model(model_path)
     paths = evaluation_data(meta, data_dir, locate_treebank, log)
-    for split in ("dev", "test"):
-        sentences = read_conllu(paths[split])[:meta.get("max_examples")]
+    for split, sentences in read_splits(paths, meta.get("max_examples"), ("dev", "test")).items():
         heads, labels = parse(model, sentences, vocabulary)
         uas, las = attachment_scores(sentences, heads, labels, vocabulary)
         log(f"{split}: UAS {uas:.2f}%  LAS {las:.2f}%  ({len(sentences)} sentences, punctuation excluded)")

@@ -20,7 +20,7 @@ import collections
 import numpy as np
 
 from tasks.config import resolve_seed
-from tasks.conllu import locate_treebank, read_conllu, read_treebank
+from tasks.conllu import locate_treebank, read_splits
 from tasks.files import evaluation_data, load_parameters, model_file_arrays, read_model_file, training_data
 from tasks.training import ClassifierTask, make_optimizer, param_count, start_run, train, write_summary
 from tinyprop.layers import BiLSTM, Dropout, Embedding, Layer, Linear
@@ -180,7 +180,8 @@ def load_model(path):
 def run(settings, out_dir, log=print):
     """Train the tagger `settings` describe; write config.json, metrics.jsonl, model.npz, summary.json."""
     seed = resolve_seed(settings.seed)
-    paths, splits = read_treebank(settings.data_dir, settings.max_examples)
+    paths = locate_treebank(settings.data_dir)
+    splits = read_splits(paths, settings.max_examples)
     vocabulary = TagVocabulary(splits["train"])
     k = settings.k if settings.meprop else None
     rng = np.random.default_rng(seed)
@@ -218,7 +219,7 @@ def evaluate_saved(model_path, data_dir=None, log=print):
     """Re-score a saved tagger on dev and test."""
     meta, vocabulary, model = load_model(model_path)
     paths = evaluation_data(meta, data_dir, locate_treebank, log)
-    splits = {split: read_conllu(paths[split])[:meta.get("max_examples")] for split in ("dev", "test")}
+    splits = read_splits(paths, meta.get("max_examples"), ("dev", "test"))
     task = TaggerTask(splits, vocabulary, model, None, meta)
     for split in ("dev", "test"):
         loss, accuracy, _ = task.evaluate(split)

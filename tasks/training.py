@@ -65,8 +65,9 @@ def start_run(task, settings, seed, out_dir, data_files):
     used and the data files."""
     check_parts(task, settings)
     os.makedirs(out_dir, exist_ok=True)
-    write_json(os.path.join(out_dir, "config.json"), dict(dataclasses.asdict(settings), seed_used=seed,
-                                                           data_files=data_files))
+    write_json(os.path.join(out_dir, "config.json"), dict(
+        dataclasses.asdict(settings), seed_used=seed,
+        data_files={key: os.path.abspath(path) for key, path in data_files.items()}))
 
 
 def train(task, settings, seed, out_dir, log=print):
