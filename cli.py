@@ -58,10 +58,16 @@ def claim_out_dir(out_dir):
     return created
 
 
+def config_goes_first(ctx, param, value):
+    if value is not None:
+        raise click.UsageError("--config goes before the task name: tinyprop train --config FILE.json [mnist OPTIONS]")
+
+
 def run_task(name, run, out_dir, settings_from_inputs):
     """Check the settings and the output folder, then train (into a new runs/NAME-NET-TIME unless --out);
     input errors and unwritable folders end as one-line messages, not tracebacks."""
     made = None
+    had_runs = os.path.isdir("runs")
     try:
         settings = settings_from_inputs()
         if out_dir is None:
@@ -81,9 +87,12 @@ def run_task(name, run, out_dir, settings_from_inputs):
                        "summary.json", err=True)
         raise
     finally:
-        # a folder made for a run stopped before it wrote anything (refused data, Ctrl-C) goes again
+        # a folder made for a run stopped before it wrote anything (refused data, Ctrl-C) goes again,
+        # and so does runs/ if this run made it
         if made and os.path.isdir(made) and not os.listdir(made):
             os.rmdir(made)
+            if not had_runs and not os.listdir("runs"):
+                os.rmdir("runs")
 
 
 def file_error(error):
@@ -153,6 +162,7 @@ def train(ctx, config_path):
               help="Folder with the MNIST files; else $TINYPROP_DATA, else ~/.cache/tinyprop (downloaded).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), callback=not_empty,
               help="Output folder. [runs/mnist-NET-TIME]")
+@click.option("--config", hidden=True, expose_value=False, callback=config_goes_first)
 @click.pass_context
 def train_mnist(ctx, out_dir, **options):
     """Train the papers' MNIST MLP (784-500-500-10, ReLU, Adam, batch 10) or CNN.

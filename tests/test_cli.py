@@ -170,6 +170,14 @@ def test_a_run_stopped_before_it_wrote_anything_leaves_no_folder(tmp_path, monke
     result = run("train", "mnist", "--data-dir", tmp_path / "empty")
     assert result.exit_code == 1 and "Aborted" in result.output
     assert os.listdir(tmp_path / "runs") == []
+    os.rmdir(tmp_path / "runs")  # a runs/ that the stopped run made goes too
+    result = run("train", "mnist", "--data-dir", tmp_path / "empty")
+    assert result.exit_code == 1 and not (tmp_path / "runs").exists()
+
+
+def test_config_after_the_task_name_says_where_it_goes():
+    result = run("train", "mnist", "--config", "run.json")
+    assert result.exit_code == 2 and "--config goes before the task name" in result.output
 
 
 def test_an_out_folder_that_holds_a_run_is_refused_and_left_as_it_was(tmp_path, trained, mnist_dir):
