@@ -66,11 +66,11 @@ def config_goes_first(ctx, param, value):
 def run_task(name, run, out_dir, settings_from_inputs):
     """Check the settings and the output folder, then train (into a new runs/NAME-NET-TIME unless --out);
     input errors and unwritable folders end as one-line messages, not tracebacks."""
-    made = None
-    had_runs = os.path.isdir("runs")
+    made, made_runs = None, False
     try:
         settings = settings_from_inputs()
         if out_dir is None:
+            made_runs = not os.path.isdir("runs")
             out_dir = made = new_run_dir(name, settings.net)
         elif claim_out_dir(out_dir):
             made = out_dir
@@ -91,7 +91,7 @@ def run_task(name, run, out_dir, settings_from_inputs):
         # and so does runs/ if this run made it
         if made and os.path.isdir(made) and not os.listdir(made):
             os.rmdir(made)
-            if not had_runs and not os.listdir("runs"):
+            if made_runs and not os.listdir("runs"):
                 os.rmdir("runs")
 
 
