@@ -27,7 +27,7 @@ OPTIMIZERS = ("sgd", "adagrad", "adam")
 
 
 class ConfigError(Exception):
-    """A setting that cannot be used; the message names the key or option (`field`, when it is one of Settings')."""
+    """A setting that cannot be used; the message names the key or option, `field` the Settings field."""
 
     def __init__(self, message, field=None):
         super().__init__(message)

@@ -375,7 +375,7 @@ def run(settings, out_dir, log=print):
         linears = [layer for layer in model.layers if isinstance(layer, Linear)]
         simplifier = Simplifier(zip(linears[:-1], linears[1:]), settings.prune)
     task = MnistTask(data, model, optimizer, meta, simplifier)
-    start_run(task, settings, seed, out_dir, data.paths)
+    start_run(task, settings, seed, out_dir)
     log(f"mnist {describe(meta)}, seed {seed}, train {task.train_size} dev {data.splits['dev'][1].shape[0]} test {data.splits['test'][1].shape[0]}, "
         f"writing to {out_dir}")
     summary = dict(task="mnist", net=settings.net, k=meta["k"], unified=settings.unified, k_ratio=meta["k_ratio"],

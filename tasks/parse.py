@@ -233,7 +233,7 @@ def run(settings, out_dir, log=print):
     meta = dict(task="parse", net=settings.net, k=k, k_out=k_out, **training_data(paths, settings.max_examples))
     task = ParseTask(splits, vocabulary, model, None, meta, simplifier)
     task.optimizer = make_optimizer(settings, model.params(), task.train_size)
-    start_run(task, settings, seed, out_dir, paths)
+    start_run(task, settings, seed, out_dir)
     log(f"parse {settings.net}{f' k={k} k-out={k_out}' if k else ''}: hidden {settings.hidden}, "
         f"{n_transitions} transitions, seed {seed}; {task.train_size} training transitions from "
         f"{len(splits['train']) - task.skipped} sentences ({task.skipped} non-projective skipped); "

@@ -194,7 +194,7 @@ def run(settings, out_dir, log=print):
     meta = dict(task="pos", net=settings.net, k=k, **training_data(paths, settings.max_examples))
     task = TaggerTask(splits, vocabulary, model, None, meta, simplifier)
     task.optimizer = make_optimizer(settings, model.params(), task.train_size)
-    start_run(task, settings, seed, out_dir, paths)
+    start_run(task, settings, seed, out_dir)
     words = sum(len(sentence) for sentence in splits["train"])
     log(f"pos {settings.net}{f' k={k}' if k else ''}: BiLSTM {settings.hidden} per direction, "
         f"{len(vocabulary.tags)} tags, {len(vocabulary.words)} word types, seed {seed}; {task.train_size} training "

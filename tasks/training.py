@@ -60,14 +60,13 @@ def check_parts(task, settings):
                           f"training set has only {task.train_size} examples to cut into them")
 
 
-def start_run(task, settings, seed, out_dir, data_files):
+def start_run(task, settings, seed, out_dir):
     """Check what only the data can tell, then create out_dir with config.json: the settings, the seed
-    used and the data files."""
+    used and the data files (those the task's model description records, tasks.files.training_data)."""
     check_parts(task, settings)
     os.makedirs(out_dir, exist_ok=True)
-    write_json(os.path.join(out_dir, "config.json"), dict(
-        dataclasses.asdict(settings), seed_used=seed,
-        data_files={key: os.path.abspath(path) for key, path in data_files.items()}))
+    write_json(os.path.join(out_dir, "config.json"), dict(dataclasses.asdict(settings), seed_used=seed,
+                                                           data_files=task.meta["data_files"]))
 
 
 def train(task, settings, seed, out_dir, log=print):
