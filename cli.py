@@ -47,15 +47,25 @@ def not_empty(ctx, param, value):
 RUN_FILES = ("config.json", "metrics.jsonl", "model.npz", "summary.json")
 
 
+def missing_folders(path):
+    """The folders that creating `path` would make: path and its missing parents, outermost first."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.isdir(path):
+        missing.insert(0, path)
+        path = os.path.dirname(path)
+    return missing
+
+
 def claim_out_dir(out_dir):
-    """Create --out (or accept an existing folder that holds no run's files); True if it was created."""
+    """Create --out (or accept an existing folder that holds no run's files); returns the folders made."""
     previous = [name for name in RUN_FILES if os.path.exists(os.path.join(out_dir, name))]
     if previous:
         raise ConfigError(f"--out {out_dir}: already holds a run ({', '.join(previous)}); give another folder, "
                           "or remove those files to train into it again")
-    created = not os.path.isdir(out_dir)
+    made = missing_folders(out_dir)
     os.makedirs(out_dir, exist_ok=True)
-    return created
+    return made
 
 
 def config_goes_first(ctx, param, value):
@@ -66,14 +76,15 @@ def config_goes_first(ctx, param, value):
 def run_task(name, run, out_dir, settings_from_inputs):
     """Check the settings and the output folder, then train (into a new runs/NAME-NET-TIME unless --out);
     input errors and unwritable folders end as one-line messages, not tracebacks."""
-    made, made_runs = None, False
+    made = []  # the folders this run created, outermost first
     try:
         settings = settings_from_inputs()
         if out_dir is None:
-            made_runs = not os.path.isdir("runs")
-            out_dir = made = new_run_dir(name, settings.net)
-        elif claim_out_dir(out_dir):
-            made = out_dir
+            made = missing_folders("runs")
+            out_dir = new_run_dir(name, settings.net)
+            made.append(out_dir)
+        else:
+            made = claim_out_dir(out_dir)
         run(settings, out_dir, log=click.echo)
     except USER_ERRORS as error:
         raise click.ClickException(str(error)) from error
@@ -87,12 +98,11 @@ def run_task(name, run, out_dir, settings_from_inputs):
                        "summary.json", err=True)
         raise
     finally:
-        # a folder made for a run stopped before it wrote anything (refused data, Ctrl-C) goes again,
-        # and so does runs/ if this run made it
-        if made and os.path.isdir(made) and not os.listdir(made):
-            os.rmdir(made)
-            if made_runs and not os.listdir("runs"):
-                os.rmdir("runs")
+        # the folders made for a run stopped before it wrote anything (refused data, Ctrl-C) go again
+        for folder in reversed(made):
+            if not os.path.isdir(folder) or os.listdir(folder):
+                break
+            os.rmdir(folder)
 
 
 def file_error(error):
@@ -110,7 +120,7 @@ def main():
 
     \b
     tinyprop train mnist --net mlptop --k 80     train the papers' MNIST MLP with meProp
-    tinyprop train --config default.json         train from an nnmnist JSON config
+    tinyprop train --config FILE.json            train from an nnmnist JSON config
     tinyprop train parse --net mlptop --k 20     train the dependency parser with meProp
     tinyprop train pos --net lstmtop --k 10      train the BiLSTM part-of-speech tagger with meProp
     tinyprop evaluate --model runs/X/model.npz   re-evaluate a saved model
@@ -259,23 +269,25 @@ def train_pos(ctx, out_dir, **options):
               help="Folder with the task's data.")
 @click.option("--output", type=click.Path(dir_okay=False), callback=not_empty,
               help="Parser models: write the parsed test set (as evaluated) to this CoNLL-U file.")
-def evaluate(model_path, data_dir, output):
+@click.option("--all-examples", is_flag=True,
+              help="Score every example of dev and test, also for a model trained with --max-examples.")
+def evaluate(model_path, data_dir, output, all_examples):
     """Re-evaluate a saved model on the dev and test sets.
 
     Without --data-dir, on the files the model was trained on (model.npz records them); if they
     have moved, on the data found as training finds it. A run with --max-examples is re-scored
-    on the same first N of each split.
+    on the same first N of each split, unless --all-examples.
     """
     try:
         task_name = read_model_file(model_path)[0].get("task")
         if output and task_name != "parse":
             raise click.UsageError("--output writes parsed trees; it is for parser models")
         if task_name == "parse":
-            parse.evaluate_saved(model_path, data_dir, output, log=click.echo)
+            parse.evaluate_saved(model_path, data_dir, output, click.echo, all_examples)
         elif task_name == "pos":
-            pos.evaluate_saved(model_path, data_dir, log=click.echo)
+            pos.evaluate_saved(model_path, data_dir, click.echo, all_examples)
         else:
-            mnist.evaluate_saved(model_path, data_dir, log=click.echo)
+            mnist.evaluate_saved(model_path, data_dir, click.echo, all_examples)
     except USER_ERRORS as error:
         raise click.ClickException(str(error)) from error
     except OSError as error:  # --output cannot be written

@@ -82,9 +82,12 @@ def training_data(paths, max_examples):
     return dict(data_files={key: os.path.abspath(path) for key, path in paths.items()}, max_examples=max_examples)
 
 
-def evaluation_data(meta, data_dir, locate, log):
-    """The data files to score a saved model on, logged: those found in `data_dir` if it is given, else
-    the files the model was trained on while they are all in place, else those `locate(None)` finds."""
+def evaluation_data(meta, data_dir, locate, log, all_examples=False):
+    """The data files to score a saved model on, and how many examples of each split to take, logged.
+
+    The files: those found in `data_dir` if it is given, else the files the model was trained on while
+    they are all in place, else those `locate(None)` finds. The count: the run's --max-examples (None:
+    all), unless `all_examples`."""
     recorded = meta.get("data_files") or {}
     missing = [path for path in recorded.values() if not os.path.isfile(path)]
     if data_dir is None and recorded and not missing:
@@ -95,10 +98,10 @@ def evaluation_data(meta, data_dir, locate, log):
                 "data as training does")
         paths = locate(data_dir)
     folders = sorted({os.path.dirname(os.path.abspath(path)) for path in paths.values()})
-    limit = meta.get("max_examples")
+    limit = None if all_examples else meta.get("max_examples")
     sliced = f"; only the first {limit} of each split, as in training" if limit else ""
     log(f"data: {', '.join(folders)}{sliced}")
-    return paths
+    return paths, limit
 
 
 def load_parameters(path, model, arrays):

@@ -400,11 +400,12 @@ def run(settings, out_dir, log=print):
     return summary
 
 
-def evaluate_saved(model_path, data_dir=None, log=print):
-    """Re-score a saved MNIST model on dev and test."""
+def evaluate_saved(model_path, data_dir=None, log=print, all_examples=False):
+    """Re-score a saved MNIST model on dev and test (on all their examples if `all_examples`)."""
     meta, model = load_model(model_path)
-    data = Mnist(evaluation_data(meta, data_dir, locate_files, log))
-    data.keep_first(meta.get("max_examples"))
+    paths, limit = evaluation_data(meta, data_dir, locate_files, log, all_examples)
+    data = Mnist(paths)
+    data.keep_first(limit)
     task = MnistTask(data, model, optimizer=None, meta=meta)
     for split in ("dev", "test"):
         loss, accuracy, _ = task.evaluate(split)

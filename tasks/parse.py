@@ -254,11 +254,12 @@ def run(settings, out_dir, log=print):
     return summary
 
 
-def evaluate_saved(model_path, data_dir=None, output=None, log=print):
-    """Re-score a saved parser on dev and test; with `output`, write the parsed test set as CoNLL-U."""
+def evaluate_saved(model_path, data_dir=None, output=None, log=print, all_examples=False):
+    """Re-score a saved parser on dev and test (on all their sentences if `all_examples`); with `output`,
+    write the parsed test set as CoNLL-U."""
     meta, vocabulary, model = load_model(model_path)
-    paths = evaluation_data(meta, data_dir, locate_treebank, log)
-    for split, sentences in read_splits(paths, meta.get("max_examples"), ("dev", "test")).items():
+    paths, limit = evaluation_data(meta, data_dir, locate_treebank, log, all_examples)
+    for split, sentences in read_splits(paths, limit, ("dev", "test")).items():
         heads, labels = parse(model, sentences, vocabulary)
         uas, las = attachment_scores(sentences, heads, labels, vocabulary)
         log(f"{split}: UAS {uas:.2f}%  LAS {las:.2f}%  ({len(sentences)} sentences, punctuation excluded)")

@@ -215,11 +215,11 @@ def run(settings, out_dir, log=print):
     return summary
 
 
-def evaluate_saved(model_path, data_dir=None, log=print):
-    """Re-score a saved tagger on dev and test."""
+def evaluate_saved(model_path, data_dir=None, log=print, all_examples=False):
+    """Re-score a saved tagger on dev and test (on all their sentences if `all_examples`)."""
     meta, vocabulary, model = load_model(model_path)
-    paths = evaluation_data(meta, data_dir, locate_treebank, log)
-    splits = read_splits(paths, meta.get("max_examples"), ("dev", "test"))
+    paths, limit = evaluation_data(meta, data_dir, locate_treebank, log, all_examples)
+    splits = read_splits(paths, limit, ("dev", "test"))
     task = TaggerTask(splits, vocabulary, model, None, meta)
     for split in ("dev", "test"):
         loss, accuracy, _ = task.evaluate(split)

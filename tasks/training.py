@@ -70,8 +70,8 @@ def start_run(task, settings, seed, out_dir):
 
 
 def train(task, settings, seed, out_dir, log=print):
-    """Run the epochs; write metrics.jsonl, model.npz (at best dev) and summary.json to out_dir."""
-    check_parts(task, settings)
+    """Run the epochs; write metrics.jsonl, model.npz (at best dev) and summary.json to out_dir
+    (which start_run has made, after its checks)."""
     rng = np.random.default_rng(seed)
     metrics_path = os.path.join(out_dir, "metrics.jsonl")
     open(metrics_path, "w").close()

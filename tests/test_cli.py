@@ -173,6 +173,8 @@ def test_a_run_stopped_before_it_wrote_anything_leaves_no_folder(tmp_path, monke
     os.rmdir(tmp_path / "runs")  # a runs/ that the stopped run made goes too
     result = run("train", "mnist", "--data-dir", tmp_path / "empty")
     assert result.exit_code == 1 and not (tmp_path / "runs").exists()
+    result = run("train", "mnist", "--data-dir", tmp_path / "empty", "--out", tmp_path / "empty" / "a" / "b")
+    assert result.exit_code == 1 and os.listdir(tmp_path / "empty") == []  # all the folders that --out made go
 
 
 def test_config_after_the_task_name_says_where_it_goes():
@@ -221,8 +223,8 @@ def test_evaluate_says_when_the_training_data_has_moved(tmp_path):
     meta = dict(data_files=dict(dev=str(present), test=str(tmp_path / "gone.conllu")), max_examples=None)
     lines, asked = [], []
     found = dict(dev="/data/dev.conllu", test="/data/test.conllu")
-    assert evaluation_data(meta, None, lambda data_dir: asked.append(data_dir) or found, lines.append) == found
+    assert evaluation_data(meta, None, lambda data_dir: asked.append(data_dir) or found, lines.append) == (found, None)
     assert asked == [None] and f"({tmp_path / 'gone.conllu'} missing)" in lines[0] and lines[1] == "data: /data"
     present.with_name("gone.conllu").write_text("")  # all in place: the recorded files, unless --data-dir
-    assert evaluation_data(meta, None, None, lines.append) == meta["data_files"]
-    assert evaluation_data(meta, "/other", lambda data_dir: found, lines.append) == found
+    assert evaluation_data(meta, None, None, lines.append) == (meta["data_files"], None)
+    assert evaluation_data(meta, "/other", lambda data_dir: found, lines.append) == (found, None)

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from cli import main
 from tasks.config import ConfigError, make_settings
 from tasks.mnist import build_mlp, load_model
-from tasks.training import Timers, train
+from tasks.training import Timers, start_run, train
 from tinyprop.mesimp import ActivityRecord, Simplifier
 from tinyprop.layers import Linear, SoftmaxCrossEntropy
 from tinyprop.optim import Adam
@@ -158,7 +158,8 @@ def test_more_parts_than_examples_is_a_config_error(tmp_path):
     settings = make_settings({}, dict(net="mlpvar", epochs=1, iter_per_epoch=5))
     with pytest.raises(ConfigError, match=r"--iter-per-epoch \(IterPerEpoch\): 5 parts of an epoch, "
                                           r"but the training set has only 4 examples"):
-        train(FakeTask(), settings, seed=0, out_dir=str(tmp_path))
+        start_run(FakeTask(), settings, seed=0, out_dir=str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_model_pruned_below_k_is_rebuilt_with_k_capped():

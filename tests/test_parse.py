@@ -184,3 +184,7 @@ def test_parse_end_to_end_through_the_command_line(tmp_path, ewt_dir):
               in zip(p.heads, g.heads, p.deprels, g.deprels, g.upos) if upos != "PUNCT"]
     uas, las = (100.0 * sum(column) / len(scored) for column in zip(*scored))
     assert f"test: UAS {uas:.2f}%  LAS {las:.2f}%" in evaluated.output
+    whole = CliRunner().invoke(main, ["evaluate", "--model", str(out / "model.npz"), "--all-examples"])
+    assert whole.exit_code == 0, whole.output
+    assert "test: UAS " in whole.output and f"({len(gold)} sentences, punctuation excluded)" in whole.output
+    assert "as in training" not in whole.output
