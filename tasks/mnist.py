@@ -349,7 +349,7 @@ def describe(meta):
 
 
 def run(settings, out_dir, log=print):
-    """Train the MNIST MLP that `settings` describe; write config.json, metrics.jsonl, model.npz, summary.json."""
+    """Train the MNIST MLP or CNN that `settings` describe; write config.json, metrics.jsonl, model.npz, summary.json."""
     seed = resolve_seed(settings.seed)
     explicit = dict(train_images=settings.train_file, train_labels=settings.train_label_file,
                     test_images=settings.test_file, test_labels=settings.test_label_file)

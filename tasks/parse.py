@@ -1,6 +1,6 @@
 """Transition-based dependency parsing (Chen and Manning, 2014) with meProp: data, model, evaluation.
 
-The papers' third task (TKDE 2018, Section 3, Table 2: MLP with hidden 500, mini-batches
+The papers' first task (TKDE 2018, Section 3, Table 2: MLP with hidden 500, mini-batches
 of 10,000 transitions, Adam; meProp k=20). Data: UD English EWT (CoNLL-U), gold XPOS
 tags as input. Training examples are the (configuration, oracle transition) pairs of
 the projective training sentences; the others cannot be derived by arc-standard and are

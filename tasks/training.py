@@ -19,7 +19,8 @@ score it reports), beside the task's final `hidden_sizes` and `param_count`.
 A task gives: `train_size`, `train_step(indices)` -> (summed loss, correct count, predictions made),
 `evaluate(split)` -> (mean loss, accuracy %, {other score: value}), `product_layers()`, `model_arrays()`,
 `model` (its `params()`), `optimizer`, `simplifier` (or None), `timers` (a Timers it fills in during
-train_step) and `score_name` (what the log calls evaluate's accuracy).
+train_step), `score_name` (what the log calls evaluate's accuracy) and `meta` (the model description
+that model.npz keeps; start_run records its `data_files`).
 """
 import dataclasses
 import os

@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 
 from tinyprop.gradcheck import grad_check, numerical_gradient
-from tinyprop.layers import Dropout, Layer, Linear, ReLU, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh
+from tinyprop.layers import (LSTM, BiLSTM, Conv2d, Cube, Dropout, Embedding, Layer, Linear, MaxPool2d, ReLU, Reshape,
+                             Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh)
+from tinyprop.optim import SGD
 
 
 def away_from_zero(rng, shape):
@@ -95,6 +97,43 @@ def test_shape_errors_are_readable(rng):
         Linear(4, 3, k=2, selection="bottom")
     with pytest.raises(ValueError, match="float32"):
         Linear(4, 3, k=2, dtype=np.float64)
+
+
+@pytest.mark.parametrize("layer", [Linear(4, 3), ReLU(), Tanh(), Sigmoid(), Cube(), Dropout(0.5), Reshape((-1,)),
+                                   Embedding(5, 2), Conv2d(1, 2, 3), MaxPool2d(), LSTM(4, 3), BiLSTM(4, 3)],
+                         ids=lambda layer: type(layer).__name__)
+def test_backward_before_forward_says_so(layer):
+    with pytest.raises(RuntimeError, match="backward needs the state of a forward"):
+        layer.backward(np.zeros((2, 3), np.float32))
+
+
+def test_argument_errors_are_readable(rng):
+    with pytest.raises(ValueError, match=r"expected a float array x of shape \(batch, 1, H, W\), got list"):
+        Conv2d(1, 2, 3).forward([[0.0]])
+    with pytest.raises(ValueError, match=r"MaxPool2d: expected a float array x of shape \(batch, C, H, W\)"):
+        MaxPool2d().forward(np.zeros((4, 4), np.float32))
+    with pytest.raises(ValueError, match="padding must be an integer >= 0, got 1.5"):
+        Conv2d(1, 2, 3, padding=1.5)
+    with pytest.raises(ValueError, match=r"bilstm: hidden is one size or a pair \(forward, backward\)"):
+        BiLSTM(4, (3, 3, 3))
+    bilstm = BiLSTM(4, (3, 2))
+    bilstm.forward(np.zeros((5, 4), np.float32))
+    with pytest.raises(ValueError, match=r"bilstm: gradient of shape \(5, 3\) does not match the output's \(5, 5\)"):
+        bilstm.backward(np.zeros((5, 3), np.float32))
+    dropout = Dropout(0.5)
+    dropout.forward(np.zeros((2, 3), np.float32))
+    with pytest.raises(ValueError, match="Dropout: gradient of shape"):
+        dropout.backward(np.zeros((3, 2), np.float32))
+    with pytest.raises(ValueError, match="integer labels"):
+        SoftmaxCrossEntropy().forward(np.zeros((2, 3)), np.array([0.0, 1.0]))
+    with pytest.raises(ValueError, match="decay_steps must be positive"):
+        SGD(Linear(2, 2).params(), lr=0.1, decay_steps=0)
+
+
+def test_a_float64_input_to_a_float32_layer_computes_in_float32(rng):
+    layer = Linear(4, 3, k=2, rng=rng)
+    y = layer.forward(rng.standard_normal((2, 4)))
+    assert y.dtype == np.float32 and layer.backward(np.ones((2, 3), np.float32)).dtype == np.float32
 
 
 def dense_reference(layer, x, dy_masked):

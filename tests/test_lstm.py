@@ -134,14 +134,14 @@ def test_lstm_checks_its_arguments():
         LSTM(3, 6, k=7)
     with pytest.raises(ValueError, match="float32"):
         LSTM(3, 6, k=2, dtype=np.float64)
-    with pytest.raises(ValueError, match=r"expected a float array x of shape \(batch, 3\)"):
+    with pytest.raises(ValueError, match=r"expected a float array x of shape \(steps, 3\)"):
         LSTM(3, 6).forward(np.zeros((4, 2), dtype=np.float32))
 
 
 def test_gate_record_counts_a_unit_once_per_step_whatever_its_gates():
     record = GateActivityRecord(3)
     # two steps, k=1 per gate: rows g*3 + j; step 0 uses units 0 (twice), 1, 2; step 1 uses unit 2 only
-    record.observe(np.array([[0, 3, 7, 5], [2, 5, 8, 11]]), None)
+    record.count_steps(np.array([[0, 3, 7, 5], [2, 5, 8, 11]]))
     assert record.counts.tolist() == [1, 1, 2] and record.examples == 2
 
 

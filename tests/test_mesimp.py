@@ -20,13 +20,13 @@ def test_record_counts_a_hand_computed_example():
     # example 1 has 3 non-zero entries >= k: its top-2 {2, 5} counts
     # example 2 has 1 non-zero entry: unit 3, and the zero of lowest index, unit 0
     dy = np.array([[0.5, 0, -2, 0, 0, 1], [0, 0, 0, 3, 0, 0]], dtype=np.float32)
-    record.observe(np.array([[2, 5], [3, 0]]), dy)
+    record.count_examples(np.array([[2, 5], [3, 0]]), dy)
     assert record.counts.tolist() == [1, 0, 1, 1, 0, 1] and record.examples == 2
     # keep original units 1, 3, 4; the removed 0, 2, 5 still take zero places by original index
     record.keep_and_clear(np.array([1, 3, 4]))
     assert record.counts.tolist() == [0, 0, 0] and record.examples == 0
     dy = np.array([[0, 0, 0.7], [0, 0, 0]], dtype=np.float32)
-    record.observe(np.array([[2, 0], [0, 1]]), dy)
+    record.count_examples(np.array([[2, 0], [0, 1]]), dy)
     # example 1: unit 4 (non-zero); its one zero place goes to removed unit 0
     # example 2: two zero places, removed unit 0 and live unit 1 (rank 1); unit 3 (rank 3) misses
     assert record.counts.tolist() == [1, 0, 1] and record.examples == 2
@@ -198,3 +198,13 @@ def test_mlpvar_end_to_end_on_a_slice(tmp_path, mnist_dir):
     evaluated = CliRunner().invoke(main, ["evaluate", "--model", str(out / "model.npz"),
                                           "--data-dir", os.path.dirname(mnist_dir)])
     assert evaluated.exit_code == 0 and f"dev: accuracy {summary['best_dev_acc']:.2f}%" in evaluated.output
+
+
+def test_a_simplifier_refuses_pairs_it_cannot_simplify():
+    with pytest.raises(ValueError, match=r"Linear\(4, 5\) must run per-example top-k meProp"):
+        Simplifier([(Linear(4, 5), Linear(5, 2))], 0.1)
+    with pytest.raises(ValueError, match="must run per-example top-k meProp"):
+        Simplifier([(Linear(4, 5, k=2, selection="unified"), Linear(5, 2))], 0.1)
+    with pytest.raises(ValueError, match=r"Linear\(4, 2\) takes 4 inputs, but Linear\(4, 5, k=2, selection='top'\) "
+                                         r"gives 5"):
+        Simplifier([(Linear(4, 5, k=2), Linear(4, 2))], 0.1)

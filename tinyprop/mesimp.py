@@ -34,7 +34,11 @@ class ActivityRecord:
         self.counts = np.zeros(n_units, dtype=np.int64)
         self.examples = 0
 
-    def observe(self, selected, dy):
+    def observe(self, layer):
+        """Count the last backward of a per-example top-k layer: its `selected` and `dy`."""
+        self.count_examples(layer.selected, layer.dy)
+
+    def count_examples(self, selected, dy):
         """Count one backward: dy (batch, units) and its per-example top-k indices (batch, k)."""
         selected_nonzero = np.take_along_axis(dy, selected, axis=1) != 0
         self.counts += np.bincount(selected[selected_nonzero], minlength=self.counts.shape[0])
@@ -62,12 +66,17 @@ class ActivityRecord:
 class GateActivityRecord(ActivityRecord):
     """The record of an LSTM, whose gates are simplified jointly (TKDE 2018, Section 2.3.2): a unit
     counts once for each time step at which it was in the top-k of at least one of its gates
-    ("merging the active paths from each gate"). selected: (steps, 4k) rows g*H + j of the gates."""
+    ("merging the active paths from each gate"); which gradients were largest does not matter here."""
 
     def __init__(self, n_units):
         super().__init__(n_units, None)
 
-    def observe(self, selected, dy):
+    def observe(self, layer):
+        """Count the last backward of an LSTM: the rows it `selected`, (steps, 4k)."""
+        self.count_steps(layer.selected)
+
+    def count_steps(self, selected):
+        """selected: (steps, 4k) rows g*H + j of the gates, for H units."""
         steps, n_units = selected.shape[0], self.counts.shape[0]
         used = np.zeros((steps, n_units), dtype=bool)
         used[np.arange(steps)[:, None], selected % n_units] = True
@@ -83,19 +92,28 @@ class ColumnBlock:
     def __init__(self, consumer, producers, position):
         self.consumer, self.producers, self.position = consumer, producers, position
 
+    def _others(self):
+        return [producer.n_out for i, producer in enumerate(self.producers) if i != self.position]
+
+    @property
+    def n_in(self):
+        """The block's width: the consumer's inputs the other producers leave."""
+        return self.consumer.n_in - sum(self._others())
+
     def remove_inputs(self, keep):
         """Called after the producer removed its units: its block is as wide as the others leave."""
-        others = [producer.n_out for i, producer in enumerate(self.producers) if i != self.position]
-        start = sum(others[:self.position])
-        width = self.consumer.n_in - sum(others)
+        start, width = sum(self._others()[:self.position]), self.n_in
         self.consumer.remove_inputs(np.concatenate([np.arange(start), start + np.asarray(keep),
                                                     np.arange(start + width, self.consumer.n_in)]))
+
+    def __repr__(self):
+        return f"ColumnBlock({self.consumer!r}, block {self.position})"
 
 
 class Simplifier:
     """meSimp over pairs (layer, consumer): prunes `layer`'s outputs and the matching inputs of `consumer`.
 
-    `layer` must run per-example top-k meProp (its backward leaves `dy` and `selected`);
+    `layer` must run per-example top-k meProp (its backward leaves `selected`, and `dy` but in an LSTM);
     the output layer of a network is never given as a `layer`. A gated layer (an LSTM: its
     `n_gates` > 1) is recorded with its gates merged.
     """
@@ -104,6 +122,13 @@ class Simplifier:
         if not 0 <= rate <= 1:
             raise ValueError(f"Simplifier: the prune rate must be in [0, 1], got {rate!r}")
         self.pairs = list(pairs)
+        for layer, consumer in self.pairs:
+            if layer.k is None or getattr(layer, "selection", "top") == "unified":
+                raise ValueError(f"Simplifier: {layer!r} must run per-example top-k meProp (a k, not unified): "
+                                 "meSimp counts each example's top-k set")
+            if consumer.n_in != layer.n_out:
+                raise ValueError(f"Simplifier: {consumer!r} takes {consumer.n_in} inputs, but {layer!r} gives "
+                                 f"{layer.n_out}; pair each layer with the layer its outputs feed")
         self.rate = rate
         self.records = [GateActivityRecord(layer.n_out) if getattr(layer, "n_gates", 1) > 1
                         else ActivityRecord(layer.n_out, layer.k) for layer, _ in self.pairs]
@@ -115,7 +140,7 @@ class Simplifier:
     def observe(self):
         """Record the top-k sets of the last backward (Algorithm 2, line 7)."""
         for (layer, _), record in zip(self.pairs, self.records):
-            record.observe(layer.selected, layer.dy)
+            record.observe(layer)
 
     def prune(self):
         """Remove the inactive units of every layer, then clear the records (Algorithm 2, lines 9-14)."""

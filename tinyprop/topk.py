@@ -22,11 +22,13 @@ which keeps the heap's inner loop short. This needs float32 gradients; meProp la
 compute in float32, as the authors' C# does. A NaN's bits exceed infinity's, so NaN
 gradients are selected first (and the training loop stops on the NaN loss).
 
-Three selections share the sparse kernels in `tinyprop.kernels`:
+Three selections, used by `tinyprop.layers.Linear`:
 - `topk_rows`: per-example top-k, the paper's meProp and nnmnist's `mlptop`;
 - `random_rows`: k random indices per example, nnmnist's `mlprand`;
 - `unified_topk`: one top-k set for the whole mini-batch from the summed |dy|
   (Section 3.3.1, "Simple Unified Top-k").
+The per-example sets feed the sparse kernels of `tinyprop.kernels`; the unified set's k
+rows are gathered and multiplied by BLAS.
 """
 import numpy as np
 from numba import njit

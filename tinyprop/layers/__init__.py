@@ -1,8 +1,8 @@
 """tinyprop's layers: one class each, backward written under forward."""
-from tinyprop.layers.activations import Dropout, ReLU, Sigmoid, Tanh
+from tinyprop.layers.activations import Cube, Dropout, ReLU, Sigmoid, Tanh
 from tinyprop.layers.base import Layer
 from tinyprop.layers.conv import Conv2d, MaxPool2d, Reshape
-from tinyprop.layers.embedding import Cube, Embedding
+from tinyprop.layers.embedding import Embedding
 from tinyprop.layers.linear import SELECTIONS, Linear
 from tinyprop.layers.lstm import LSTM, BiLSTM
 from tinyprop.layers.loss import SoftmaxCrossEntropy

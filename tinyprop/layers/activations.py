@@ -5,17 +5,20 @@ Shapes: any; dy has the shape of the output.
 """
 import numpy as np
 
-from tinyprop.layers.base import Layer, check_same_shape
+from tinyprop.layers.base import Layer, check_forward_done, check_same_shape
 
 
 class ReLU(Layer):
     """z = max(y, 0). Kept for backward: `active`, the mask y > 0."""
+
+    active = None
 
     def forward(self, y):
         self.active = y > 0
         return y * self.active
 
     def backward(self, dz, need_dx=True):
+        check_forward_done("ReLU", self.active)
         check_same_shape("ReLU", dz, self.active.shape)
         return dz * self.active if need_dx else None
 
@@ -23,11 +26,14 @@ class ReLU(Layer):
 class Tanh(Layer):
     """z = tanh(y); dz/dy = 1 - z^2. Kept for backward: the output `z`."""
 
+    z = None
+
     def forward(self, y):
         self.z = np.tanh(y)
         return self.z
 
     def backward(self, dz, need_dx=True):
+        check_forward_done("Tanh", self.z)
         check_same_shape("Tanh", dz, self.z.shape)
         return dz * (1 - self.z * self.z) if need_dx else None
 
@@ -35,19 +41,41 @@ class Tanh(Layer):
 class Sigmoid(Layer):
     """z = 1 / (1 + exp(-y)); dz/dy = z (1 - z). Kept for backward: the output `z`."""
 
+    z = None
+
     def forward(self, y):
         self.z = 0.5 * (1 + np.tanh(0.5 * y))  # the same function, without overflow in exp
         return self.z
 
     def backward(self, dz, need_dx=True):
+        check_forward_done("Sigmoid", self.z)
         check_same_shape("Sigmoid", dz, self.z.shape)
         return dz * self.z * (1 - self.z) if need_dx else None
+
+
+class Cube(Layer):
+    """z = y^3, the activation of Chen and Manning's (2014) parser; dz/dy = 3 y^2.
+
+    Kept for backward: the input `y`.
+    """
+
+    y = None
+
+    def forward(self, y):
+        self.y = y
+        return y * y * y
+
+    def backward(self, dz, need_dx=True):
+        check_forward_done("Cube", self.y)
+        check_same_shape("Cube", dz, self.y.shape)
+        return 3 * self.y * self.y * dz if need_dx else None
 
 
 class Dropout(Layer):
     """Inverted dropout: in training, z = y * m / (1 - p) with m ~ Bernoulli(1 - p); identity in evaluation.
 
-    Kept for backward: `scale`, the mask already divided by (1 - p).
+    Kept for backward: `scale`, the mask already divided by (1 - p) (None: identity), and the
+    output's `shape`.
     """
 
     def __init__(self, p, rng=None):
@@ -55,9 +83,10 @@ class Dropout(Layer):
             raise ValueError(f"Dropout: the rate p must be in [0, 1), got {p!r}")
         self.p = p
         self.rng = rng if rng is not None else np.random.default_rng()
-        self.scale = None
+        self.scale = self.shape = None
 
     def forward(self, y):
+        self.shape = y.shape
         if not self.training or self.p == 0:
             self.scale = None
             return y
@@ -66,6 +95,8 @@ class Dropout(Layer):
         return y * self.scale
 
     def backward(self, dz, need_dx=True):
+        check_forward_done("Dropout", self.shape)
+        check_same_shape("Dropout", dz, self.shape)
         if not need_dx:
             return None
         return dz if self.scale is None else dz * self.scale

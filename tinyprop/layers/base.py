@@ -39,16 +39,30 @@ def check_meprop_k(owner, k, width, units, dtype):
     check_positive_int(owner, "k", k)
     if k > width:
         raise ValueError(f"{owner}: k={k} is larger than the layer's {width} {units}")
+    check_meprop_dtype(owner, dtype)
+
+
+def check_meprop_dtype(owner, dtype):
+    """meProp layers compute in float32: the top-k heap's keys are float32 bit patterns."""
     if np.dtype(dtype) != np.float32:
         raise ValueError(f"{owner}: meProp layers compute in float32, got dtype {np.dtype(dtype)}")
 
 
-def check_input(owner, x, width):
-    """Chainer-style check: x must be a 2-d float array (batch, width)."""
-    shape = getattr(x, "shape", None)
-    if shape is None or len(shape) != 2 or shape[1] != width or x.dtype.kind != "f":
-        got = f"{x.dtype} array of shape {shape}" if shape is not None else type(x).__name__
-        raise ValueError(f"{owner}: expected a float array x of shape (batch, {width}), got {got}")
+def check_input(owner, x, shape):
+    """Chainer-style check: x must be a float array of `shape`, in which a name ("batch") stands
+    for a size that may be anything."""
+    got_shape = getattr(x, "shape", None)
+    fits = (got_shape is not None and len(got_shape) == len(shape) and x.dtype.kind == "f"
+            and all(isinstance(want, str) or got == want for got, want in zip(got_shape, shape)))
+    if not fits:
+        got = f"{x.dtype} array of shape {got_shape}" if got_shape is not None else type(x).__name__
+        raise ValueError(f"{owner}: expected a float array x of shape ({', '.join(map(str, shape))}), got {got}")
+
+
+def check_forward_done(owner, kept):
+    """backward works on what forward kept: without it, say so rather than fail on None."""
+    if kept is None:
+        raise RuntimeError(f"{owner}: backward needs the state of a forward (in training mode); call forward first")
 
 
 def check_same_shape(owner, dy, expected):

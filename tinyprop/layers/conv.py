@@ -1,11 +1,13 @@
 """Convolution through im2col, max pooling and reshaping, with spatial top-k meProp."""
 import math
+import numbers
 import time
 
 import numpy as np
 
 from tinyprop.kernels import add_selected_positions_grad, add_selected_positions_input_grad, col2im_add, im2col_copy
-from tinyprop.layers.base import Layer, check_positive_int, check_same_shape
+from tinyprop.layers.base import (Layer, check_forward_done, check_input, check_meprop_dtype, check_positive_int,
+                                  check_same_shape)
 from tinyprop.parameter import Parameter, glorot_normal
 from tinyprop.topk import topk_rows
 
@@ -64,17 +66,17 @@ class Conv2d(Layer):
         for argument, value in (("in_channels", in_channels), ("out_channels", out_channels),
                                 ("kernel", kernel), ("stride", stride)):
             check_positive_int(name, argument, value)
-        if padding < 0:
-            raise ValueError(f"{name}: padding must be >= 0, got {padding!r}")
+        if not isinstance(padding, numbers.Integral) or isinstance(padding, bool) or padding < 0:
+            raise ValueError(f"{name}: padding must be an integer >= 0, got {padding!r}")
         if ratio is not None and not 0 < ratio <= 1:
             raise ValueError(f"{name}: the top-k ratio must be in (0, 1], got {ratio!r}")
-        if ratio is not None and np.dtype(dtype) != np.float32:
-            raise ValueError(f"{name}: meProp layers compute in float32, got dtype {np.dtype(dtype)}")
+        if ratio is not None:
+            check_meprop_dtype(name, dtype)
         self.name = name
         self.in_channels, self.kernel, self.stride, self.padding, self.ratio = in_channels, kernel, stride, padding, ratio
-        self.rng = rng if rng is not None else np.random.default_rng()
+        rng = rng if rng is not None else np.random.default_rng()
         fan_in, fan_out = in_channels * kernel * kernel, out_channels * kernel * kernel
-        self.weight = Parameter(glorot_normal(self.rng, out_channels, fan_in, fan_out, dtype), f"{name}.weight")
+        self.weight = Parameter(glorot_normal(rng, out_channels, fan_in, fan_out, dtype), f"{name}.weight")
         self.bias = Parameter(np.zeros(out_channels, dtype=dtype), f"{name}.bias")
         self.cols = None
         self.x_shape = None
@@ -90,9 +92,7 @@ class Conv2d(Layer):
         return [self.weight, self.bias]
 
     def forward(self, x):
-        if x.ndim != 4 or x.shape[1] != self.in_channels or x.dtype.kind != "f":
-            raise ValueError(f"{self.name}: expected a float array x of shape (batch, {self.in_channels}, H, W), "
-                             f"got {x.dtype} array of shape {x.shape}")
+        check_input(self.name, x, ("batch", self.in_channels, "H", "W"))
         if min(x.shape[2:]) + 2 * self.padding < self.kernel:
             raise ValueError(f"{self.name}: the input's {x.shape[2]}x{x.shape[3]} (padding {self.padding}) is "
                              f"smaller than the {self.kernel}x{self.kernel} kernel")
@@ -103,6 +103,7 @@ class Conv2d(Layer):
         return np.ascontiguousarray(y.transpose(0, 2, 1)).reshape(x.shape[0], self.out_channels, out_h, -1)
 
     def backward(self, dy, need_dx=True):
+        check_forward_done(self.name, self.cols)
         batch, positions = self.cols.shape[:2]
         check_same_shape(self.name, dy, (batch, self.out_channels) + self._out_hw())
         start = time.perf_counter()
@@ -154,8 +155,10 @@ class MaxPool2d(Layer):
         check_positive_int("MaxPool2d", "size", size)
         self.size = size
         self.offsets = [(u, v) for u in range(size) for v in range(size)]
+        self.x_shape = self.winner = None
 
     def forward(self, x):
+        check_input("MaxPool2d", x, ("batch", "C", "H", "W"))
         height, width = x.shape[2:]
         s = self.size
         if height % s or width % s:
@@ -172,6 +175,7 @@ class MaxPool2d(Layer):
         return best
 
     def backward(self, dy, need_dx=True):
+        check_forward_done("MaxPool2d", self.winner)
         batch, channels, height, width = self.x_shape
         s = self.size
         check_same_shape("MaxPool2d", dy, (batch, channels, height // s, width // s))
@@ -188,10 +192,12 @@ class Reshape(Layer):
 
     def __init__(self, shape):
         self.shape = tuple(shape)
+        self.x_shape = None
 
     def forward(self, x):
         self.x_shape = x.shape
         return x.reshape((x.shape[0],) + self.shape)
 
     def backward(self, dy, need_dx=True):
+        check_forward_done("Reshape", self.x_shape)
         return dy.reshape(self.x_shape) if need_dx else None

@@ -1,8 +1,8 @@
-"""Lookup tables, and the cube activation of Chen and Manning's parser."""
+"""Lookup tables: word (and feature) embeddings."""
 import numpy as np
 
 from tinyprop.kernels import add_to_rows
-from tinyprop.layers.base import Layer, check_positive_int, check_same_shape
+from tinyprop.layers.base import Layer, check_forward_done, check_positive_int, check_same_shape
 from tinyprop.parameter import Parameter
 
 
@@ -26,13 +26,15 @@ class Embedding(Layer):
 
     def forward(self, ids):
         vocab_size, dim = self.weight.shape
-        if ids.ndim != 2 or ids.dtype.kind not in "iu" or (ids.size and (ids.min() < 0 or ids.max() >= vocab_size)):
-            raise ValueError(f"{self.name}: expected integer ids (batch, n) in [0, {vocab_size}), got "
-                             f"{ids.dtype} of shape {ids.shape}")
+        if (getattr(ids, "ndim", None) != 2 or ids.dtype.kind not in "iu"
+                or (ids.size and (ids.min() < 0 or ids.max() >= vocab_size))):
+            got = f"{ids.dtype} of shape {ids.shape}" if hasattr(ids, "shape") else type(ids).__name__
+            raise ValueError(f"{self.name}: expected integer ids (batch, n) in [0, {vocab_size}), got {got}")
         self.ids = ids
         return self.weight.value[ids].reshape(ids.shape[0], ids.shape[1] * dim)
 
     def backward(self, dy, need_dx=True):
+        check_forward_done(self.name, self.ids)
         dim = self.weight.shape[1]
         check_same_shape(self.name, dy, (self.ids.shape[0], self.ids.shape[1] * dim))
         rows = self.ids.ravel()
@@ -40,14 +42,3 @@ class Embedding(Layer):
                     self.weight.rows_with_grad)
         return None
 
-
-class Cube(Layer):
-    """z = y^3 (Chen and Manning, 2014); dz/dy = 3 y^2. Kept for backward: the input `y`."""
-
-    def forward(self, y):
-        self.y = y
-        return y * y * y
-
-    def backward(self, dz, need_dx=True):
-        check_same_shape("Cube", dz, self.y.shape)
-        return 3 * self.y * self.y * dz if need_dx else None

@@ -13,9 +13,9 @@ class SoftmaxCrossEntropy:
     """
 
     def forward(self, logits, labels):
-        if logits.ndim != 2 or labels.shape != (logits.shape[0],):
-            raise ValueError(f"SoftmaxCrossEntropy: expected logits (batch, classes) and labels (batch,), "
-                             f"got {logits.shape} and {labels.shape}")
+        if logits.ndim != 2 or labels.shape != (logits.shape[0],) or labels.dtype.kind not in "iu":
+            raise ValueError(f"SoftmaxCrossEntropy: expected logits (batch, classes) and integer labels (batch,), "
+                             f"got {logits.shape} and {labels.dtype} {labels.shape}")
         if labels.size and (labels.min() < 0 or labels.max() >= logits.shape[1]):
             raise ValueError(f"SoftmaxCrossEntropy: labels must lie in [0, {logits.shape[1]}), "
                              f"got values from {labels.min()} to {labels.max()}")

@@ -4,7 +4,8 @@ import time
 import numpy as np
 
 from tinyprop.kernels import add_selected_rows_grad, selected_input_grad
-from tinyprop.layers.base import Layer, check_input, check_meprop_k, check_positive_int, check_same_shape
+from tinyprop.layers.base import (Layer, check_forward_done, check_input, check_meprop_k, check_positive_int,
+                                  check_same_shape)
 from tinyprop.lstm_kernels import GATES, lstm_backward_dense, lstm_backward_topk, lstm_forward_steps
 from tinyprop.parameter import Parameter, glorot_normal
 
@@ -28,8 +29,8 @@ class LSTM(Layer):
 
     Kept for backward: `x`, the activated `gates` (steps, 4H), `cells`, their tanh `cell_tanh` and
     `hidden` (steps, H).
-    Kept after backward: `dy`, the gate pre-activation gradients dz (steps, 4H), and, with
-    k, `selected` (steps, 4k) rows, which meSimp counts. `backward_seconds` sums backward's time.
+    Kept after backward, with k: `selected`, the (steps, 4k) rows chosen, which meSimp counts.
+    `backward_seconds` sums backward's time.
     """
 
     n_gates = GATES
@@ -47,7 +48,7 @@ class LSTM(Layer):
         bias = np.zeros(GATES * hidden, dtype=dtype)
         bias[hidden:2 * hidden] = 1.0
         self.bias = Parameter(bias, f"{name}.bias")
-        self.x = self.gates = self.cells = self.cell_tanh = self.hidden = self.dy = self.selected = None
+        self.x = self.gates = self.cells = self.cell_tanh = self.hidden = self.selected = None
         self.backward_seconds = 0.0
         self._heap = np.empty(k or 1, dtype=np.uint64)
 
@@ -63,7 +64,7 @@ class LSTM(Layer):
         return [self.input_weight, self.recurrent_weight, self.bias]
 
     def forward(self, x):
-        check_input(self.name, x, self.n_in)
+        check_input(self.name, x, ("steps", self.n_in))
         self.x = x = np.ascontiguousarray(x, dtype=self.bias.value.dtype)
         steps, n = x.shape[0], self.n_out
         zx = np.ascontiguousarray((self.input_weight.value @ x.T).T) + self.bias.value
@@ -75,12 +76,11 @@ class LSTM(Layer):
         return self.hidden
 
     def backward(self, dy, need_dx=True):
-        if self.hidden is None:
-            raise RuntimeError(f"{self.name}: backward needs the state of a forward; call forward first")
+        check_forward_done(self.name, self.hidden)
         check_same_shape(self.name, dy, self.hidden.shape)
         start = time.perf_counter()
         dhidden = np.ascontiguousarray(dy, dtype=self.hidden.dtype)
-        self.dy = dz = np.empty_like(self.gates)
+        dz = np.empty_like(self.gates)  # the gates' pre-activation gradients
         if self.k is None:
             lstm_backward_dense(self.gates, self.cells, self.cell_tanh, dhidden, self.recurrent_weight.value, dz)
             self.recurrent_weight.grad += dz[1:].T @ self.hidden[:-1]
@@ -129,6 +129,11 @@ class BiLSTM(Layer):
 
     def __init__(self, n_in, hidden, k=None, rng=None, dtype=np.float32, name="bilstm"):
         sizes = (hidden, hidden) if np.isscalar(hidden) else tuple(hidden)
+        if len(sizes) != 2:
+            raise ValueError(f"{name}: hidden is one size or a pair (forward, backward), got {hidden!r}")
+        for size in sizes:
+            check_positive_int(name, "each hidden size", size)
+        self.name = name
         self.directions = [LSTM(n_in, size, k and min(k, size), rng, dtype, f"{name}.{direction}")
                            for size, direction in zip(sizes, ("forward", "backward"))]
 
@@ -141,6 +146,8 @@ class BiLSTM(Layer):
 
     def backward(self, dy, need_dx=True):
         ahead, behind = self.directions
+        check_forward_done(self.name, ahead.hidden)
+        check_same_shape(self.name, dy, (ahead.hidden.shape[0], ahead.n_out + behind.n_out))
         dx_ahead = ahead.backward(dy[:, :ahead.n_out], need_dx)
         dx_behind = behind.backward(dy[::-1, ahead.n_out:], need_dx)
         return dx_ahead + dx_behind[::-1] if need_dx else None

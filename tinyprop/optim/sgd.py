@@ -21,6 +21,8 @@ class SGD(Optimizer):
     def __init__(self, params, lr, decay_rate=1.0, decay_steps=1, **kwargs):
         if not 0 < decay_rate <= 1:
             raise ValueError(f"SGD: decay_rate must be in (0, 1], got {decay_rate!r}")
+        if not decay_steps > 0:
+            raise ValueError(f"SGD: decay_steps must be positive, got {decay_steps!r}")
         self.decay_rate = decay_rate
         self.decay_steps = decay_steps
         super().__init__(params, lr, **kwargs)
