@@ -15,7 +15,7 @@ import click  # noqa: E402
 
 from tasks import mnist, parse, pos  # noqa: E402
 from tasks.config import (LSTM_NETS, MNIST_NETS, OPTIMIZERS, OPTION_NAMES, PARSE_DEFAULTS, POS_DEFAULTS,  # noqa: E402
-                          ConfigError, make_settings, read_nnmnist_config)
+                          ConfigError, Settings, make_settings, read_nnmnist_config)
 from tasks.files import DataError, read_model_file  # noqa: E402
 from tasks.training import TrainingDiverged  # noqa: E402
 from tinyprop import __version__  # noqa: E402
@@ -141,6 +141,39 @@ def train(ctx, config_path):
         ctx.invoke(train_mnist)
 
 
+def training_options(task, batch_unit, example_unit, data_help, defaults=None):
+    """The options every task has, with the task's defaults (those that differ from Settings') in their help.
+    A mini-batch counts `batch_unit`, --max-examples `example_unit` (a parser's mini-batch is of transitions,
+    its splits of sentences)."""
+    def default(field):
+        return (defaults or {}).get(field, getattr(Settings, field))
+    options = [
+        click.option("--batch", type=int, help=f"{batch_unit} per mini-batch. [{default('batch')}]"),
+        click.option("--epochs", type=int, help=f"Epochs. [{default('epochs')}]"),
+        click.option("--iter-per-epoch", type=int,
+                     help=f"Parts per epoch; dev is scored after each. [{default('iter_per_epoch')}]"),
+        click.option("--optim", type=click.Choice(OPTIMIZERS), help=f"Optimizer. [{default('optim')}]"),
+        click.option("--lr", type=float, help=f"Learning rate. [{default('lr')}]"),
+        click.option("--seed", type=int, help="Random seed; negative: from the clock (recorded). [-1]"),
+        click.option("--dense-updates", is_flag=True, default=None,
+                     help="Update every row every step (as the authors' Adam does), not only rows that received "
+                          "gradient."),
+        click.option("--clip-bound", type=float, help="Clip each gradient entry to [-c, c]; 0: off. [5]"),
+        click.option("--train-cycle", type=int,
+                     help="meSimp: epochs per cycle; even cycles prune, odd ones do not. [5]"),
+        click.option("--max-examples", type=int, help=f"Use at most N {example_unit} of each split (quick runs)."),
+        click.option("--data-dir", type=click.Path(file_okay=False), callback=not_empty, help=data_help),
+        click.option("--out", "out_dir", type=click.Path(file_okay=False), callback=not_empty,
+                     help=f"Output folder. [runs/{task}-NET-TIME]"),
+    ]
+
+    def apply(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return apply
+
+
 @train.command("mnist")
 @click.option("--net", type=click.Choice(MNIST_NETS),
               help="mlp: dense MLP; mlptop: meProp top-k; mlprand: random k; mlpvar: meSimp; cnn: dense CNN; "
@@ -151,27 +184,14 @@ def train(ctx, config_path):
 @click.option("--unified", is_flag=True, default=None, help="mlptop with one top-k set per mini-batch.")
 @click.option("--hidden", type=int, help="MLP: hidden layer size. [500]")
 @click.option("--layers", type=int, help="MLP: linear layers, counting the output layer. [3]")
-@click.option("--batch", type=int, help="Mini-batch size. [10]")
-@click.option("--epochs", type=int, help="Epochs. [20]")
-@click.option("--iter-per-epoch", type=int, help="Parts per epoch; dev is evaluated after each. [8]")
-@click.option("--optim", type=click.Choice(OPTIMIZERS), help="Optimizer. [adam]")
-@click.option("--lr", type=float, help="Learning rate. [0.001]")
 @click.option("--dropout", type=float, help="Dropout rate after each hidden layer. [0]")
-@click.option("--seed", type=int, help="Random seed; negative: from the clock (recorded). [-1]")
-@click.option("--dense-updates", is_flag=True, default=None,
-              help="Update every row every step (nnmnist), not only rows that received gradient.")
-@click.option("--clip-bound", type=float, help="Clip each gradient entry to [-c, c]; 0: off. [5]")
 @click.option("--l2", type=float, help="L2 regularisation factor. [0]")
 @click.option("--decay-rate", type=float, help="SGD learning-rate decay (nnmnist's DecayRate). [0.09]")
 @click.option("--eps", type=float, help="AdaGrad epsilon. [1e-6]")
 @click.option("--prune", type=float, help="mlpvar: prune rate; a unit is removed when fewer than this share of "
                                         "the examples since the last pruning had it in their top-k. [0.1]")
-@click.option("--train-cycle", type=int, help="mlpvar: epochs per cycle; even cycles prune, odd ones do not. [5]")
-@click.option("--max-examples", type=int, help="Use at most N examples of each split (quick runs).")
-@click.option("--data-dir", type=click.Path(file_okay=False), callback=not_empty,
-              help="Folder with the MNIST files; else $TINYPROP_DATA, else ~/.cache/tinyprop (downloaded).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), callback=not_empty,
-              help="Output folder. [runs/mnist-NET-TIME]")
+@training_options("mnist", "Examples", "examples",
+                  "Folder with the MNIST files; else $TINYPROP_DATA, else ~/.cache/tinyprop (downloaded).")
 @click.option("--config", hidden=True, expose_value=False, callback=config_goes_first)
 @click.pass_context
 def train_mnist(ctx, out_dir, **options):
@@ -185,33 +205,7 @@ def train_mnist(ctx, out_dir, **options):
                                    config_path=config_path))
 
 
-def treebank_options(task, unit, defaults):
-    """The options that the tasks on UD English EWT share, with the task's defaults in their help."""
-    options = [
-        click.option("--batch", type=int, help=f"{unit} per mini-batch. [{defaults['batch']}]"),
-        click.option("--epochs", type=int, help=f"Epochs. [{defaults['epochs']}]"),
-        click.option("--iter-per-epoch", type=int,
-                     help=f"Parts per epoch; dev is scored after each. [{defaults['iter_per_epoch']}]"),
-        click.option("--optim", type=click.Choice(OPTIMIZERS), help="Optimizer. [adam]"),
-        click.option("--lr", type=float, help=f"Learning rate. [{defaults['lr']}]"),
-        click.option("--seed", type=int, help="Random seed; negative: from the clock (recorded). [-1]"),
-        click.option("--dense-updates", is_flag=True, default=None,
-                     help="Update every row every step (as the authors' Adam does), not only rows that received "
-                          "gradient."),
-        click.option("--clip-bound", type=float, help="Clip each gradient entry to [-c, c]; 0: off. [5]"),
-        click.option("--train-cycle", type=int, help="meSimp: epochs per cycle; even cycles prune. [5]"),
-        click.option("--max-examples", type=int, help="Use at most N sentences of each split (quick runs)."),
-        click.option("--data-dir", type=click.Path(file_okay=False), callback=not_empty,
-                     help="Folder with ud-english-ewt/en_ewt-ud-{train,dev,test}.conllu; else $TINYPROP_DATA."),
-        click.option("--out", "out_dir", type=click.Path(file_okay=False), callback=not_empty,
-                     help=f"Output folder. [runs/{task}-NET-TIME]"),
-    ]
-
-    def apply(command):
-        for option in reversed(options):
-            command = option(command)
-        return command
-    return apply
+EWT_HELP = "Folder with ud-english-ewt/en_ewt-ud-{train,dev,test}.conllu; else $TINYPROP_DATA."
 
 
 def no_config_file(ctx, task):
@@ -228,7 +222,7 @@ def no_config_file(ctx, task):
 @click.option("--prune", type=float, help="mlpvar: prune rate. [0.1]")
 @click.option("--dropout", type=float,
               help="Dropout rate on the hidden layer, as Chen and Manning; 0: none, the papers' Table 2. [0.5]")
-@treebank_options("parse", "Transitions", PARSE_DEFAULTS)
+@training_options("parse", "Transitions", "sentences", EWT_HELP, PARSE_DEFAULTS)
 @click.pass_context
 def train_parse(ctx, out_dir, **options):
     """Train Chen and Manning's transition parser (48 features, hidden 500, cube) on UD English EWT.
@@ -249,7 +243,7 @@ def train_parse(ctx, out_dir, **options):
                                         "the time steps since the last pruning had it in some gate's top-k. [0.08]")
 @click.option("--dropout", type=float,
               help="Dropout rate on the BiLSTM's output, as the papers' Table 4; 0: none, their Table 2. [0.5]")
-@treebank_options("pos", "Sentences", POS_DEFAULTS)
+@training_options("pos", "Sentences", "sentences", EWT_HELP, POS_DEFAULTS)
 @click.pass_context
 def train_pos(ctx, out_dir, **options):
     """Train the papers' tagger (BiLSTM, 500 units per direction, one sentence per mini-batch) on the

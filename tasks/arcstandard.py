@@ -15,6 +15,11 @@ SHIFT = 0
 NONE = -1  # an empty position (no such word)
 
 
+def transition_count(n_labels):
+    """SHIFT, and a LEFT-ARC and a RIGHT-ARC for each of the labels."""
+    return 1 + 2 * n_labels
+
+
 class Configuration:
     """A parser state for a sentence of n words."""
 

@@ -267,6 +267,10 @@ def build_cnn(net="cnn", k=None, ratio=None, dropout=0.0, n_out=10, rng=None):
     return Sequential(layers)
 
 
+def linear_layers(model):
+    return [layer for layer in model.layers if isinstance(layer, Linear)]
+
+
 class MnistTask(ClassifierTask):
     """Data, model and evaluation of the MNIST task, driven by tasks.training.train."""
 
@@ -279,9 +283,6 @@ class MnistTask(ClassifierTask):
     @property
     def train_size(self):
         return self.data.splits["train"][1].shape[0]
-
-    def linear_layers(self):
-        return [layer for layer in self.model.layers if isinstance(layer, Linear)]
 
     def product_layers(self):
         """The layers whose backward is a matrix product, timed as the papers' "backprop time"."""
@@ -306,7 +307,7 @@ class MnistTask(ClassifierTask):
 
     def sizes(self):
         """Input size, then the widths of the fully connected layers (meSimp changes the hidden ones)."""
-        return self.meta["sizes"][:1] + [layer.n_out for layer in self.linear_layers()]
+        return self.meta["sizes"][:1] + [layer.n_out for layer in linear_layers(self.model)]
 
     def model_arrays(self):
         return model_file_arrays(self.model.params(), dict(self.meta, sizes=self.sizes()))
@@ -349,7 +350,8 @@ def describe(meta):
 
 
 def run(settings, out_dir, log=print):
-    """Train the MNIST MLP or CNN that `settings` describe; write config.json, metrics.jsonl, model.npz, summary.json."""
+    """Train the MNIST MLP or CNN that `settings` describe; write config.json, metrics.jsonl, model.npz and
+    summary.json."""
     seed = resolve_seed(settings.seed)
     explicit = dict(train_images=settings.train_file, train_labels=settings.train_label_file,
                     test_images=settings.test_file, test_labels=settings.test_label_file)
@@ -372,7 +374,7 @@ def run(settings, out_dir, log=print):
     optimizer = make_optimizer(settings, model.params(), data.splits["train"][1].shape[0])
     simplifier = None
     if settings.net == "mlpvar":
-        linears = [layer for layer in model.layers if isinstance(layer, Linear)]
+        linears = linear_layers(model)
         simplifier = Simplifier(zip(linears[:-1], linears[1:]), settings.prune)
     task = MnistTask(data, model, optimizer, meta, simplifier)
     start_run(task, settings, seed, out_dir)

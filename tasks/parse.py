@@ -13,13 +13,14 @@ import collections
 
 import numpy as np
 
-from tasks.arcstandard import NULL, ROOT, SHIFT, UNKNOWN, Configuration, features, oracle_transitions
+from tasks.arcstandard import (NULL, ROOT, SHIFT, UNKNOWN, Configuration, features, oracle_transitions,
+                              transition_count)
 from tasks.config import ConfigError, resolve_seed
 from tasks.conllu import locate_treebank, read_splits, write_conllu
 from tasks.files import (DataError, evaluation_data, load_parameters, model_file_arrays, read_model_file,
                          training_data)
 from tasks.training import ClassifierTask, make_optimizer, param_count, start_run, train, write_summary
-from tinyprop.layers import Cube, Dropout, Embedding, Layer, Linear
+from tinyprop.layers import Cube, Dropout, Embedding, Embeddings, Layer, Linear
 from tinyprop.mesimp import Simplifier
 
 N_WORDS, N_TAGS, N_LABELS = 18, 18, 12  # Chen and Manning's 48 features
@@ -96,34 +97,28 @@ class ParserModel(Layer):
 
     def __init__(self, vocabulary, hidden=500, k=None, k_out=None, dropout=0.0, rng=None):
         rng = rng if rng is not None else np.random.default_rng()
-        n_transitions = 1 + 2 * len(vocabulary.labels)
-        self.embeddings = [Embedding(ROOT + 1 + len(vocabulary.words), EMBEDDING_DIM, rng=rng, name="words"),
-                           Embedding(ROOT + 1 + len(vocabulary.tags), EMBEDDING_DIM, rng=rng, name="tags"),
-                           Embedding(1 + len(vocabulary.labels), EMBEDDING_DIM, rng=rng, name="labels")]
+        self.embeddings = Embeddings([Embedding(ROOT + 1 + len(vocabulary.words), EMBEDDING_DIM, rng=rng, name="words"),
+                                      Embedding(ROOT + 1 + len(vocabulary.tags), EMBEDDING_DIM, rng=rng, name="tags"),
+                                      Embedding(1 + len(vocabulary.labels), EMBEDDING_DIM, rng=rng, name="labels")],
+                                     [N_WORDS, N_TAGS, N_LABELS])
         # k is capped by the layer's width: a model meSimp shrank below k is rebuilt with k = width
         self.hidden = Linear((N_WORDS + N_TAGS + N_LABELS) * EMBEDDING_DIM, hidden, k=k and min(k, hidden),
                              rng=rng, name="hidden")
         self.cube = Cube()
         self.dropout = Dropout(dropout, rng)
-        self.output = Linear(hidden, n_transitions, k=k_out, rng=rng, name="output")
-        self.slices = [slice(0, N_WORDS), slice(N_WORDS, N_WORDS + N_TAGS), slice(N_WORDS + N_TAGS, None)]
+        self.output = Linear(hidden, transition_count(len(vocabulary.labels)), k=k_out, rng=rng, name="output")
 
     def params(self):
-        return [param for layer in self.embeddings + [self.hidden, self.output] for param in layer.params()]
+        return [param for layer in (self.embeddings, self.hidden, self.output) for param in layer.params()]
 
     def forward(self, feats):
-        embedded = np.concatenate([layer.forward(feats[:, part])
-                                   for layer, part in zip(self.embeddings, self.slices)], axis=1)
+        embedded = self.embeddings.forward(feats)
         return self.output.forward(self.dropout.forward(self.cube.forward(self.hidden.forward(embedded))))
 
     def backward(self, dlogits, need_dx=False):
         """Gradients of every parameter; the input (feature ids) has none, so need_dx is ignored."""
-        dembedded = self.hidden.backward(self.cube.backward(self.dropout.backward(self.output.backward(dlogits))))
-        start = 0
-        for layer, part in zip(self.embeddings, self.slices):
-            width = layer.ids.shape[1] * EMBEDDING_DIM
-            layer.backward(dembedded[:, start:start + width])
-            start += width
+        self.embeddings.backward(
+            self.hidden.backward(self.cube.backward(self.dropout.backward(self.output.backward(dlogits)))))
 
     def train(self, mode=True):
         """Dropout on in training, off when parsing."""
@@ -132,7 +127,7 @@ class ParserModel(Layer):
 
 
 def legal_mask(config, n_labels):
-    mask = np.zeros(1 + 2 * n_labels, dtype=bool)
+    mask = np.zeros(transition_count(n_labels), dtype=bool)
     mask[SHIFT] = config.can_shift()
     mask[1:1 + n_labels] = config.can_left()
     mask[1 + n_labels:] = config.can_right()
@@ -222,7 +217,7 @@ def run(settings, out_dir, log=print):
     paths = locate_treebank(settings.data_dir)
     splits = read_splits(paths, settings.max_examples)
     vocabulary = Vocabulary(splits["train"])
-    n_transitions = 1 + 2 * len(vocabulary.labels)
+    n_transitions = transition_count(len(vocabulary.labels))
     k = settings.k if settings.meprop else None
     k_out = (settings.k_out or settings.k) if settings.meprop else None
     if k_out is not None and not 1 <= k_out < n_transitions:

@@ -23,7 +23,7 @@ from tasks.config import resolve_seed
 from tasks.conllu import locate_treebank, read_splits
 from tasks.files import evaluation_data, load_parameters, model_file_arrays, read_model_file, training_data
 from tasks.training import ClassifierTask, make_optimizer, param_count, start_run, train, write_summary
-from tinyprop.layers import BiLSTM, Dropout, Embedding, Layer, Linear
+from tinyprop.layers import BiLSTM, Dropout, Embedding, Embeddings, Layer, Linear
 from tinyprop.mesimp import ColumnBlock, Simplifier
 
 UNKNOWN = 0
@@ -88,32 +88,26 @@ class TaggerModel(Layer):
         """hidden: units of both LSTMs, or of the forward and the backward one (they differ once meSimp
         has run)."""
         rng = rng if rng is not None else np.random.default_rng()
-        self.embeddings = [Embedding(1 + len(vocabulary.words), WORD_DIM, scale=0.1, rng=rng, name="words"),
-                           Embedding(1 + len(vocabulary.suffixes), SUFFIX_DIM, scale=0.1, rng=rng, name="suffixes"),
-                           Embedding(N_SHAPES, SHAPE_DIM, scale=0.1, rng=rng, name="shapes")]
+        self.embeddings = Embeddings(
+            [Embedding(1 + len(vocabulary.words), WORD_DIM, scale=0.1, rng=rng, name="words"),
+             Embedding(1 + len(vocabulary.suffixes), SUFFIX_DIM, scale=0.1, rng=rng, name="suffixes"),
+             Embedding(N_SHAPES, SHAPE_DIM, scale=0.1, rng=rng, name="shapes")], [1, 1, 1])
         self.bilstm = BiLSTM(WORD_DIM + SUFFIX_DIM + SHAPE_DIM, hidden, k=k, rng=rng)
         self.dropout = Dropout(dropout, rng)
         self.output = Linear(sum(self.hidden_sizes()), len(vocabulary.tags), rng=rng, name="output")
 
     def params(self):
-        return [param for layer in self.embeddings + [self.bilstm, self.output] for param in layer.params()]
+        return [param for layer in (self.embeddings, self.bilstm, self.output) for param in layer.params()]
 
     def hidden_sizes(self):
         return [lstm.n_out for lstm in self.bilstm.directions]
 
     def forward(self, ids):
-        embedded = np.concatenate([layer.forward(ids[:, column:column + 1])
-                                   for column, layer in enumerate(self.embeddings)], axis=1)
-        return self.output.forward(self.dropout.forward(self.bilstm.forward(embedded)))
+        return self.output.forward(self.dropout.forward(self.bilstm.forward(self.embeddings.forward(ids))))
 
     def backward(self, dlogits, need_dx=False):
         """Gradients of every parameter; the input (ids) has none, so need_dx is ignored."""
-        dembedded = self.bilstm.backward(self.dropout.backward(self.output.backward(dlogits)))
-        start = 0
-        for layer in self.embeddings:
-            width = layer.weight.shape[1]
-            layer.backward(dembedded[:, start:start + width])
-            start += width
+        self.embeddings.backward(self.bilstm.backward(self.dropout.backward(self.output.backward(dlogits))))
 
     def train(self, mode=True):
         """Dropout on in training, off when tagging."""

@@ -12,7 +12,7 @@ from tasks.conllu import locate_treebank, read_conllu
 from tasks.files import DataError
 from tasks.parse import ParserModel, Vocabulary, oracle_examples
 from tinyprop.gradcheck import grad_check, numerical_gradient
-from tinyprop.layers import Cube, Embedding
+from tinyprop.layers import Cube, Embedding, Embeddings
 
 WORD = "{id}\t{form}\t_\t{upos}\tX\t_\t{head}\t{rel}\t_\t_"
 
@@ -135,6 +135,22 @@ def test_embedding_gradient_touches_only_the_rows_used(rng):
     assert np.flatnonzero(layer.weight.rows_with_grad).tolist() == [0, 1, 4, 6]
     with pytest.raises(ValueError, match=r"integer ids \(batch, n\) in \[0, 7\)"):
         layer.forward(np.array([[7]]))
+
+
+def test_embeddings_side_by_side_give_each_table_its_columns_and_gradient(rng):
+    words, tags = Embedding(7, 3, rng=rng, dtype=np.float64), Embedding(4, 2, rng=rng, dtype=np.float64)
+    layer = Embeddings([words, tags], [2, 1])
+    ids = np.array([[1, 6, 3], [0, 1, 2]])
+    out = layer.forward(ids)
+    np.testing.assert_array_equal(out, np.concatenate([words.weight.value[ids[:, :2]].reshape(2, 6),
+                                                       tags.weight.value[ids[:, 2:]].reshape(2, 2)], axis=1))
+    weights = rng.standard_normal((2, 8))
+    layer.backward(weights)
+    for table in (words, tags):
+        numeric = numerical_gradient(lambda: float((layer.forward(ids) * weights).sum()), table.weight.value)
+        np.testing.assert_allclose(table.weight.grad, numeric, atol=1e-7)
+    with pytest.raises(ValueError, match=r"expected ids of shape \(batch, 3\), got shape \(2, 2\)"):
+        layer.forward(ids[:, :2])
 
 
 def test_parser_dropout_acts_in_training_only(rng):

@@ -2,11 +2,11 @@
 from tinyprop.layers.activations import Cube, Dropout, ReLU, Sigmoid, Tanh
 from tinyprop.layers.base import Layer
 from tinyprop.layers.conv import Conv2d, MaxPool2d, Reshape
-from tinyprop.layers.embedding import Embedding
+from tinyprop.layers.embedding import Embedding, Embeddings
 from tinyprop.layers.linear import SELECTIONS, Linear
 from tinyprop.layers.lstm import LSTM, BiLSTM
 from tinyprop.layers.loss import SoftmaxCrossEntropy
 from tinyprop.layers.sequential import Sequential
 
-__all__ = ["BiLSTM", "Conv2d", "Cube", "Dropout", "Embedding", "Layer", "Linear", "LSTM", "MaxPool2d", "ReLU",
-           "Reshape", "SELECTIONS", "Sequential", "Sigmoid", "SoftmaxCrossEntropy", "Tanh"]
+__all__ = ["BiLSTM", "Conv2d", "Cube", "Dropout", "Embedding", "Embeddings", "Layer", "Linear", "LSTM", "MaxPool2d",
+           "ReLU", "Reshape", "SELECTIONS", "Sequential", "Sigmoid", "SoftmaxCrossEntropy", "Tanh"]

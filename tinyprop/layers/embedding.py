@@ -42,3 +42,38 @@ class Embedding(Layer):
                     self.weight.rows_with_grad)
         return None
 
+
+
+class Embeddings(Layer):
+    """Several lookup tables side by side: ids (batch, sum of widths) -> (batch, sum of width_i * dim_i).
+
+    Table i reads the next `widths[i]` columns of ids (a parser's 18 word features, say), and
+    the outputs follow in the same order. backward hands each table its piece of dy.
+    """
+
+    def __init__(self, tables, widths):
+        if len(tables) != len(widths):
+            raise ValueError(f"Embeddings: {len(tables)} tables but {len(widths)} widths")
+        for width in widths:
+            check_positive_int("Embeddings", "each width", width)
+        self.tables, self.widths = list(tables), list(widths)
+        self.ends = np.cumsum(self.widths)  # table i reads ids[:, ends[i] - widths[i]:ends[i]]
+
+    def params(self):
+        return [param for table in self.tables for param in table.params()]
+
+    def forward(self, ids):
+        if getattr(ids, "ndim", None) != 2 or ids.shape[1] != self.ends[-1]:
+            got = f"shape {ids.shape}" if hasattr(ids, "shape") else type(ids).__name__
+            raise ValueError(f"Embeddings: expected ids of shape (batch, {self.ends[-1]}), got {got}")
+        return np.concatenate([table.forward(ids[:, end - width:end])
+                               for table, width, end in zip(self.tables, self.widths, self.ends)], axis=1)
+
+    def backward(self, dy, need_dx=True):
+        """Only the tables' gradients: ids have none."""
+        start = 0
+        for table, width in zip(self.tables, self.widths):
+            size = width * table.weight.shape[1]
+            table.backward(dy[:, start:start + size])
+            start += size
+        return None
