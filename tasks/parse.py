@@ -102,23 +102,23 @@ class ParserModel(Layer):
                                       Embedding(1 + len(vocabulary.labels), EMBEDDING_DIM, rng=rng, name="labels")],
                                      [N_WORDS, N_TAGS, N_LABELS])
         # k is capped by the layer's width: a model meSimp shrank below k is rebuilt with k = width
-        self.hidden = Linear((N_WORDS + N_TAGS + N_LABELS) * EMBEDDING_DIM, hidden, k=k and min(k, hidden),
-                             rng=rng, name="hidden")
+        self.hidden_layer = Linear((N_WORDS + N_TAGS + N_LABELS) * EMBEDDING_DIM, hidden, k=k and min(k, hidden),
+                                   rng=rng, name="hidden")
         self.cube = Cube()
         self.dropout = Dropout(dropout, rng)
         self.output = Linear(hidden, transition_count(len(vocabulary.labels)), k=k_out, rng=rng, name="output")
 
     def params(self):
-        return [param for layer in (self.embeddings, self.hidden, self.output) for param in layer.params()]
+        return [param for layer in (self.embeddings, self.hidden_layer, self.output) for param in layer.params()]
 
     def forward(self, feats):
         embedded = self.embeddings.forward(feats)
-        return self.output.forward(self.dropout.forward(self.cube.forward(self.hidden.forward(embedded))))
+        return self.output.forward(self.dropout.forward(self.cube.forward(self.hidden_layer.forward(embedded))))
 
     def backward(self, dlogits, need_dx=False):
         """Gradients of every parameter; the input (feature ids) has none, so need_dx is ignored."""
         self.embeddings.backward(
-            self.hidden.backward(self.cube.backward(self.dropout.backward(self.output.backward(dlogits)))))
+            self.hidden_layer.backward(self.cube.backward(self.dropout.backward(self.output.backward(dlogits)))))
 
     def train(self, mode=True):
         """Dropout on in training, off when parsing."""
@@ -185,7 +185,7 @@ class ParseTask(ClassifierTask):
         return self.targets.shape[0]
 
     def product_layers(self):
-        return [self.model.hidden, self.model.output]
+        return [self.model.hidden_layer, self.model.output]
 
     def train_step(self, indices):
         return self.step(self.feats[indices], self.targets[indices])
@@ -198,7 +198,7 @@ class ParseTask(ClassifierTask):
         return float("nan"), uas, dict(las=las)
 
     def model_arrays(self):
-        meta = dict(self.meta, hidden=self.model.hidden.n_out, vocabulary=self.vocabulary.to_json())
+        meta = dict(self.meta, hidden=self.model.hidden_layer.n_out, vocabulary=self.vocabulary.to_json())
         return model_file_arrays(self.model.params(), meta)
 
 
@@ -224,7 +224,7 @@ def run(settings, out_dir, log=print):
         raise ConfigError(f"--k-out: must be at least 1 and smaller than the {n_transitions} transitions, got {k_out}")
     rng = np.random.default_rng(seed)
     model = ParserModel(vocabulary, settings.hidden, k, k_out, settings.dropout, rng)
-    simplifier = Simplifier([(model.hidden, model.output)], settings.prune) if settings.net == "mlpvar" else None
+    simplifier = Simplifier([(model.hidden_layer, model.output)], settings.prune) if settings.net == "mlpvar" else None
     meta = dict(task="parse", net=settings.net, k=k, k_out=k_out, **training_data(paths, settings.max_examples))
     task = ParseTask(splits, vocabulary, model, None, meta, simplifier)
     task.optimizer = make_optimizer(settings, model.params(), task.train_size)
@@ -237,7 +237,7 @@ def run(settings, out_dir, log=print):
                    skipped_non_projective=task.skipped, train_transitions=task.train_size)
     summary.update(train(task, settings, seed, out_dir, log))
     summary.update(param_count=param_count(model.params()),
-                   hidden_sizes=[model.hidden.n_out])
+                   hidden_sizes=[model.hidden_layer.n_out])
     if simplifier is not None:
         summary.update(original_hidden_sizes=[settings.hidden], prune=settings.prune, train_cycle=settings.train_cycle)
         log(f"final hidden size {simplifier.describe()}")

@@ -167,7 +167,7 @@ def test_parser_dropout_acts_in_training_only(rng):
     assert 0.3 < dropped.mean() < 0.7 and np.all(model.dropout.scale[~dropped] == 2.0)
     dlogits = rng.standard_normal((6, 5)).astype(np.float32)
     model.backward(dlogits)  # the output layer's gradient sees the hidden layer as dropout left it
-    kept_hidden = model.cube.forward(model.hidden.forward(model.hidden.x)) * model.dropout.scale
+    kept_hidden = model.cube.forward(model.hidden_layer.forward(model.hidden_layer.x)) * model.dropout.scale
     np.testing.assert_allclose(model.output.weight.grad, dlogits.T @ kept_hidden, rtol=1e-5, atol=1e-6)
 
 
