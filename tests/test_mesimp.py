@@ -1,4 +1,4 @@
-"""meSimp: the activity record, physical removal with column propagation, cycled training."""
+"""meSimp: the activity record, physical removal with column propagation, a run end to end (its cycles: test_training)."""
 import json
 import os
 
@@ -7,9 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from tasks.config import ConfigError, make_settings
 from tasks.mnist import build_mlp, load_model
-from tasks.training import Timers, start_run, train
 from tinyprop.mesimp import ActivityRecord, Simplifier
 from tinyprop.layers import Linear, SoftmaxCrossEntropy
 from tinyprop.optim import Adam
@@ -37,6 +35,8 @@ def test_threshold_rule_is_nnmnists():
     record.counts[:] = [1, 2, 3, 0]
     record.examples = 25
     assert record.units_to_keep(0.1).tolist() == [1, 2]  # theta = int(25 x 0.1) = 2
+    record.examples = 27
+    assert record.units_to_keep(0.1).tolist() == [1, 2]  # int(2.7) = 2: truncated, not rounded to 3
     assert record.units_to_keep(0.0).tolist() == [0, 1, 2, 3]  # rate 0 removes nothing
     assert record.units_to_keep(1.0).tolist() == [2]  # never below one unit: the most active stays
 
@@ -101,65 +101,6 @@ def test_optimizer_state_follows_the_parameters_and_training_continues(rng):
     model.backward(loss.backward(), need_dx=False)
     optimizer.step()
     assert np.isfinite(model.forward(x)).all()
-
-
-class FakeTask:
-    """Enough of a task to watch the training loop's cycles; it is its own optimizer and simplifier."""
-
-    train_size = 4
-    score_name = "acc"
-
-    def __init__(self):
-        self.simplifier = self.optimizer = self.model = self
-        self.resets = self.prunings = 0
-        self.timers = Timers()
-
-    def reset(self):
-        self.resets += 1
-
-    def params(self):
-        return []
-
-    def prune(self):
-        self.prunings += 1
-
-    def sizes(self):
-        return [1]
-
-    def describe(self):
-        return "1(1)"
-
-    def train_step(self, indices):
-        return 0.0, 0, len(indices)
-
-    def evaluate(self, split):
-        return 0.0, 50.0, {}
-
-    def product_layers(self):
-        return []
-
-    def model_arrays(self):
-        return {"w": np.zeros(1)}
-
-
-def test_cycles_prune_in_even_cycles_and_reset_the_optimizer_at_each_cycle_start(tmp_path):
-    task = FakeTask()
-    settings = make_settings({}, dict(net="mlpvar", epochs=5, train_cycle=2, iter_per_epoch=2, batch=2))
-    lines = []
-    train(task, settings, seed=0, out_dir=str(tmp_path), log=lines.append)
-    records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
-    pruned = [(r["epoch"], r["part"]) for r in records if "pruned_sizes" in r]
-    assert pruned == [(1, 1), (1, 2), (2, 1), (2, 2), (5, 1), (5, 2)]  # cycles 0 and 2 prune; cycle 1 does not
-    assert task.prunings == 6 and sum(line.startswith("  dims:") for line in lines) == 6
-    assert task.resets == 2  # at the start of epochs 3 and 5
-
-
-def test_more_parts_than_examples_is_a_config_error(tmp_path):
-    settings = make_settings({}, dict(net="mlpvar", epochs=1, iter_per_epoch=5))
-    with pytest.raises(ConfigError, match=r"--iter-per-epoch \(IterPerEpoch\): 5 parts of an epoch, "
-                                          r"but the training set has only 4 examples"):
-        start_run(FakeTask(), settings, seed=0, out_dir=str(tmp_path / "run"))
-    assert not (tmp_path / "run").exists()
 
 
 def test_a_model_pruned_below_k_is_rebuilt_with_k_capped():

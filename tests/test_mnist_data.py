@@ -84,8 +84,12 @@ def test_both_naming_styles_and_the_split(tmp_path, dotted, compress, subfolder)
     dev_x, dev_y = data.splits["dev"]
     assert dev_x.shape == (5000, 784) and train_x.shape == (10, 784) and data.splits["test"][0].shape == (20, 784)
     assert train_x.dtype == np.uint8
+    assert np.array_equal(dev_x, arrays["train_images"][:5000].reshape(5000, 784))
     assert np.array_equal(dev_y, arrays["train_labels"][:5000])
     assert np.array_equal(train_x, arrays["train_images"][5000:].reshape(10, 784))
+    assert np.array_equal(train_y, arrays["train_labels"][5000:])
+    test_x, test_y = data.splits["test"]
+    assert np.array_equal(test_x, arrays["test_images"].reshape(20, 784)) and np.array_equal(test_y, arrays["test_labels"])
 
 
 def test_image_and_label_counts_must_agree(tmp_path):

@@ -82,6 +82,12 @@ def test_adagrad_and_sgd_rules(rng):
     g = param.grad.astype(np.float64)
     optimizer.step()
     np.testing.assert_allclose(param.value, w0 - 0.1 * g / np.sqrt(g * g + 1e-6), rtol=1e-5)
+    small = make_param(rng, (1,))
+    small.value[:] = 0.0
+    small.grad[:] = 1e-3  # where eps matters: inside the root -0.0707, outside it -0.0999
+    small.mark_all_rows()
+    AdaGrad([small], lr=0.1, eps=1e-6).step()
+    np.testing.assert_allclose(small.value, -0.1 * 1e-3 / np.sqrt(2e-6), rtol=1e-5)
 
     param = make_param(rng, (2, 2))
     w0 = param.value.astype(np.float64)

@@ -99,6 +99,18 @@ def test_features_of_a_hand_built_configuration():
     assert ids[36:38] == [config.labels[3] + 1, config.labels[5] + 1] and ids[44] == config.labels[2] + 1
 
 
+def test_features_with_words_left_in_the_buffer_and_two_right_dependents():
+    config = Configuration(5)
+    for transition in (SHIFT, SHIFT):
+        config.apply(transition, n_labels=1)
+    assert feature_tokens(config)[:6] == [2, 1, 0, 3, 4, 5]  # s0 s1 s2, then b0 b1 b2
+    config = Configuration(3)
+    for transition in (SHIFT, SHIFT, 2, SHIFT, 2):  # 2: RIGHT-ARC with the one label
+        config.apply(transition, n_labels=1)
+    assert config.stack == [0, 1] and config.right[1] == [2, 3]
+    assert feature_tokens(config)[6:10] == [NONE, 3, NONE, 2]  # lc1, rc1, lc2, rc2 of s0 = 1
+
+
 def test_oracle_examples_are_the_oracle_replayed_and_skip_the_non_projective(tmp_path):
     path = tmp_path / "two.conllu"
     projective = [("The", "DET", 2, "det"), ("cat", "NOUN", 3, "nsubj"), ("sat", "VERB", 0, "root")]
