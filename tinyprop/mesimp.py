@@ -113,7 +113,7 @@ class ColumnBlock:
 class Simplifier:
     """meSimp over pairs (layer, consumer): prunes `layer`'s outputs and the matching inputs of `consumer`.
 
-    `layer` must run per-example top-k meProp (its backward leaves `selected`, and `dy` but in an LSTM);
+    `layer` must run per-example top-k meProp (its backward leaves `selected`; a Linear layer's also `dy`);
     the output layer of a network is never given as a `layer`. A gated layer (an LSTM: its
     `n_gates` > 1) is recorded with its gates merged.
     """

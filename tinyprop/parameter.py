@@ -12,8 +12,8 @@ class Parameter:
     """A layer's trainable tensor: its value, its gradient and its optimizer state, in one place.
 
     value, grad: (rows, ...) floats (float32 in training, float64 in gradient checks);
-    a row is the unit of sparse updates and of meSimp's removal: an output unit of a Linear
-    layer, a word of an Embedding, one gate of one unit of an LSTM.
+    a row is what sparse updates touch and meSimp removes: an output unit of a Linear layer, a
+    word of an Embedding, one gate of one unit of an LSTM (meSimp removes a unit's four together).
     state: the optimizer's arrays (Adam's moments, AdaGrad's sums), each shaped like value.
     rows_with_grad: (rows,) bool, which rows received gradient since the last `zero_grad`;
     a sparse optimizer step updates only those rows.

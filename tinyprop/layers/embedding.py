@@ -43,7 +43,6 @@ class Embedding(Layer):
         return None
 
 
-
 class Embeddings(Layer):
     """Several lookup tables side by side: ids (batch, sum of widths) -> (batch, sum of width_i * dim_i).
 
