@@ -117,6 +117,7 @@ def train(task, settings, seed, out_dir, log=print):
     summary.update(
         best_epoch=best["epoch"], best_part=best["part"],
         train_time_s=train_seconds, forward_time_s=task.timers.forward, backward_time_s=task.timers.backward,
+        # the papers' "backprop time": every matrix-product layer (Linear, and Conv2d, LSTM where the task has them)
         linear_backward_time_s=sum(layer.backward_seconds for layer in task.product_layers()),
         update_time_s=task.timers.update, wall_time_s=time.perf_counter() - start,
         peak_memory_mb=peak_memory_mb(),
