@@ -39,6 +39,16 @@ def test_missing_keys_take_nnmnist_defaults_and_options_override(tmp_path):
     assert make_settings({}, {}).batch == 10 and make_settings({}, {}).k == 80  # the papers' setting
 
 
+def test_each_nnmnist_key_sets_its_own_setting(tmp_path):
+    path = config_file(tmp_path, ClipBound=1.5, DecayRate=0.5, Eps=1e-5, HiddenSize=123, IterPerEpoch=4,
+                       L2RegFactor=0.01, LabelCount=10, Layers=4, LearningRate=0.002, MaxEpoch=7, MinibatchSize=32,
+                       NetType="mlpvar", OptType="adagrad", Prune=0.2, RandomSeed=9, TrainCycle=3, TrainTop=60)
+    s = make_settings(read_nnmnist_config(path), config_path=path)
+    assert (s.clip_bound, s.decay_rate, s.eps, s.hidden, s.iter_per_epoch, s.l2, s.label_count, s.layers, s.lr,
+            s.epochs, s.batch, s.net, s.optim, s.prune, s.seed, s.train_cycle, s.k) == (
+        1.5, 0.5, 1e-5, 123, 4, 0.01, 10, 4, 0.002, 7, 32, "mlpvar", "adagrad", 0.2, 9, 3, 60)
+
+
 def test_relative_data_paths_resolve_against_the_config_folder(tmp_path):
     (tmp_path / "train-images-idx3-ubyte").write_bytes(b"")
     values = read_nnmnist_config(config_file(tmp_path, TrainFile="train-images-idx3-ubyte"))
@@ -77,6 +87,13 @@ def test_bad_keys_and_types_name_the_key(tmp_path, values, message):
 def test_impossible_values_name_the_key(tmp_path, values, message):
     with pytest.raises(ConfigError, match=message):
         make_settings(read_nnmnist_config(config_file(tmp_path, **values)))
+
+
+def test_options_without_a_config_key_are_checked_too():
+    with pytest.raises(ConfigError, match=r"--dropout: must be in \[0, 1\), got 1.0"):
+        make_settings({}, dict(dropout=1.0))
+    with pytest.raises(ConfigError, match="--max-examples: must be at least 1, got 0"):
+        make_settings({}, dict(max_examples=0))
 
 
 def test_a_bad_value_from_the_file_names_the_file_and_one_from_the_command_line_does_not(tmp_path):

@@ -79,6 +79,19 @@ def test_spatial_topk_equals_dense_backward_of_masked_gradient(rng, ratio, kerne
     np.testing.assert_allclose(sparse.bias.grad, dy.sum(axis=(0, 2, 3)), rtol=1e-4, atol=1e-5)  # dense bias
 
 
+def test_spatial_k_is_ratio_times_positions_rounded_up_without_float_noise():
+    layer = Conv2d(1, 1, 1, ratio=0.07, rng=np.random.default_rng(0))
+    y = layer.forward(np.random.default_rng(1).standard_normal((1, 1, 10, 10)).astype(np.float32))
+    layer.backward(np.random.default_rng(2).standard_normal(y.shape).astype(np.float32))
+    assert layer.selected.shape == (1, 1, 7)  # 0.07 x 100 is 7.000000000000001 in floats
+
+
+def test_maxpool_gives_a_tied_window_gradient_to_its_first_position():
+    pool = MaxPool2d(2)
+    pool.forward(np.ones((1, 1, 2, 2), np.float32))
+    assert pool.backward(np.full((1, 1, 1, 1), 5.0, np.float32))[0, 0].tolist() == [[5.0, 0.0], [0.0, 0.0]]
+
+
 def test_conv_argument_errors():
     with pytest.raises(ValueError, match="ratio must be in"):
         Conv2d(1, 2, 3, ratio=0)

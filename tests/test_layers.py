@@ -130,6 +130,11 @@ def test_argument_errors_are_readable(rng):
         SGD(Linear(2, 2).params(), lr=0.1, decay_steps=0)
 
 
+def test_softmax_cross_entropy_shifts_each_row_by_its_own_maximum():
+    loss = SoftmaxCrossEntropy().forward(np.array([[0.0, 1.0], [-1000.0, -999.0]]), np.array([1, 1]))
+    assert loss == pytest.approx(2 * np.log1p(np.exp(-1.0)))  # a shift by the batch's maximum gives inf
+
+
 def test_a_float64_input_to_a_float32_layer_computes_in_float32(rng):
     layer = Linear(4, 3, k=2, rng=rng)
     y = layer.forward(rng.standard_normal((2, 4)))
@@ -201,14 +206,17 @@ def test_k_equal_to_width_gives_exactly_the_dense_gradients(rng, selection):
         np.testing.assert_allclose(sparse_array, dense_array, rtol=1e-6, atol=1e-6)
 
 
-def test_gradients_accumulate_until_cleared(rng):
-    layer = Linear(6, 5, k=2, rng=rng)
-    x = rng.standard_normal((3, 6)).astype(np.float32)
-    dy = rng.standard_normal((3, 5)).astype(np.float32)
-    layer.forward(x)
+@pytest.mark.parametrize("layer,x_shape", [(Linear(6, 5, k=2), (3, 6)), (Linear(6, 5), (3, 6)),
+                                           (Conv2d(2, 3, 3, padding=1), (2, 2, 5, 4)),
+                                           (LSTM(3, 4), (5, 3)), (LSTM(3, 4, k=2), (5, 3))],
+                         ids=repr)
+def test_gradients_accumulate_until_cleared(rng, layer, x_shape):
+    y = layer.forward(rng.standard_normal(x_shape).astype(np.float32))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
     layer.backward(dy)
-    once = layer.weight.grad.copy()
+    once = [param.grad.copy() for param in layer.params()]
     layer.backward(dy)
-    np.testing.assert_allclose(layer.weight.grad, 2 * once, rtol=1e-6)
+    for param, first in zip(layer.params(), once):
+        np.testing.assert_allclose(param.grad, 2 * first, rtol=1e-5, err_msg=param.name)
     layer.zero_grad()
-    assert not layer.weight.grad.any() and not layer.weight.rows_with_grad.any()
+    assert not any(param.grad.any() or param.rows_with_grad.any() for param in layer.params())

@@ -138,6 +138,15 @@ def test_lstm_checks_its_arguments():
         LSTM(3, 6).forward(np.zeros((4, 2), dtype=np.float32))
 
 
+def test_k_is_capped_by_the_units_a_direction_has(rng):
+    assert [lstm.k for lstm in BiLSTM(3, (4, 2), k=3).directions] == [3, 2]
+    lstm = LSTM(3, 6, k=4, rng=rng)
+    lstm.remove_outputs(np.array([0, 2]))  # meSimp left 2 units: k follows
+    lstm.forward(rng.standard_normal((5, 3)).astype(np.float32))
+    lstm.backward(np.ones((5, 2), np.float32))
+    assert lstm.k == 2 and lstm.selected.shape == (5, 4 * 2)
+
+
 def test_gate_record_counts_a_unit_once_per_step_whatever_its_gates():
     record = GateActivityRecord(3)
     # two steps, k=1 per gate: rows g*3 + j; step 0 uses units 0 (twice), 1, 2; step 1 uses unit 2 only

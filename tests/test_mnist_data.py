@@ -92,6 +92,16 @@ def test_both_naming_styles_and_the_split(tmp_path, dotted, compress, subfolder)
     assert np.array_equal(test_x, arrays["test_images"].reshape(20, 784)) and np.array_equal(test_y, arrays["test_labels"])
 
 
+def test_the_development_set_must_leave_images_to_train_on(tmp_path):
+    fake_mnist(tmp_path, n_train=5000)
+    with pytest.raises(DataError, match="5000 images; the first 5000 are the development set"):
+        mnist.Mnist(mnist.locate_files(str(tmp_path)))
+
+
+def test_pixels_scale_to_the_unit_interval():
+    np.testing.assert_allclose(mnist.scale_pixels(np.array([[0, 51, 255]], np.uint8)), [[0.0, 0.2, 1.0]], rtol=1e-6)
+
+
 def test_image_and_label_counts_must_agree(tmp_path):
     fake_mnist(tmp_path)
     write(tmp_path / "t10k-labels-idx1-ubyte.gz", idx_bytes(np.zeros(19)), compress=True)

@@ -88,6 +88,15 @@ def test_adagrad_and_sgd_rules(rng):
     small.mark_all_rows()
     AdaGrad([small], lr=0.1, eps=1e-6).step()
     np.testing.assert_allclose(small.value, -0.1 * 1e-3 / np.sqrt(2e-6), rtol=1e-5)
+    small.value[:] = 0.0
+    optimizer = AdaGrad([small], lr=0.1, eps=1e-6)
+    for _ in range(2):  # the squares add up over steps: 1, then 2
+        small.grad[:] = 1.0
+        small.mark_all_rows()
+        optimizer.step()
+        small.zero_grad()
+    assert small.state["sum_squares"][0] == pytest.approx(2.0)
+    np.testing.assert_allclose(small.value, -0.1 / np.sqrt(1 + 1e-6) - 0.1 / np.sqrt(2 + 1e-6), rtol=1e-5)
 
     param = make_param(rng, (2, 2))
     w0 = param.value.astype(np.float64)

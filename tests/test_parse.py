@@ -8,9 +8,9 @@ from click.testing import CliRunner
 
 from cli import main
 from tasks.arcstandard import NONE, NULL, ROOT, SHIFT, Configuration, feature_tokens, features, oracle_transitions
-from tasks.conllu import locate_treebank, read_conllu
+from tasks.conllu import Sentence, locate_treebank, read_conllu, write_conllu
 from tasks.files import DataError
-from tasks.parse import ParserModel, Vocabulary, oracle_examples
+from tasks.parse import ParserModel, Vocabulary, legal_mask, oracle_examples
 from tinyprop.gradcheck import grad_check, numerical_gradient
 from tinyprop.layers import Cube, Embedding, Embeddings
 
@@ -145,8 +145,9 @@ def test_embedding_gradient_touches_only_the_rows_used(rng):
     numeric = numerical_gradient(lambda: float((layer.forward(ids) * weights).sum()), layer.weight.value)
     np.testing.assert_allclose(layer.weight.grad, numeric, atol=1e-7)
     assert np.flatnonzero(layer.weight.rows_with_grad).tolist() == [0, 1, 4, 6]
-    with pytest.raises(ValueError, match=r"integer ids \(batch, n\) in \[0, 7\)"):
-        layer.forward(np.array([[7]]))
+    for ids in ([[7]], [[1, -1]]):
+        with pytest.raises(ValueError, match=r"integer ids \(batch, n\) in \[0, 7\)"):
+            layer.forward(np.array(ids))
 
 
 def test_embeddings_side_by_side_give_each_table_its_columns_and_gradient(rng):
@@ -181,6 +182,32 @@ def test_parser_dropout_acts_in_training_only(rng):
     model.backward(dlogits)  # the output layer's gradient sees the hidden layer as dropout left it
     kept_hidden = model.cube.forward(model.hidden_layer.forward(model.hidden_layer.x)) * model.dropout.scale
     np.testing.assert_allclose(model.output.weight.grad, dlogits.T @ kept_hidden, rtol=1e-5, atol=1e-6)
+
+
+def test_parser_vocabulary_ids_follow_the_reserved_ones_and_keep_words_seen_twice():
+    vocabulary = Vocabulary([Sentence(forms=["The", "cat"], xpos=["DT", "NN"], deprels=["det", "root"]),
+                             Sentence(forms=["the", "dog"], xpos=["DT", "NN"], deprels=["det", "root"])])
+    assert vocabulary.words == {"the": ROOT + 1} and vocabulary.tags == {"DT": ROOT + 1, "NN": ROOT + 2}
+    assert vocabulary.labels == ["det", "root"]
+
+
+def test_legal_transitions():
+    config = Configuration(2)
+    assert legal_mask(config, 3).tolist() == [True] + [False] * 6  # only the root on the stack: SHIFT
+    for transition in (SHIFT, SHIFT):
+        config.apply(transition, n_labels=3)
+    assert legal_mask(config, 3).tolist() == [False] + [True] * 6  # buffer empty: every arc, any label
+
+
+def test_written_trees_replace_heads_relations_and_clear_enhanced_dependencies(tmp_path):
+    source = tmp_path / "in.conllu"
+    source.write_text("# text = Go now\n1\tGo\t_\tVERB\tVB\t_\t0\troot\t0:root\t_\n"
+                      "2\tnow\t_\tADV\tRB\t_\t1\tadvmod\t1:advmod\t_\n\n")
+    out = tmp_path / "out.conllu"
+    write_conllu(str(out), read_conllu(str(source)), [[2, 0]], [["dep", "root"]])
+    lines = out.read_text().splitlines()
+    assert lines[0] == "# text = Go now"
+    assert [tuple(line.split("\t")[6:9]) for line in lines[1:3]] == [("2", "dep", "_"), ("0", "root", "_")]
 
 
 def test_parse_end_to_end_through_the_command_line(tmp_path, ewt_dir):

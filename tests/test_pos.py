@@ -10,6 +10,7 @@ from cli import main
 from tasks.conllu import Sentence, locate_treebank, read_conllu
 from tasks.files import DataError, model_file_arrays, read_model_file, write_npz
 from tasks.pos import UNKNOWN, TaggerModel, TaggerTask, TagVocabulary, load_model, word_shape
+from tinyprop.layers import SoftmaxCrossEntropy
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def data_dir(mnist_dir):
 
 
 @pytest.mark.parametrize("form, shape", [("walked", 0), ("London", 4), ("USA", 8), ("iPhone", 12), ("1990s", 2),
-                                         ("well-known", 1), ("F-16", 7), (",", 12)])
+                                         ("well-known", 1), ("F-16", 7), (",", 12), ("(Hello", 4), ("'Tis", 4)])
 def test_word_shape(form, shape):
     assert word_shape(form) == shape
 
@@ -32,6 +33,24 @@ def test_vocabulary_keeps_words_and_suffixes_seen_twice_and_marks_unseen_tags():
     ids, tags = vocabulary.encode(Sentence(forms=["THE", "dog", "sat"], xpos=["DT", "NN", "UH"]))
     assert ids[:, 0].tolist() == [vocabulary.words["the"], UNKNOWN, vocabulary.words["sat"]]
     assert ids[:, 2].tolist() == [8, 0, 0] and tags.tolist() == [0, 1, -1]
+
+
+def test_suffixes_are_lower_cased_and_their_ids_start_after_unknown():
+    vocabulary = TagVocabulary([Sentence(forms=["running", "JUMPING"], xpos=["VBG", "VBG"])])
+    assert vocabulary.suffixes == {"ing": 1} and UNKNOWN == 0
+    ids, _ = vocabulary.encode(Sentence(forms=["SINGING", "sat"], xpos=["VBG", "VBD"]))
+    assert ids[:, 1].tolist() == [1, UNKNOWN]
+
+
+def test_tagger_loss_is_the_mean_over_the_words_whose_tag_was_seen_in_training():
+    vocabulary = TagVocabulary([Sentence(forms=["The", "cat", "sat"], xpos=["DT", "NN", "VBD"])] * 2)
+    model = TaggerModel(vocabulary, hidden=(4, 3), rng=np.random.default_rng(0))
+    dev = Sentence(forms=["The", "cat", "sat"], xpos=["DT", "NN", "UH"])  # UH: unseen in training
+    ids, tags = vocabulary.encode(dev)
+    model.train(False)
+    expected = SoftmaxCrossEntropy().forward(model.forward(ids)[:2], tags[:2]) / 2
+    loss, _, _ = TaggerTask({"dev": [dev]}, vocabulary, model, None, {}).evaluate("dev")
+    assert loss == pytest.approx(expected, rel=1e-6)
 
 
 def test_tagger_dropout_acts_in_training_only_and_evaluation_turns_it_off():
