@@ -111,7 +111,9 @@ def locate_files(data_dir=None, explicit=None, mirrors=MIRRORS):
     """Paths of the four MNIST files.
 
     `explicit` maps keys of FILES to paths from a config file: absolute ones are used as they are,
-    relative ones (not found beside the config file) are looked up in the data folder.
+    relative ones (not found beside the config file) are looked up in the data folder. A relative
+    name that is MNIST's own (nnmnist's default.json gives train-images.idx3-ubyte) is found there
+    in either naming style, raw or .gz, as the files are without a config.
     """
     explicit = explicit or {}
     folder, source = resolve_data_dir(data_dir)
@@ -121,14 +123,15 @@ def locate_files(data_dir=None, explicit=None, mirrors=MIRRORS):
         if given:
             in_data_dir = [os.path.join(where, given) for where in (folder, os.path.join(folder, "mnist"))]
             found = [path for path in ([given] if os.path.isabs(given) else in_data_dir) if os.path.isfile(path)]
-            if not found:
+            if found:
+                paths[key] = found[0]
+                continue
+            if given not in candidate_names(stem):
                 raise DataError(f"{given}: no such file, beside the config file or in {folder} "
                                 f"(given for the MNIST {key.replace('_', ' ')})")
-            paths[key] = found[0]
-        else:
-            paths[key] = find_in_folder(folder, stem)
-            if paths[key] is None:
-                missing.append(stem)
+        paths[key] = find_in_folder(folder, stem)
+        if paths[key] is None:
+            missing.append(stem)
     if missing and source == "cache":
         failures = []
         for stem in missing:

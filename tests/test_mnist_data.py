@@ -92,6 +92,19 @@ def test_both_naming_styles_and_the_split(tmp_path, dotted, compress, subfolder)
     assert np.array_equal(test_x, arrays["test_images"].reshape(20, 784)) and np.array_equal(test_y, arrays["test_labels"])
 
 
+def test_file_names_from_a_config_are_looked_up_in_the_data_folder(tmp_path):
+    fake_mnist(tmp_path)  # train-images-idx3-ubyte.gz ...
+    nnmnist_default_json = dict(train_images="train-images.idx3-ubyte", train_labels="train-labels.idx1-ubyte",
+                                test_images="t10k-images.idx3-ubyte", test_labels="t10k-labels.idx1-ubyte")
+    paths = mnist.locate_files(str(tmp_path), nnmnist_default_json)  # MNIST's own names: either style will do
+    assert paths == {key: str(tmp_path / (stem + ".gz")) for key, stem in mnist.FILES.items()}
+    (tmp_path / "labels.idx1-ubyte").write_bytes((tmp_path / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    paths = mnist.locate_files(str(tmp_path), dict(test_labels="labels.idx1-ubyte"))
+    assert paths["test_labels"] == str(tmp_path / "labels.idx1-ubyte")
+    with pytest.raises(DataError, match="mine.idx1-ubyte: no such file, beside the config file or in "):
+        mnist.locate_files(str(tmp_path), dict(test_labels="mine.idx1-ubyte"))
+
+
 def test_the_development_set_must_leave_images_to_train_on(tmp_path):
     fake_mnist(tmp_path, n_train=5000)
     with pytest.raises(DataError, match="5000 images; the first 5000 are the development set"):
