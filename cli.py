@@ -84,6 +84,7 @@ def run_task(name, run, out_dir, settings_from_inputs):
             out_dir = new_run_dir(name, settings.net)
             made.append(out_dir)
         else:
+            out_dir = os.path.normpath(out_dir)  # x/y/../z makes x/y too, which missing_folders would not see
             made = claim_out_dir(out_dir)
         run(settings, out_dir, log=click.echo)
     except USER_ERRORS as error:
@@ -154,13 +155,14 @@ def training_options(task, batch_unit, example_unit, data_help, defaults=None):
                      help=f"Parts per epoch; dev is scored after each. [{default('iter_per_epoch')}]"),
         click.option("--optim", type=click.Choice(OPTIMIZERS), help=f"Optimizer. [{default('optim')}]"),
         click.option("--lr", type=float, help=f"Learning rate. [{default('lr')}]"),
-        click.option("--seed", type=int, help="Random seed; negative: from the clock (recorded). [-1]"),
+        click.option("--seed", type=int, help=f"Random seed; negative: from the clock (recorded). [{default('seed')}]"),
         click.option("--dense-updates", is_flag=True, default=None,
                      help="Update every row every step (as the authors' Adam does), not only rows that received "
                           "gradient."),
-        click.option("--clip-bound", type=float, help="Clip each gradient entry to [-c, c]; 0: off. [5]"),
+        click.option("--clip-bound", type=float,
+                     help=f"Clip each gradient entry to [-c, c]; 0: off. [{default('clip_bound')}]"),
         click.option("--train-cycle", type=int,
-                     help="meSimp: epochs per cycle; even cycles prune, odd ones do not. [5]"),
+                     help=f"meSimp: epochs per cycle; even cycles prune, odd ones do not. [{default('train_cycle')}]"),
         click.option("--max-examples", type=int, help=f"Use at most N {example_unit} of each split (quick runs)."),
         click.option("--data-dir", type=click.Path(file_okay=False), callback=not_empty, help=data_help),
         click.option("--out", "out_dir", type=click.Path(file_okay=False), callback=not_empty,

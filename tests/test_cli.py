@@ -163,6 +163,10 @@ def test_a_run_stopped_before_it_wrote_anything_leaves_no_folder(tmp_path, monke
     result = run("train", "mnist", "--data-dir", tmp_path / "empty")
     assert result.exit_code == 1 and "MNIST files not found" in result.output
     assert os.listdir(tmp_path / "runs") == []
+    for out in (tmp_path / "empty" / "a" / "b", tmp_path / "empty" / "c" / ".." / "d"):
+        result = run("train", "mnist", "--data-dir", tmp_path / "empty", "--out", out)
+        assert result.exit_code == 1 and "MNIST files not found" in result.output
+        assert os.listdir(tmp_path / "empty") == []  # all the folders that --out made go
 
     def interrupted(*args):
         raise KeyboardInterrupt
@@ -173,8 +177,6 @@ def test_a_run_stopped_before_it_wrote_anything_leaves_no_folder(tmp_path, monke
     os.rmdir(tmp_path / "runs")  # a runs/ that the stopped run made goes too
     result = run("train", "mnist", "--data-dir", tmp_path / "empty")
     assert result.exit_code == 1 and not (tmp_path / "runs").exists()
-    result = run("train", "mnist", "--data-dir", tmp_path / "empty", "--out", tmp_path / "empty" / "a" / "b")
-    assert result.exit_code == 1 and os.listdir(tmp_path / "empty") == []  # all the folders that --out made go
 
 
 def test_config_after_the_task_name_says_where_it_goes():

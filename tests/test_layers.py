@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from tinyprop.gradcheck import grad_check, numerical_gradient
-from tinyprop.layers import (LSTM, BiLSTM, Conv2d, Cube, Dropout, Embedding, Layer, Linear, MaxPool2d, ReLU, Reshape,
-                             Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh)
+from tinyprop.layers import (LSTM, BiLSTM, Conv2d, Cube, Dropout, Embedding, Embeddings, Layer, Linear, MaxPool2d, ReLU,
+                             Reshape, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh)
 from tinyprop.optim import SGD
 
 
@@ -100,7 +100,8 @@ def test_shape_errors_are_readable(rng):
 
 
 @pytest.mark.parametrize("layer", [Linear(4, 3), ReLU(), Tanh(), Sigmoid(), Cube(), Dropout(0.5), Reshape((-1,)),
-                                   Embedding(5, 2), Conv2d(1, 2, 3), MaxPool2d(), LSTM(4, 3), BiLSTM(4, 3)],
+                                   Embedding(5, 2), Embeddings([Embedding(5, 2)], [1]), Conv2d(1, 2, 3), MaxPool2d(),
+                                   LSTM(4, 3), BiLSTM(4, 3)],
                          ids=lambda layer: type(layer).__name__)
 def test_backward_before_forward_says_so(layer):
     with pytest.raises(RuntimeError, match="backward needs the state of a forward"):

@@ -89,7 +89,8 @@ def test_both_naming_styles_and_the_split(tmp_path, dotted, compress, subfolder)
     assert np.array_equal(train_x, arrays["train_images"][5000:].reshape(10, 784))
     assert np.array_equal(train_y, arrays["train_labels"][5000:])
     test_x, test_y = data.splits["test"]
-    assert np.array_equal(test_x, arrays["test_images"].reshape(20, 784)) and np.array_equal(test_y, arrays["test_labels"])
+    assert np.array_equal(test_x, arrays["test_images"].reshape(20, 784))
+    assert np.array_equal(test_y, arrays["test_labels"])
 
 
 def test_file_names_from_a_config_are_looked_up_in_the_data_folder(tmp_path):

@@ -164,6 +164,11 @@ def test_embeddings_side_by_side_give_each_table_its_columns_and_gradient(rng):
         np.testing.assert_allclose(table.weight.grad, numeric, atol=1e-7)
     with pytest.raises(ValueError, match=r"expected ids of shape \(batch, 3\), got shape \(2, 2\)"):
         layer.forward(ids[:, :2])
+    with pytest.raises(ValueError, match=r"Embeddings: gradient of shape \(2, 9\) does not match the output's "
+                                         r"\(2, 8\)"):
+        layer.backward(np.zeros((2, 9)))
+    with pytest.raises(ValueError, match="one width for each of one or more tables"):
+        Embeddings([], [])
 
 
 def test_parser_dropout_acts_in_training_only(rng):

@@ -11,7 +11,8 @@ propagation"), each with its gradient and optimizer state, so training goes on w
 smaller matrices and the simplified model decodes faster. A layer keeps at least one
 unit (its most active one). The simplification is written against two operations,
 `layer.remove_outputs(keep)` and `consumer.remove_inputs(keep)`, so that any layer
-offering them can be simplified.
+offering them can be simplified, if it also tells its widths (`layer.n_out`, `consumer.n_in`)
+and, as a meProp layer, its `k` and the `selected` rows of its last backward.
 """
 import numpy as np
 
@@ -124,8 +125,8 @@ class Simplifier:
         self.pairs = list(pairs)
         for layer, consumer in self.pairs:
             if layer.k is None or getattr(layer, "selection", "top") == "unified":
-                raise ValueError(f"Simplifier: {layer!r} must run per-example top-k meProp (a k, not unified): "
-                                 "meSimp counts each example's top-k set")
+                raise ValueError(f"Simplifier: {layer!r} must run per-example meProp (a k, top or rand, not "
+                                 "unified): meSimp counts each example's top-k set")
             if consumer.n_in != layer.n_out:
                 raise ValueError(f"Simplifier: {consumer!r} takes {consumer.n_in} inputs, but {layer!r} gives "
                                  f"{layer.n_out}; pair each layer with the layer its outputs feed")

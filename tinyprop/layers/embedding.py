@@ -51,8 +51,9 @@ class Embeddings(Layer):
     """
 
     def __init__(self, tables, widths):
-        if len(tables) != len(widths):
-            raise ValueError(f"Embeddings: {len(tables)} tables but {len(widths)} widths")
+        if not tables or len(tables) != len(widths):
+            raise ValueError(f"Embeddings: one width for each of one or more tables, got {len(tables)} tables "
+                             f"and {len(widths)} widths")
         for width in widths:
             check_positive_int("Embeddings", "each width", width)
         self.tables, self.widths = list(tables), list(widths)
@@ -70,6 +71,10 @@ class Embeddings(Layer):
 
     def backward(self, dy, need_dx=True):
         """Only the tables' gradients: ids have none."""
+        first = self.tables[0].ids
+        check_forward_done("Embeddings", first)
+        check_same_shape("Embeddings", dy, (first.shape[0], sum(width * table.weight.shape[1]
+                                                               for table, width in zip(self.tables, self.widths))))
         start = 0
         for table, width in zip(self.tables, self.widths):
             size = width * table.weight.shape[1]
