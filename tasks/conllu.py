@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from tasks.files import DataError, write_bytes
 
 WORD_ID = re.compile(r"[1-9][0-9]*\Z")
-SKIPPED_ID = re.compile(r"[1-9][0-9]*(-[1-9][0-9]*|\.[1-9][0-9]*)\Z")
+SKIPPED_ID = re.compile(r"([1-9][0-9]*-[1-9][0-9]*|(0|[1-9][0-9]*)\.[1-9][0-9]*)\Z")  # ranges, empty nodes (0.1 too)
 TREEBANK_FILES = {"train": "en_ewt-ud-train.conllu", "dev": "en_ewt-ud-dev.conllu", "test": "en_ewt-ud-test.conllu"}
 
 

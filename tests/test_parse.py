@@ -30,6 +30,7 @@ def test_reader_skips_multiword_tokens_and_empty_nodes(tmp_path):
                     + WORD.format(id=2, form="n't", upos="PART", head=3, rel="advmod") + "\n"
                     + WORD.format(id=3, form="go", upos="VERB", head=0, rel="root") + "\n"
                     "3.1\tgone\t_\t_\t_\t_\t_\t_\t_\t_\n\n"
+                    "0.1\tsaid\t_\t_\t_\t_\t_\t_\t_\t_\n"  # an empty node before the first word
                     + WORD.format(id=1, form="Hi", upos="INTJ", head=0, rel="root") + "\n")
     first, second = read_conllu(str(path))
     assert first.forms == ["do", "n't", "go"] and first.heads == [3, 3, 0] and first.deprels[2] == "root"
