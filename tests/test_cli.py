@@ -7,6 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main, new_run_dir
+from tasks.files import model_file_arrays, write_npz
+from tasks.parse import ParserModel, Vocabulary
 
 SLICE = ["--max-examples", "10000", "--epochs", "3", "--iter-per-epoch", "3", "--seed", "3"]
 
@@ -230,3 +232,71 @@ def test_evaluate_says_when_the_training_data_has_moved(tmp_path):
     present.with_name("gone.conllu").write_text("")  # all in place: the recorded files, unless --data-dir
     assert evaluation_data(meta, None, None, lines.append) == (meta["data_files"], None)
     assert evaluation_data(meta, "/other", lambda data_dir: found, lines.append) == (found, None)
+
+
+def bad_config(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(dict(NetType="mlptop", TrainTop=500)))
+    return path
+
+
+def test_a_config_files_bad_value_is_blamed_on_the_file_through_the_command_line(tmp_path):
+    path = bad_config(tmp_path)
+    result = run("train", "--config", path, "mnist", "--data-dir", tmp_path, "--out", tmp_path / "out")
+    assert result.exit_code == 1
+    assert f"Error: {path}: TrainTop (--k): k must be at least 1" in result.output
+
+
+def test_train_with_only_a_config_trains_what_it_says(tmp_path):
+    path = bad_config(tmp_path)
+    result = run("train", "--config", path)  # no task name: the config's MNIST net, checked first
+    assert result.exit_code == 1 and "TrainTop (--k): k must be at least 1" in result.output
+
+
+def test_config_with_the_parser_is_refused(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text("{}")
+    result = run("train", "--config", path, "parse", "--data-dir", tmp_path, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "--config reads nnmnist (MNIST) configs" in result.output
+
+
+def test_output_is_refused_for_an_mnist_model(tmp_path):
+    path = tmp_path / "model.npz"
+    write_npz(str(path), model_file_arrays([], dict(task="mnist")))
+    result = run("evaluate", "--model", path, "--output", tmp_path / "x.conllu")
+    assert result.exit_code == 2 and "--output writes parsed trees; it is for parser models" in result.output
+
+
+def test_an_output_file_that_cannot_be_written_is_a_one_line_error(tmp_path, tiny_treebank):
+    vocabulary = Vocabulary(tiny_treebank)
+    model = ParserModel(vocabulary, hidden=4, rng=np.random.default_rng(0))
+    meta = dict(task="parse", net="mlp", k=None, k_out=None, hidden=4, vocabulary=vocabulary.to_json(),
+                data_files={}, max_examples=None)
+    write_npz(str(tmp_path / "model.npz"), model_file_arrays(model.params(), meta))
+    (tmp_path / "file").write_text("")
+    result = run("evaluate", "--model", tmp_path / "model.npz", "--data-dir", tmp_path,
+                    "--output", tmp_path / "file" / "parsed.conllu")
+    assert result.exit_code == 1 and f"Error: {tmp_path / 'file'}: " in result.output
+    assert "test: UAS" in result.output and not isinstance(result.exception, OSError)
+
+
+@pytest.fixture
+def stub_bench(monkeypatch):
+    calls = []
+
+    def fake_layer(n_in, n_out, batch, k, **kwargs):
+        calls.append((n_in, n_out, batch, k))
+        return dict(shape=dict(kind="linear"))
+    monkeypatch.setattr("tinyprop.bench.bench_layer", fake_layer)
+    return calls
+
+
+def test_bench_accepts_k_equal_to_out(stub_bench):
+    result = run("bench", "--in", 64, "--out", 8, "--k", 8, "--no-conv", "--no-parser", "--no-lstm", "--json")
+    assert result.exit_code == 0, result.output
+    assert stub_bench[-1] == (64, 8, 10, 8)
+
+
+def test_bench_refuses_a_batch_of_zero(stub_bench):
+    result = run("bench", "--batch", 0, "--no-conv", "--no-parser", "--no-lstm", "--json")
+    assert result.exit_code == 2 and "batch 0" in result.output and stub_bench == []

@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from tasks.config import (LSTM_NETS, NNMNIST_KEYS, OPTION_NAMES, ConfigError, make_settings, read_nnmnist_config,
-                          resolve_seed)
+from tasks.config import (LSTM_NETS, NNMNIST_KEYS, OPTION_NAMES, POS_DEFAULTS, ConfigError, make_settings,
+                          read_nnmnist_config, resolve_seed)
 
 NNMNIST_DEFAULT_JSON = {  # default.json shipped with the authors' C# nnmnist
     "ClipBound": 5.0, "DecayRate": 0.09, "Eps": 1e-06, "HiddenSize": 500, "IterPerEpoch": 8, "L2RegFactor": 0.0,
@@ -177,3 +177,21 @@ def test_non_finite_numbers_and_binary_files(tmp_path):
 def test_negative_seed_comes_from_the_clock():
     assert resolve_seed(7) == 7
     assert 0 <= resolve_seed(-1) < 2 ** 31
+
+
+def test_remaining_bounds():
+    with pytest.raises(ConfigError, match=r"Eps \(--eps\): must be positive, got 0"):
+        make_settings({}, dict(optim="adagrad", eps=0.0))
+    with pytest.raises(ConfigError, match=r"L2RegFactor \(--l2\): must be >= 0"):
+        make_settings({}, dict(l2=-0.1))
+    assert make_settings({}, dict(net="cnntop", k_ratio=1.0)).k_ratio == 1.0  # every position: allowed
+
+
+def test_train_cycle_applies_to_lstmvar():
+    settings = make_settings({}, dict(net="lstmvar", train_cycle=2), defaults=POS_DEFAULTS, nets=LSTM_NETS,
+                             names=OPTION_NAMES)
+    assert settings.train_cycle == 2
+
+
+def test_seed_zero_is_a_seed():
+    assert resolve_seed(0) == 0

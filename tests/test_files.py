@@ -1,10 +1,13 @@
-"""Run files: written whole or not at all."""
+"""Run files: written whole or not at all; model files read back only as they were written; which data a
+saved model is scored on."""
 import json
 import os
 
+import numpy as np
 import pytest
 
-from tasks.files import write_json
+from tasks.files import DataError, evaluation_data, load_parameters, write_json
+from tinyprop.layers import Linear, Sequential
 
 
 def test_a_failed_write_leaves_the_previous_file_and_no_temporary_one(tmp_path):
@@ -13,3 +16,19 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temporary_one(tmp_path):
     with pytest.raises(TypeError):
         write_json(str(path), {"test_acc": object()})  # fails halfway, in json.dumps
     assert os.listdir(tmp_path) == ["summary.json"] and json.loads(path.read_text()) == {"test_acc": 98.1}
+
+
+def test_load_parameters_refuses_an_array_of_another_shape_even_if_it_broadcasts():
+    model = Sequential([Linear(3, 4, rng=np.random.default_rng(0), name="a")])
+    arrays = {param.name: param.value.copy() for param in model.params()}
+    arrays["a.weight"] = np.ones((1, 3), np.float32)  # would broadcast over the 4 rows
+    with pytest.raises(DataError, match=r"m.npz: a.weight has shape \(1, 3\), the model description says \(4, 3\)"):
+        load_parameters("m.npz", model, arrays)
+
+
+def test_a_given_data_dir_is_used_without_mentioning_the_missing_recorded_files(tmp_path):
+    meta = dict(data_files=dict(test=str(tmp_path / "gone.conllu")), max_examples=None)
+    lines = []
+    found = dict(dev="/data/dev.conllu", test="/data/test.conllu")
+    assert evaluation_data(meta, "/data", lambda data_dir: found, lines.append) == (found, None)
+    assert lines == ["data: /data"]

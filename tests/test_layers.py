@@ -6,6 +6,7 @@ from tinyprop.gradcheck import grad_check, numerical_gradient
 from tinyprop.layers import (LSTM, BiLSTM, Conv2d, Cube, Dropout, Embedding, Embeddings, Layer, Linear, MaxPool2d, ReLU,
                              Reshape, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh)
 from tinyprop.optim import SGD
+from tinyprop.parameter import Parameter
 
 
 def away_from_zero(rng, shape):
@@ -225,3 +226,36 @@ def test_gradients_accumulate_until_cleared(rng, make_layer, x_shape):
                                    err_msg=param.name)
     layer.zero_grad()
     assert not any(param.grad.any() or param.rows_with_grad.any() for param in layer.params())
+
+
+def test_numerical_gradient_leaves_the_array_as_it_was():
+    array = np.array([1.0, 2.0, -3.0])
+    grad = numerical_gradient(lambda: float((array ** 3).sum()), array, h=1e-3)
+    assert array.tolist() == [1.0, 2.0, -3.0]
+    np.testing.assert_allclose(grad, 3 * array ** 2, rtol=1e-6)
+
+
+def test_grad_check_ignores_gradients_left_from_before():
+    layer = Linear(3, 2, dtype=np.float64, rng=np.random.default_rng(0))
+    layer.forward(np.ones((1, 3)))
+    layer.backward(np.ones((1, 2)))  # stale gradients
+    errors = grad_check(layer, np.random.default_rng(1).standard_normal((2, 3)))
+    assert max(errors.values()) < 1e-7, errors
+
+
+def test_sequential_train_false_reaches_every_layer():
+    model = Sequential([Linear(4, 3, rng=np.random.default_rng(0)), ReLU(), Dropout(0.5, np.random.default_rng(1))])
+    model.train(False)
+    assert [layer.training for layer in model.layers] == [False, False, False]
+    x = np.ones((2, 4), np.float32)
+    np.testing.assert_allclose(model.forward(x), np.maximum(x @ model.layers[0].weight.value.T, 0), rtol=1e-6)
+    model.train(True)
+    assert all(layer.training for layer in model.layers)
+
+
+def test_take_keeps_the_gradient_of_the_rows_kept():
+    param = Parameter(np.arange(12, dtype=np.float32).reshape(4, 3), "w")
+    param.grad[:] = np.arange(12).reshape(4, 3) * 10
+    param.rows_with_grad[[1, 2]] = True
+    param.take(np.array([0, 2]), axis=0)
+    assert param.grad.tolist() == [[0, 10, 20], [60, 70, 80]] and param.rows_with_grad.tolist() == [False, True]

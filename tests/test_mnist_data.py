@@ -175,3 +175,24 @@ def test_download_verifies_the_canonical_checksums(tmp_path, monkeypatch, mnist_
     # the three genuine files were fetched; nothing half-written was left behind
     assert sorted(os.listdir(cache)) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
                                          "train-labels-idx1-ubyte.gz"]
+
+
+def test_download_goes_on_to_the_next_mirror_after_a_bad_checksum(tmp_path, mnist_dir):
+    folder = mnist_dir
+    bad, good = tmp_path / "bad", tmp_path / "good"
+    bad.mkdir()
+    good.mkdir()
+    (bad / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not the file")
+    shutil.copy(os.path.join(folder, "t10k-labels-idx1-ubyte.gz"), good)
+    path = mnist.download("t10k-labels-idx1-ubyte", str(tmp_path / "cache"),
+                          [bad.as_uri() + "/", good.as_uri() + "/"])
+    assert open(path, "rb").read() == (good / "t10k-labels-idx1-ubyte.gz").read_bytes()
+
+
+def test_decoding_seconds_puts_the_task_model_back():
+    class Data:
+        splits = {"test": (np.zeros((3, 784), np.uint8), np.zeros(3, np.uint8))}
+    model = mnist.build_mlp([784, 5, 10], rng=np.random.default_rng(0))
+    task = mnist.MnistTask(Data(), model, None, dict(net="mlp", sizes=[784, 5, 10]))
+    assert task.decoding_seconds(mnist.build_mlp([784, 7, 10], rng=np.random.default_rng(1)), repeats=1) > 0
+    assert task.model is model

@@ -8,9 +8,9 @@ from click.testing import CliRunner
 
 from cli import main
 from tasks.arcstandard import NONE, NULL, ROOT, SHIFT, Configuration, feature_tokens, features, oracle_transitions
-from tasks.conllu import Sentence, locate_treebank, read_conllu, write_conllu
+from tasks.conllu import Sentence, locate_treebank, read_conllu, read_splits, write_conllu
 from tasks.files import DataError
-from tasks.parse import ParserModel, Vocabulary, legal_mask, oracle_examples
+from tasks.parse import ParserModel, Vocabulary, legal_mask, oracle_examples, parse
 from tinyprop.gradcheck import grad_check, numerical_gradient
 from tinyprop.layers import Cube, Embedding, Embeddings
 
@@ -249,3 +249,35 @@ def test_parse_end_to_end_through_the_command_line(tmp_path, ewt_dir):
     assert whole.exit_code == 0, whole.output
     assert "test: UAS " in whole.output and f"({len(gold)} sentences, punctuation excluded)" in whole.output
     assert "as in training" not in whole.output
+
+
+def test_reader_ends_a_sentence_at_a_whitespace_line_and_refuses_extra_fields(tmp_path):
+    path = tmp_path / "a.conllu"
+    path.write_text(WORD.format(id=1, form="Hi", upos="INTJ", xpos="UH", head=0, rel="root") + "\n \n"
+                    + WORD.format(id=1, form="Yo", upos="INTJ", xpos="UH", head=0, rel="root") + "\n")
+    assert [s.forms for s in read_conllu(str(path))] == [["Hi"], ["Yo"]]
+    path.write_text(WORD.format(id=1, form="Hi", upos="INTJ", xpos="UH", head=0, rel="root") + "\textra\n")
+    with pytest.raises(DataError, match="line 1: 11 tab-separated fields, CoNLL-U has 10"):
+        read_conllu(str(path))
+
+
+def test_read_splits_reads_the_splits_asked_for_and_slices_each(tmp_path, tiny_treebank):
+    paths = {split: str(tmp_path / f"en_ewt-ud-{split}.conllu") for split in ("train", "dev", "test")}
+    (tmp_path / "en_ewt-ud-train.conllu").write_text("not conll-u")  # not read when not asked for
+    splits = read_splits(paths, 1, ("dev", "test"))
+    assert list(splits) == ["dev", "test"] and [len(s) for s in splits.values()] == [1, 1]
+
+
+def test_greedy_parsing_takes_only_legal_transitions(tiny_treebank):
+    sentences = tiny_treebank
+    vocabulary = Vocabulary(sentences)
+    n_labels = len(vocabulary.labels)
+
+    class PrefersLeftArcs:  # LEFT-ARC(label 0) scores highest, then RIGHT-ARCs, SHIFT lowest
+        def forward(self, feats):
+            scores = np.zeros((len(feats), 1 + 2 * n_labels))
+            scores[:, 1] = 2.0
+            scores[:, 1 + n_labels:] = 1.0
+            return scores
+    heads, labels = parse(PrefersLeftArcs(), sentences, vocabulary)
+    assert heads == [[2, 3, 0], [2, 3, 0]] and labels[0] == [0, 0, 0]

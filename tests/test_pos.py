@@ -11,6 +11,7 @@ from tasks.conllu import Sentence, locate_treebank, read_conllu
 from tasks.files import DataError, model_file_arrays, read_model_file, write_npz
 from tasks.pos import UNKNOWN, TaggerModel, TaggerTask, TagVocabulary, load_model, word_shape
 from tinyprop.layers import SoftmaxCrossEntropy
+from tinyprop.optim import Adam
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +139,25 @@ def test_a_model_file_of_another_task_is_refused(tmp_path):
     assert read_model_file(str(path), "parse")[0] == dict(task="parse")
     with pytest.raises(DataError, match="a model of task 'parse', not pos"):
         load_model(str(path))
+
+
+def tagger_setup():
+    vocabulary = TagVocabulary([Sentence(forms=["The", "cat", "sat"], xpos=["DT", "NN", "VBD"])] * 2)
+    model = TaggerModel(vocabulary, hidden=(4, 3), rng=np.random.default_rng(0))
+    return vocabulary, model
+
+
+def test_tagger_training_step_counts_words():
+    vocabulary, model = tagger_setup()
+    sentences = [Sentence(forms=["The", "cat", "sat"], xpos=["DT", "NN", "VBD"]), Sentence(forms=["sat"], xpos=["VBD"])]
+    task = TaggerTask({"train": sentences}, vocabulary, model, Adam(model.params()), {})
+    loss, correct, count = task.train_step([0, 1])
+    assert count == 4 and 0 <= correct <= 4
+
+
+def test_tagger_accuracy_counts_an_unseen_tag_as_an_error():
+    vocabulary, model = tagger_setup()
+    model.output.bias.value[vocabulary.tags.index("DT")] = 100.0  # every word is tagged DT
+    dev = Sentence(forms=["The", "cat", "sat"], xpos=["DT", "NN", "UH"])  # UH: unseen in training
+    _, accuracy, _ = TaggerTask({"dev": [dev]}, vocabulary, model, None, {}).evaluate("dev")
+    assert accuracy == pytest.approx(100.0 / 3)  # 1 of 3 words, not 1 of the 2 whose tag is known

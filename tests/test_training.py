@@ -1,25 +1,30 @@
 """The training loop shared by the tasks: best-dev bookkeeping, meSimp's cycles, the split check."""
 import json
+import time
 
 import numpy as np
 import pytest
 
 from tasks.config import ConfigError, make_settings
-from tasks.training import Timers, start_run, train
+from tasks.training import Timers, TrainingDiverged, format_record, make_optimizer, peak_memory_mb, start_run, train
+from tinyprop.optim import SGD, AdaGrad, Adam
+from tinyprop.parameter import Parameter
 
 
 class ScriptedTask:
     """Enough of a task to watch the training loop: dev scores follow a script, the n-th test evaluation
-    scores 10 n, and the task is its own optimizer and simplifier (it records when they are called)."""
+    scores 10 n, each training step returns `loss` and `correct`, each evaluation takes `eval_seconds`,
+    and the task is its own optimizer and simplifier (it records when they are called)."""
 
     train_size = 4
     score_name = "acc"
     meta = {"data_files": {}}
 
-    def __init__(self, dev_scores=None, simplified=True):
+    def __init__(self, dev_scores=None, simplified=True, loss=0.0, correct=0, eval_seconds=0.0):
         self.simplifier = self if simplified else None
         self.optimizer = self.model = self
         self.dev_scores = list(dev_scores or [])
+        self.loss, self.correct, self.eval_seconds = loss, correct, eval_seconds
         self.steps = self.prunings = self.test_evaluations = 0
         self.steps_at_reset = []
         self.timers = Timers()
@@ -41,9 +46,10 @@ class ScriptedTask:
 
     def train_step(self, indices):
         self.steps += 1
-        return 0.0, 0, len(indices)
+        return self.loss, self.correct, len(indices)
 
     def evaluate(self, split):
+        time.sleep(self.eval_seconds)
         if split == "dev":
             return 0.0, self.dev_scores.pop(0) if self.dev_scores else 50.0, {}
         self.test_evaluations += 1
@@ -83,3 +89,51 @@ def test_more_parts_than_examples_is_a_config_error(tmp_path):
                                           r"but the training set has only 4 examples"):
         start_run(ScriptedTask(), settings, seed=0, out_dir=str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
+
+
+def run_scripted(tmp_path, task, **options):
+    settings = make_settings({}, dict(dict(net="mlp", epochs=1, iter_per_epoch=2, batch=2), **options))
+    return train(task, settings, seed=0, out_dir=str(tmp_path), log=lambda line: None)
+
+
+def test_train_time_leaves_out_evaluation(tmp_path):
+    summary = run_scripted(tmp_path, ScriptedTask(simplified=False, eval_seconds=0.1))
+    # two parts, each with a dev and (first part) a test evaluation of 0.1 s: at least 0.3 s of wall time
+    assert summary["wall_time_s"] >= 0.3 and summary["train_time_s"] < 0.1
+
+
+def test_metrics_records_hold_mean_loss_and_accuracy_in_percent(tmp_path):
+    run_scripted(tmp_path, ScriptedTask(simplified=False, loss=2.0, correct=1))
+    records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert [(r["train_loss"], r["train_acc"]) for r in records] == [(1.0, 50.0), (1.0, 50.0)]  # 2 of 2 per batch
+
+
+def test_an_infinite_training_loss_is_divergence(tmp_path):
+    with pytest.raises(TrainingDiverged, match="the training loss is inf"):
+        run_scripted(tmp_path, ScriptedTask(simplified=False, loss=float("inf")))
+
+
+def test_format_record_marks_only_lines_with_a_test_score():
+    settings = make_settings({}, {})
+    record = dict(epoch=1, part=2, train_loss=0.5, train_acc=80.0, dev_loss=0.25, dev_acc=90.0, elapsed_s=1.25)
+    assert format_record(record, settings) == \
+        "epoch  1 part 2/8  train loss 0.5000 acc 80.00  dev loss 0.2500 acc 90.00  1.2s"
+    record.update(test_loss=None, test_acc=88.0)
+    assert format_record(record, settings, "uas").endswith("test uas 88.00 *  1.2s")
+
+
+def test_peak_memory_is_in_megabytes():
+    assert 10 < peak_memory_mb() < 1e6  # this process holds numpy and numba: tens of MB at least
+
+
+def test_make_optimizer_passes_every_setting_on():
+    def made(**options):
+        param = Parameter(np.zeros((2, 2), np.float32), "w")
+        return make_optimizer(make_settings({}, options), [param], 300)
+    adagrad = made(optim="adagrad", eps=1e-3, dense_updates=True, clip_bound=2.0, l2=0.01, lr=0.05)
+    assert isinstance(adagrad, AdaGrad)
+    assert (adagrad.eps, adagrad.dense_updates, adagrad.clip_bound, adagrad.l2, adagrad.lr) == (1e-3, True, 2.0, 0.01,
+                                                                                                 0.05)
+    sgd = made(optim="sgd", decay_rate=0.5)
+    assert isinstance(sgd, SGD) and (sgd.decay_rate, sgd.decay_steps, sgd.dense_updates) == (0.5, 300, False)
+    assert isinstance(made(), Adam)
