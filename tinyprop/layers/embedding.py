@@ -58,6 +58,7 @@ class Embeddings(Layer):
             check_positive_int("Embeddings", "each width", width)
         self.tables, self.widths = list(tables), list(widths)
         self.ends = np.cumsum(self.widths)  # table i reads ids[:, ends[i] - widths[i]:ends[i]]
+        self.output_widths = [width * table.weight.shape[1] for table, width in zip(self.tables, self.widths)]
 
     def params(self):
         return [param for table in self.tables for param in table.params()]
@@ -71,13 +72,9 @@ class Embeddings(Layer):
 
     def backward(self, dy, need_dx=True):
         """Only the tables' gradients: ids have none."""
-        first = self.tables[0].ids
-        check_forward_done("Embeddings", first)
-        check_same_shape("Embeddings", dy, (first.shape[0], sum(width * table.weight.shape[1]
-                                                               for table, width in zip(self.tables, self.widths))))
-        start = 0
-        for table, width in zip(self.tables, self.widths):
-            size = width * table.weight.shape[1]
-            table.backward(dy[:, start:start + size])
-            start += size
+        ids = self.tables[0].ids
+        check_forward_done("Embeddings", ids)
+        check_same_shape("Embeddings", dy, (ids.shape[0], sum(self.output_widths)))
+        for table, piece in zip(self.tables, np.split(dy, np.cumsum(self.output_widths)[:-1], axis=1)):
+            table.backward(piece)
         return None
