@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tinyprop.topk import random_rows, topk_rows, unified_topk
+from tinyprop.topk import BUCKETS, magnitude_floor, random_rows, topk_rows, unified_topk
 
 
 def argsort_topk(grad, k):
@@ -30,6 +30,51 @@ def test_heap_matches_argsort_on_ties(rng, k):
     grad[1] = 1.0
     grad[2, ::2] = -1.0
     assert np.array_equal(heap_topk(grad, k), argsort_topk(grad, k))
+
+
+@pytest.mark.parametrize("values", ["relu", "few levels", "wide range", "tiny"])
+def test_heap_matches_argsort_where_the_histogram_seeds_it(rng, values):
+    """n 300, k 6..260: the floor from the histogram is set, and ties, zeros, magnitudes over
+    more than the histogram's eight factors of two and subnormal numbers all meet the heap."""
+    grad = rng.standard_normal((6, 300)).astype(np.float32)
+    if values == "relu":  # half the entries exactly zero, as behind a ReLU
+        grad[rng.random(grad.shape) < 0.5] = 0.0
+    elif values == "few levels":  # the k-th largest magnitude shared by many entries
+        grad = rng.integers(-6, 7, size=grad.shape).astype(np.float32)
+    elif values == "wide range":
+        grad *= np.exp2(rng.uniform(-40, 40, size=grad.shape)).astype(np.float32)
+    else:
+        grad *= np.float32(1e-42)
+    for k in (6, 20, 80, 150, 260):
+        assert np.array_equal(heap_topk(grad, k), argsort_topk(grad, k)), k
+
+
+def floor_of(grad, k):
+    return float(np.array([magnitude_floor(grad.view(np.uint32), k, np.empty(BUCKETS, np.int32))],
+                          dtype=np.uint32).view(np.float32)[0])
+
+
+@pytest.mark.parametrize("k", [5, 10, 80, 200])
+def test_magnitude_floor_is_a_close_lower_bound_on_the_kth_largest(rng, k):
+    grad = rng.standard_normal(500).astype(np.float32)
+    kth_largest = np.sort(np.abs(grad))[-k]
+    floor = floor_of(grad, k)
+    assert 0 < floor <= kth_largest
+    # within one bucket (1/16 of a factor of two) of it, so that few entries beyond k reach it
+    assert floor > kth_largest * 2 ** (-1 / 16) * 0.999
+    assert k <= (np.abs(grad) >= floor).sum() < k + 30
+
+
+def test_magnitude_floor_is_zero_where_it_would_not_help():
+    grad = np.linspace(1, 2, 64, dtype=np.float32)
+    assert floor_of(grad, 4) == 0  # small k: the plain heap is as fast
+    assert floor_of(grad, 57) == 0  # k above 7/8 of the entries
+    assert floor_of(grad, 56) > 0
+    mostly_zero = np.zeros(64, dtype=np.float32)
+    mostly_zero[:7] = 1.0
+    assert floor_of(mostly_zero, 10) == 0  # fewer than k entries within 2^8 of the largest
+    spread = np.exp2(-np.arange(64, dtype=np.float32))  # one entry per factor of two
+    assert spread[8] < floor_of(spread, 8) <= spread[7] and floor_of(spread, 9) == 0
 
 
 def test_ties_go_to_the_lower_index():

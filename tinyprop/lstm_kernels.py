@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit
 
 from tinyprop.kernels import add_selected_rows_grad, selected_input_grad
-from tinyprop.topk import topk_of_row
+from tinyprop.topk import BUCKETS, topk_of_row
 
 GATES = 4  # input, forget, cell candidate, output: row blocks of W_x, W_h and b
 
@@ -110,11 +110,12 @@ def lstm_backward_topk(gates, cells, cell_tanh, hidden, dhidden, recurrent, k, h
     dc = np.zeros(n, dtype=cells.dtype)
     zero = np.zeros(n, dtype=cells.dtype)
     bits = dz.view(np.uint32)
+    counts = np.empty(BUCKETS, dtype=np.int32)  # the top-k's histogram
     for t in range(steps - 1, -1, -1):
         _gate_gradients(gates[t], cell_tanh[t], cells[t - 1] if t > 0 else zero, dhidden[t] + dh_rec[0], dc, dz[t])
         for gate in range(GATES):
             chosen = selected[t, gate * k:(gate + 1) * k]
-            topk_of_row(bits[t, gate * n:(gate + 1) * n], k, heap, chosen)
+            topk_of_row(bits[t, gate * n:(gate + 1) * n], k, heap, counts, chosen)
             for s in range(k):
                 chosen[s] += gate * n
         if t > 0:

@@ -3,10 +3,15 @@
 meProp (TKDE 2018, Section 2.1, Algorithm 1 line 2) keeps, for each example, the
 indices S = {t_1, ..., t_k} of the k entries of dL/dy with the largest magnitude.
 The authors' C# code finds them with a min-heap of size k, which costs O(n log k)
-time and O(k) extra memory per example; so does `topk_rows` below. Its heap is 4-ary
-rather than binary: the sift-down takes half as many levels, and the selection alone is
-1.24 times faster at k = 80 of 500 (4.2 against 5.3 us an example) and at the parser's 20
-of 103, the whole meProp backward 2 to 3% faster there, no faster at the tagger's 10 of 500.
+time and O(k) extra memory per example; so does `topk_rows` below, with two changes of
+speed that keep the result. Its heap is 4-ary rather than binary: the sift-down takes half
+as many levels (the selection 1.24 times faster at k = 80 of 500). And the heap is not
+started from the first k entries but from the first k that reach a floor read from a
+histogram of the magnitudes (`magnitude_floor`, 128 counters): the weakest kept entry is
+then near the k-th largest from the start, and the entries that a plain heap would take in
+and later drop are turned away at once. With the histogram the selection is 2.6 times
+faster at k = 80 of 500 (1.8 against 4.7 us an example), 1.8 times at the parser's 20 of
+103, 1.5 times at the tagger's 10 of 500 (random normal gradients, both in one process).
 
 Tie rule: when magnitudes are equal the lower index wins. The selection is then
 exactly what a stable descending argsort picks,
@@ -68,18 +73,57 @@ def _sift_down(heap, position, size):
     heap[position] = item
 
 
+BUCKET_SHIFT = np.uint32(19)  # 23 mantissa bits - 4: sixteen buckets per factor of two in magnitude
+BUCKETS = 128  # eight factors of two below the largest magnitude; all smaller ones share the last bucket
+
+
 @njit(cache=True)
-def topk_of_row(bits, k, heap, out_indices):
+def magnitude_floor(bits, k, counts):
+    """A magnitude (as float32 bits) that at least k of the entries reach: a lower bound on the k-th largest.
+
+    From a histogram of the magnitudes in buckets of 1/16 of a factor of two below the
+    largest one (counts: a reusable (BUCKETS,) int32 buffer): the floor is the lower edge of
+    the bucket in which the count of entries from the top reaches k. 0, no floor, when
+    that is the last bucket (fewer than k entries within a factor of 256 of the largest,
+    as when most gradients are zero), and where the histogram costs more than it saves the
+    heap (k < 5 or k > 7/8 of the entries: at most 1 us an example there, measured at n = 500).
+    """
+    n = bits.shape[0]
+    if k < 5 or 8 * k > 7 * n:
+        return np.uint32(0)
+    top = np.uint32(0)
+    for i in range(n):
+        top = max(top, bits[i] & SIGN_MASK)
+    counts[:] = 0
+    for i in range(n):
+        counts[min(np.int64((top - (bits[i] & SIGN_MASK)) >> BUCKET_SHIFT), BUCKETS - 1)] += 1
+    reached = 0
+    for bucket in range(BUCKETS - 1):
+        reached += counts[bucket]
+        if reached >= k:  # buckets 0..bucket hold the magnitudes m with top - m < (bucket + 1) << BUCKET_SHIFT
+            return np.uint32(max(np.int64(top) + 1 - ((bucket + 1) << np.int64(BUCKET_SHIFT)), 0))
+    return np.uint32(0)
+
+
+@njit(cache=True)
+def topk_of_row(bits, k, heap, counts, out_indices):
     """out_indices[:k] = indices of the k largest |values| (ties: lower index), in heap order.
 
-    bits: (n,) uint32, the float32 values' bit patterns; heap: a reusable (>= k,) uint64 buffer.
+    bits: (n,) uint32, the float32 values' bit patterns; heap: a reusable (>= k,) uint64 buffer;
+    counts: a reusable (BUCKETS,) int32 buffer for `magnitude_floor`. The heap starts from
+    the first k entries that reach the floor (no entry below it can be among the k largest).
     """
-    for i in range(k):
-        heap[i] = _key(bits[i], i)
+    floor = magnitude_floor(bits, k, counts)
+    filled, i = 0, 0
+    while filled < k:
+        if bits[i] & SIGN_MASK >= floor:
+            heap[filled] = _key(bits[i], i)
+            filled += 1
+        i += 1
     for start in range((k - 2) // ARITY, -1, -1):  # from the last node with a child up to the root
         _sift_down(heap, start, k)
     smallest = np.uint32(heap[0] >> np.uint64(32))  # the magnitude bits of the root, the weakest kept entry
-    for i in range(k, bits.shape[0]):
+    for i in range(i, bits.shape[0]):
         if bits[i] & SIGN_MASK < smallest:  # most entries fail here, before any 64-bit key is formed
             continue
         key = _key(bits[i], i)
@@ -93,8 +137,9 @@ def topk_of_row(bits, k, heap, out_indices):
 
 @njit(cache=True)
 def _topk_rows(bits, k, heap, out_indices):
+    counts = np.empty(BUCKETS, dtype=np.int32)
     for b in range(bits.shape[0]):
-        topk_of_row(bits[b], k, heap, out_indices[b])
+        topk_of_row(bits[b], k, heap, counts, out_indices[b])
 
 
 def check_float32(grad):
@@ -125,7 +170,7 @@ def _unified_topk(grad, k, heap, out_indices):
     for b in range(grad.shape[0]):
         for j in range(grad.shape[1]):
             summed[j] += abs(grad[b, j])
-    topk_of_row(summed.view(np.uint32), k, heap, out_indices)
+    topk_of_row(summed.view(np.uint32), k, heap, np.empty(BUCKETS, dtype=np.int32), out_indices)
     out_indices.sort()
 
 
