@@ -65,6 +65,18 @@ def test_magnitude_floor_is_a_close_lower_bound_on_the_kth_largest(rng, k):
     assert k <= (np.abs(grad) >= floor).sum() < k + 30
 
 
+def test_an_entry_at_the_floor_is_kept():
+    """The floor is the lowest magnitude of its bucket, and an entry exactly there can be the k-th largest."""
+    one = np.float32(1).view(np.uint32)
+    at_floor = np.array([one + 1 - (21 << 19)], dtype=np.uint32).view(np.float32)[0]  # bucket 20's lowest
+    grad = np.zeros(40, dtype=np.float32)
+    grad[:10] = 0.1
+    grad[10] = -at_floor
+    grad[11:15] = 1.0
+    assert floor_of(grad, 5) == at_floor
+    assert heap_topk(grad[None], 5).tolist() == [[10, 11, 12, 13, 14]]
+
+
 def test_magnitude_floor_is_zero_where_it_would_not_help():
     grad = np.linspace(1, 2, 64, dtype=np.float32)
     assert floor_of(grad, 4) == 0  # small k: the plain heap is as fast
