@@ -3,8 +3,8 @@
 meProp (TKDE 2018, Section 2.1, Algorithm 1 line 2) keeps, for each example, the
 indices S = {t_1, ..., t_k} of the k entries of dL/dy with the largest magnitude.
 The authors' C# code finds them with a min-heap of size k, which costs O(n log k)
-time and O(k) extra memory per example; so does `topk_rows` below, with two changes of
-speed that keep the result. Its heap is 4-ary rather than binary: the sift-down takes half
+time and O(k) extra memory per example; so does `topk_rows` below, with two speed-ups
+that leave its result unchanged. Its heap is 4-ary rather than binary: the sift-down takes half
 as many levels (the selection 1.24 times faster at k = 80 of 500). And the heap is not
 started from the first k entries but from the first k that reach a floor read from a
 histogram of the magnitudes (`magnitude_floor`, 128 counters): the weakest kept entry is
@@ -85,8 +85,8 @@ def magnitude_floor(bits, k, counts):
     largest one (counts: a reusable (BUCKETS,) int32 buffer): the floor is the lower edge of
     the bucket in which the count of entries from the top reaches k. 0, no floor, when
     that is the last bucket (fewer than k entries within a factor of 256 of the largest,
-    as when most gradients are zero), and where the histogram costs more than it saves the
-    heap (k < 5 or k > 7/8 of the entries: at most 1 us an example there, measured at n = 500).
+    as when most gradients are zero), and where building the histogram costs more than it
+    saves (k < 5 or k > 7/8 of the entries: up to 1 us an example there, measured at n = 500).
     """
     n = bits.shape[0]
     if k < 5 or 8 * k > 7 * n:
