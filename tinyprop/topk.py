@@ -107,12 +107,16 @@ def magnitude_floor(bits, k, counts):
 
 @njit(cache=True)
 def topk_of_row(bits, k, heap, counts, out_indices):
-    """out_indices[:k] = indices of the k largest |values| (ties: lower index), in heap order.
+    """out_indices[:k] = indices of the k largest |values| (ties: lower index), in no set order.
 
     bits: (n,) uint32, the float32 values' bit patterns; heap: a reusable (>= k,) uint64 buffer;
     counts: a reusable (BUCKETS,) int32 buffer for `magnitude_floor`. The heap starts from
     the first k entries that reach the floor (no entry below it can be among the k largest).
     """
+    if k == bits.shape[0]:  # all of them, nothing to choose: a k capped by a layer's width, a dense-loop reference
+        for i in range(k):
+            out_indices[i] = i
+        return
     floor = magnitude_floor(bits, k, counts)
     filled, i = 0, 0
     while filled < k:
