@@ -11,7 +11,8 @@ histogram of the magnitudes (`magnitude_floor`, 128 counters): the weakest kept 
 then near the k-th largest from the start, and the entries that a plain heap would take in
 and later drop are turned away at once. With the histogram the selection is 2.6 times
 faster at k = 80 of 500 (1.8 against 4.7 us an example), 1.8 times at the parser's 20 of
-103, 1.5 times at the tagger's 10 of 500 (random normal gradients, both in one process).
+103, 1.5 times at the tagger's 10 of 500 (random normal gradients; the plain and the seeded
+heap timed alternately in one process).
 
 Tie rule: when magnitudes are equal the lower index wins. The selection is then
 exactly what a stable descending argsort picks,
@@ -73,20 +74,22 @@ def _sift_down(heap, position, size):
     heap[position] = item
 
 
-BUCKET_SHIFT = np.uint32(19)  # 23 mantissa bits - 4: sixteen buckets per factor of two in magnitude
-BUCKETS = 128  # eight factors of two below the largest magnitude; all smaller ones share the last bucket
+BUCKET_SHIFT = np.uint32(19)  # buckets 2^19 wide in the bit pattern: 23 mantissa bits - 4, sixteen per factor of two
+BUCKETS = 128  # about eight factors of two below the largest magnitude; all smaller ones share the last bucket
 
 
 @njit(cache=True)
 def magnitude_floor(bits, k, counts):
     """A magnitude (as float32 bits) that at least k of the entries reach: a lower bound on the k-th largest.
 
-    From a histogram of the magnitudes in buckets of 1/16 of a factor of two below the
-    largest one (counts: a reusable (BUCKETS,) int32 buffer): the floor is the lower edge of
-    the bucket in which the count of entries from the top reaches k. 0, no floor, when
-    that is the last bucket (fewer than k entries within a factor of 256 of the largest,
-    as when most gradients are zero), and where building the histogram costs more than it
-    saves (k < 5 or k > 7/8 of the entries: up to 1 us an example there, measured at n = 500).
+    From a histogram of the magnitudes' bit patterns, in buckets 2^19 wide counted down from
+    the largest one (sixteen buckets per factor of two; a bucket's ends differ by a ratio of
+    1.03 to 1.06; counts: a reusable (BUCKETS,) int32 buffer): the floor is the lower edge of
+    the bucket in which the count of entries from the top reaches k. 0, no floor, when that
+    is the last bucket (fewer than k entries within a factor of about 256 of the largest, as
+    when most gradients are zero), and where the histogram would cost more than it saves
+    (k < 5 or k > 7/8 of the entries, where it made the selection up to 1 us an example
+    slower at n = 500).
     """
     n = bits.shape[0]
     if k < 5 or 8 * k > 7 * n:
@@ -118,16 +121,16 @@ def topk_of_row(bits, k, heap, counts, out_indices):
             out_indices[i] = i
         return
     floor = magnitude_floor(bits, k, counts)
-    filled, i = 0, 0
+    filled, scanned = 0, 0
     while filled < k:
-        if bits[i] & SIGN_MASK >= floor:
-            heap[filled] = _key(bits[i], i)
+        if bits[scanned] & SIGN_MASK >= floor:
+            heap[filled] = _key(bits[scanned], scanned)
             filled += 1
-        i += 1
+        scanned += 1
     for start in range((k - 2) // ARITY, -1, -1):  # from the last node with a child up to the root
         _sift_down(heap, start, k)
     smallest = np.uint32(heap[0] >> np.uint64(32))  # the magnitude bits of the root, the weakest kept entry
-    for i in range(i, bits.shape[0]):
+    for i in range(scanned, bits.shape[0]):
         if bits[i] & SIGN_MASK < smallest:  # most entries fail here, before any 64-bit key is formed
             continue
         key = _key(bits[i], i)
@@ -174,7 +177,8 @@ def _unified_topk(grad, k, heap, out_indices):
     for b in range(grad.shape[0]):
         for j in range(grad.shape[1]):
             summed[j] += abs(grad[b, j])
-    topk_of_row(summed.view(np.uint32), k, heap, np.empty(BUCKETS, dtype=np.int32), out_indices)
+    counts = np.empty(BUCKETS, dtype=np.int32)
+    topk_of_row(summed.view(np.uint32), k, heap, counts, out_indices)
     out_indices.sort()
 
 
