@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from tinyprop.kernels import add_selected_rows_grad, add_to_rows, selected_input_grad
+from tinyprop.kernels import add_selected_rows_grad, add_to_rows, selected_input_grad, shared_rows_input_grad
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -34,6 +34,15 @@ def test_selected_input_grad_matches_numpy(rng):
     selected_input_grad(dy, weight, selected, dx)
     expected = np.stack([dy[b, r] * weight[r] for b, (r,) in enumerate(selected)])
     np.testing.assert_allclose(dx, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("rows", [[1], [0, 2, 5, 6], [0, 1, 3, 4, 5, 6]])
+def test_shared_rows_input_grad_matches_numpy(rng, rows):
+    dy = rng.standard_normal((3, 7)).astype(np.float32)
+    weight = rng.standard_normal((7, 5)).astype(np.float32)
+    dx = np.full((3, 5), 99.0, dtype=np.float32)  # overwritten, not accumulated
+    shared_rows_input_grad(dy, weight, np.array(rows, dtype=np.int32), dx)
+    np.testing.assert_allclose(dx, dy[:, rows].astype(np.float64) @ weight[rows], rtol=1e-5, atol=1e-6)
 
 
 def test_add_to_rows(rng):

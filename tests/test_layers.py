@@ -160,7 +160,7 @@ def mask_of(selection, selected, shape):
 
 @pytest.mark.parametrize("selection", ["top", "rand", "unified"])
 @pytest.mark.parametrize("n_in,n_out,batch,k", [(7, 5, 3, 1), (7, 5, 3, 4), (30, 41, 6, 40), (64, 50, 10, 8),
-                                                (5, 2, 1, 1)])
+                                                (5, 2, 1, 1), (300, 41, 40, 7)])
 def test_sparse_backward_equals_dense_backward_of_masked_gradient(rng, selection, n_in, n_out, batch, k):
     layer = Linear(n_in, n_out, k=k, selection=selection, rng=np.random.default_rng(n_in))
     x = rng.standard_normal((batch, n_in)).astype(np.float32)
@@ -179,6 +179,22 @@ def test_sparse_backward_equals_dense_backward_of_masked_gradient(rng, selection
     # the bias keeps its dense gradient, as in the authors' C# and PyTorch code
     np.testing.assert_allclose(layer.bias.grad, dy.sum(axis=0), rtol=1e-5, atol=1e-5)
     assert layer.bias.rows_with_grad.all()
+
+
+def test_unified_dx_is_the_same_by_the_loop_and_by_blas(rng, monkeypatch):
+    """Unified meProp computes dx by a loop over W's rows while dx fits in L1, by BLAS beyond."""
+    x = rng.standard_normal((10, 784)).astype(np.float32)
+    dy = rng.standard_normal((10, 500)).astype(np.float32)
+    results = []
+    for l1_bytes in (10 * 784 * 4, 10 * 784 * 4 - 1):  # dx just fits, just does not
+        monkeypatch.setattr("tinyprop.layers.linear.L1_BYTES", l1_bytes)
+        layer = Linear(784, 500, k=80, selection="unified", rng=np.random.default_rng(2))
+        layer.forward(x)
+        results.append(layer.backward(dy).copy())
+    dy_masked = np.zeros_like(dy, dtype=np.float64)
+    dy_masked[:, layer.selected] = dy[:, layer.selected]
+    for dx in results:
+        np.testing.assert_allclose(dx, dy_masked @ layer.weight.value, rtol=1e-4, atol=1e-5)
 
 
 def test_rand_selection_is_reproducible_with_a_seed(rng):

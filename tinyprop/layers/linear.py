@@ -3,13 +3,17 @@ import time
 
 import numpy as np
 
-from tinyprop.kernels import add_selected_rows_grad, add_to_rows, selected_input_grad
+from tinyprop.kernels import add_selected_rows_grad, add_to_rows, selected_input_grad, shared_rows_input_grad
 from tinyprop.layers.base import (Layer, check_forward_done, check_input, check_meprop_k, check_positive_int,
                                   check_same_shape)
 from tinyprop.parameter import Parameter, glorot_normal
 from tinyprop.topk import random_rows, topk_rows, unified_topk
 
 SELECTIONS = ("top", "rand", "unified")
+# Below this size of dx, unified meProp's dx is computed by a loop over W's k rows in place
+# (tinyprop.kernels.shared_rows_input_grad), above it by BLAS on a copy of the k rows: the
+# loop wins while dx stays in the L1 data cache (32 KiB a core on this machine's and most x86 CPUs).
+L1_BYTES = 32 * 1024
 
 
 class Linear(Layer):
@@ -24,7 +28,7 @@ class Linear(Layer):
       - "unified": one set for the mini-batch, the k largest sum_b |dy| (Section 3.3.1).
     Only the selected rows of W get gradient, and the cost is k/out of the dense
     backward: per example for "top"/"rand" (Numba loops in tinyprop.kernels), and for
-    "unified" by BLAS on the k gathered rows. The bias gets its dense gradient
+    "unified" by BLAS on the k gathered rows (dx of small batches by a loop over the k rows). The bias gets its dense gradient
     db = sum_b dy, as in the authors' C# and PyTorch code.
 
     Kept for backward: `x`, the input of the last forward. Kept after backward: `dy` and
@@ -115,7 +119,14 @@ class Linear(Layer):
         rows = unified_topk(dy, self.k, self._heap, self.selected)
         dy_kept = dy[:, rows]
         add_to_rows(self.weight.grad, rows, dy_kept.T @ self.x, self.weight.rows_with_grad)
-        return np.matmul(dy_kept, self.weight.value[rows], out=self._input_grad_buffer()) if need_dx else None
+        if not need_dx:
+            return None
+        dx = self._input_grad_buffer()
+        if dx.nbytes <= L1_BYTES:
+            shared_rows_input_grad(dy, self.weight.value, rows, dx)
+        else:
+            np.matmul(dy_kept, self.weight.value[rows], out=dx)
+        return dx
 
     def _input_grad_buffer(self):
         if self._dx is None or self._dx.shape != self.x.shape:
