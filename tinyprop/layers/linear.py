@@ -28,8 +28,8 @@ class Linear(Layer):
       - "unified": one set for the mini-batch, the k largest sum_b |dy| (Section 3.3.1).
     Only the selected rows of W get gradient, and the cost is k/out of the dense
     backward: per example for "top"/"rand" (Numba loops in tinyprop.kernels), and for
-    "unified" by BLAS on the k gathered rows (dx of small batches by a loop over the k rows). The bias gets its dense gradient
-    db = sum_b dy, as in the authors' C# and PyTorch code.
+    "unified" by BLAS on the k gathered rows (dx of a small batch by a loop over the k rows).
+    The bias gets its dense gradient db = sum_b dy, as in the authors' C# and PyTorch code.
 
     Kept for backward: `x`, the input of the last forward. Kept after backward: `dy` and
     `selected`, the chosen indices ((batch, k) per example, or (k,) unified), which
