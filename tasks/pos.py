@@ -30,6 +30,7 @@ UNKNOWN = 0
 WORD_DIM, SUFFIX_DIM, SHAPE_DIM = 100, 30, 10
 SUFFIX_LENGTH = 3
 N_SHAPES = 16
+EVALUATION_BATCH = 64  # sentences of one length tagged together (a batch of 32 halves a word's time)
 
 
 def word_shape(form):
@@ -103,7 +104,15 @@ class TaggerModel(Layer):
         return [lstm.n_out for lstm in self.bilstm.directions]
 
     def forward(self, ids):
-        return self.output.forward(self.dropout.forward(self.bilstm.forward(self.embeddings.forward(ids))))
+        """ids (words, 3) of one sentence -> logits (words, tags); or, to evaluate, ids (sentences, words, 3)
+        of sentences of one length -> logits (sentences, words, tags), their LSTM steps run as one batch."""
+        if ids.ndim == 2:
+            return self.output.forward(self.dropout.forward(self.bilstm.forward(self.embeddings.forward(ids))))
+        sentences, words = ids.shape[:2]
+        embedded = self.embeddings.forward(ids.reshape(sentences * words, -1)).reshape(sentences, words, -1)
+        hidden = self.bilstm.forward(embedded.transpose(1, 0, 2))  # (words, sentences, 2H)
+        logits = self.output.forward(self.dropout.forward(hidden.transpose(1, 0, 2).reshape(sentences * words, -1)))
+        return logits.reshape(sentences, words, -1)
 
     def backward(self, dlogits, need_dx=False):
         """Gradients of every parameter; the input (ids) has none, so need_dx is ignored."""
@@ -123,6 +132,7 @@ class TaggerTask(ClassifierTask):
         self.encoded = {split: [vocabulary.encode(sentence) for sentence in sentences]
                         for split, sentences in splits.items()}
         self.vocabulary = vocabulary
+        self.evaluation_batches = {}
 
     @property
     def train_size(self):
@@ -145,17 +155,34 @@ class TaggerTask(ClassifierTask):
 
     def evaluate(self, split):
         """(mean loss per word, per-word accuracy %, {}). A word whose tag was unseen in training counts
-        as an error, and is left out of the loss (which it has none of)."""
+        as an error, and is left out of the loss (which it has none of).
+
+        Sentences of one length are tagged together, up to EVALUATION_BATCH at a time (see
+        tinyprop.lstm_kernels.lstm_forward_steps); the scores are those of one sentence at a time.
+        """
         total_loss, correct, count, scored = 0.0, 0, 0, 0
         with self.evaluating():
-            for ids, tags in self.encoded[split]:
-                logits = self.model.forward(ids)
+            for ids, tags in self._batches_of_one_length(split):
+                logits = self.model.forward(ids).reshape(tags.size, -1)
+                tags = tags.ravel()
                 known = tags >= 0
                 total_loss += self.loss.forward(logits[known], tags[known])
                 correct += int((logits.argmax(axis=1) == tags).sum())
                 count += tags.shape[0]
                 scored += int(known.sum())
         return total_loss / max(scored, 1), 100.0 * correct / count, {}
+
+    def _batches_of_one_length(self, split):
+        """(ids (sentences, words, 3), tags (sentences, words)) of split's sentences, grouped by length."""
+        if split not in self.evaluation_batches:
+            by_length = collections.defaultdict(list)
+            for ids, tags in self.encoded[split]:
+                by_length[tags.shape[0]].append((ids, tags))
+            self.evaluation_batches[split] = [
+                (np.stack([ids for ids, _ in group[first:first + EVALUATION_BATCH]]),
+                 np.stack([tags for _, tags in group[first:first + EVALUATION_BATCH]]))
+                for group in by_length.values() for first in range(0, len(group), EVALUATION_BATCH)]
+        return self.evaluation_batches[split]
 
     def model_arrays(self):
         meta = dict(self.meta, hidden=self.model.hidden_sizes(), vocabulary=self.vocabulary.to_json())

@@ -80,6 +80,24 @@ def test_bilstm_backward_direction_reads_the_sequence_reversed(rng):
     assert moved[:, :4].all() and moved[0, 4:].all() and not moved[1:, 4:].any()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_batch_of_sequences_gives_what_each_sequence_gives_alone(rng, dtype):
+    layer = BiLSTM(7, (6, 5), dtype=dtype, rng=rng)
+    x = rng.standard_normal((4, 3, 7)).astype(dtype)  # 4 steps, 3 sequences
+    batched = layer.forward(x)
+    assert batched.shape == (4, 3, 11)
+    for b in range(3):
+        np.testing.assert_allclose(batched[:, b], layer.forward(x[:, b]), rtol=1e-6, atol=1e-7)
+    assert not np.allclose(batched[:, 0], batched[:, 1])
+
+
+def test_backward_after_a_batch_of_sequences_is_refused(rng):
+    lstm = LSTM(3, 6, rng=rng)
+    lstm.forward(rng.standard_normal((5, 2, 3)).astype(np.float32))
+    with pytest.raises(ValueError, match="backward takes one sequence; the last forward had a batch of 2"):
+        lstm.backward(np.zeros((5, 6), dtype=np.float32))
+
+
 def test_dense_lstm_in_float32_matches_the_numpy_reference(rng):
     lstm = random_lstm(rng, 7, 6)
     x, dy = rng.standard_normal((9, 7)).astype(np.float32), rng.standard_normal((9, 6)).astype(np.float32)
@@ -136,6 +154,8 @@ def test_lstm_checks_its_arguments():
         LSTM(3, 6, k=2, dtype=np.float64)
     with pytest.raises(ValueError, match=r"expected a float array x of shape \(steps, 3\)"):
         LSTM(3, 6).forward(np.zeros((4, 2), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"expected a float array x of shape \(steps, batch, 3\)"):
+        LSTM(3, 6).forward(np.zeros((4, 1, 2), dtype=np.float32))
 
 
 def test_k_is_capped_by_the_units_a_direction_has(rng):

@@ -54,6 +54,35 @@ def test_tagger_loss_is_the_mean_over_the_words_whose_tag_was_seen_in_training()
     assert loss == pytest.approx(expected, rel=1e-6)
 
 
+def test_evaluation_tags_sentences_of_one_length_together_and_scores_as_one_at_a_time(monkeypatch):
+    monkeypatch.setattr("tasks.pos.EVALUATION_BATCH", 2)
+    train = [Sentence(forms=["The", "cat", "sat", "."], xpos=["DT", "NN", "VBD", "."]),
+             Sentence(forms=["A", "dog", "ran"], xpos=["DT", "NN", "VBD"])] * 2
+    vocabulary = TagVocabulary(train)
+    model = TaggerModel(vocabulary, hidden=(6, 5), rng=np.random.default_rng(4))
+    model.train(False)
+    rng = np.random.default_rng(5)
+    words = ["the", "cat", "dog", "sat", "ran", "a", "."]
+    tags = ["DT", "NN", "VBD", ".", "UH"]  # UH: unseen in training
+    dev = [Sentence(forms=list(rng.choice(words, n)), xpos=list(rng.choice(tags, n))) for n in (3, 5, 3, 1, 3, 5)]
+    task = TaggerTask({"dev": dev}, vocabulary, model, None, {})
+    assert sorted(ids.shape for ids, _ in task._batches_of_one_length("dev")) == [(1, 1, 3), (1, 3, 3), (2, 3, 3), (2, 5, 3)]
+    loss = correct = scored = 0
+    for ids, gold in task.encoded["dev"]:
+        logits = model.forward(ids)
+        known = gold >= 0
+        loss += SoftmaxCrossEntropy().forward(logits[known], gold[known])
+        correct += int((logits.argmax(axis=1) == gold).sum())
+        scored += int(known.sum())
+    batched_loss, accuracy, _ = task.evaluate("dev")
+    assert batched_loss == pytest.approx(loss / scored, rel=1e-6)
+    assert accuracy == 100.0 * correct / 20
+    ids = np.stack([task.encoded["dev"][i][0] for i in (0, 2, 4)])
+    for row, i in enumerate((0, 2, 4)):
+        np.testing.assert_allclose(model.forward(ids)[row], model.forward(task.encoded["dev"][i][0]), rtol=1e-5,
+                                   atol=1e-6)
+
+
 def test_tagger_dropout_acts_in_training_only_and_evaluation_turns_it_off():
     sentences = [Sentence(forms=["The", "cat", "sat", "."], xpos=["DT", "NN", "VBD", "."])] * 2
     vocabulary = TagVocabulary(sentences)

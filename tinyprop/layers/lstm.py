@@ -12,6 +12,7 @@ from tinyprop.parameter import Parameter, glorot_normal
 
 class LSTM(Layer):
     """One direction over one sequence (TKDE 2018, Section 2.3.2). x: (steps, in) -> h: (steps, H).
+    forward also takes a batch of sequences of one length, (steps, batch, in), for evaluation.
 
         z_t = W_x x_t + W_h h_{t-1} + b   (4H: gates i, f, g, o in blocks of H rows)
         i, f, o = sigmoid(z),  g = tanh(z),  c_t = f c_{t-1} + i g,  h_t = o tanh(c_t),  h_0 = c_0 = 0.
@@ -64,19 +65,29 @@ class LSTM(Layer):
         return [self.input_weight, self.recurrent_weight, self.bias]
 
     def forward(self, x):
-        check_input(self.name, x, ("steps", self.n_in))
-        self.x = x = np.ascontiguousarray(x, dtype=self.bias.value.dtype)
-        steps, n = x.shape[0], self.n_out
-        zx = np.ascontiguousarray((self.input_weight.value @ x.T).T) + self.bias.value
-        self.gates = np.empty((steps, GATES * n), dtype=x.dtype)
-        self.cells = np.empty((steps, n), dtype=x.dtype)
-        self.cell_tanh = np.empty((steps, n), dtype=x.dtype)
-        self.hidden = np.empty((steps, n), dtype=x.dtype)
-        lstm_forward_steps(zx, self.recurrent_weight.value, self.gates, self.cells, self.cell_tanh, self.hidden)
+        """x: (steps, in) -> (steps, H); or, to evaluate, a batch of sequences of one length,
+        x: (steps, batch, in) -> (steps, batch, H), after which backward is refused."""
+        one_sequence = getattr(x, "ndim", None) == 2
+        check_input(self.name, x, ("steps", self.n_in) if one_sequence else ("steps", "batch", self.n_in))
+        x = np.asarray(x, dtype=self.bias.value.dtype)
+        steps, batch, n = x.shape[0], 1 if one_sequence else x.shape[1], self.n_out
+        # (W_x x^T)^T rather than x W_x^T, as in Linear
+        zx = np.ascontiguousarray((self.input_weight.value @ x.reshape(steps * batch, -1).T).T) + self.bias.value
+        gates = np.empty((steps, batch, GATES * n), dtype=x.dtype)
+        cells, cell_tanh, hidden = (np.empty((steps, batch, n), dtype=x.dtype) for _ in range(3))
+        lstm_forward_steps(zx.reshape(steps, batch, -1), self.recurrent_weight.value, gates, cells, cell_tanh, hidden)
+        if not one_sequence:
+            self.x, self.hidden = None, hidden
+            return hidden
+        self.x = np.ascontiguousarray(x)
+        self.gates, self.cells, self.cell_tanh, self.hidden = gates[:, 0], cells[:, 0], cell_tanh[:, 0], hidden[:, 0]
         return self.hidden
 
     def backward(self, dy, need_dx=True):
         check_forward_done(self.name, self.hidden)
+        if self.hidden.ndim == 3:
+            raise ValueError(f"{self.name}: backward takes one sequence; the last forward had a batch of "
+                             f"{self.hidden.shape[1]} (batches are for evaluation)")
         check_same_shape(self.name, dy, self.hidden.shape)
         start = time.perf_counter()
         dhidden = np.ascontiguousarray(dy, dtype=self.hidden.dtype)
@@ -123,7 +134,8 @@ class BiLSTM(Layer):
     """Two LSTMs over one sequence, one reading it backwards (Graves & Schmidhuber, 2005).
 
     x: (steps, in) -> (steps, H_forward + H_backward): row t is [h_forward_t, h_backward_t],
-    where h_backward_t has read x_t .. x_last. `hidden`: one size for both, or a pair; each
+    where h_backward_t has read x_t .. x_last. To evaluate, also x: (steps, batch, in) ->
+    (steps, batch, H_forward + H_backward), as LSTM.forward. `hidden`: one size for both, or a pair; each
     direction keeps its own size under meSimp, and its k is capped by it.
     """
 
@@ -142,7 +154,7 @@ class BiLSTM(Layer):
 
     def forward(self, x):
         ahead, behind = self.directions
-        return np.concatenate([ahead.forward(x), behind.forward(x[::-1])[::-1]], axis=1)
+        return np.concatenate([ahead.forward(x), behind.forward(x[::-1])[::-1]], axis=-1)
 
     def backward(self, dy, need_dx=True):
         ahead, behind = self.directions
