@@ -80,7 +80,8 @@ class TaggerModel(Layer):
     """Embeddings (word, suffix, shape) -> BiLSTM (hidden per direction, meProp k) [-> Dropout] -> Linear
     -> tag scores.
 
-    forward(ids (words, 3)) -> logits (words, tags), one sentence at a time. Dropout on the BiLSTM's
+    forward(ids (words, 3)) -> logits (words, tags), one sentence at a time in training; evaluation
+    also passes sentences of one length together, ids (sentences, words, 3). Dropout on the BiLSTM's
     output is the papers' Table 4 setting for tagging (0.5); their Table 2 has none. The class
     defaults to none; `tinyprop train pos` to 0.5.
     """
@@ -108,11 +109,11 @@ class TaggerModel(Layer):
         of sentences of one length -> logits (sentences, words, tags), their LSTM steps run as one batch."""
         if ids.ndim == 2:
             return self.output.forward(self.dropout.forward(self.bilstm.forward(self.embeddings.forward(ids))))
-        sentences, words = ids.shape[:2]
-        embedded = self.embeddings.forward(ids.reshape(sentences * words, -1)).reshape(sentences, words, -1)
-        hidden = self.bilstm.forward(embedded.transpose(1, 0, 2))  # (words, sentences, 2H)
-        logits = self.output.forward(self.dropout.forward(hidden.transpose(1, 0, 2).reshape(sentences * words, -1)))
-        return logits.reshape(sentences, words, -1)
+        sentences, words, features = ids.shape
+        embedded = self.embeddings.forward(ids.reshape(sentences * words, features))
+        hidden = self.bilstm.forward(embedded.reshape(sentences, words, -1).transpose(1, 0, 2))  # (words, sentences, 2H)
+        hidden = hidden.transpose(1, 0, 2).reshape(sentences * words, self.output.n_in)
+        return self.output.forward(self.dropout.forward(hidden)).reshape(sentences, words, self.output.n_out)
 
     def backward(self, dlogits, need_dx=False):
         """Gradients of every parameter; the input (ids) has none, so need_dx is ignored."""
@@ -132,7 +133,7 @@ class TaggerTask(ClassifierTask):
         self.encoded = {split: [vocabulary.encode(sentence) for sentence in sentences]
                         for split, sentences in splits.items()}
         self.vocabulary = vocabulary
-        self.evaluation_batches = {}
+        self._evaluation_batches = {}
 
     @property
     def train_size(self):
@@ -158,7 +159,9 @@ class TaggerTask(ClassifierTask):
         as an error, and is left out of the loss (which it has none of).
 
         Sentences of one length are tagged together, up to EVALUATION_BATCH at a time (see
-        tinyprop.lstm_kernels.lstm_forward_steps); the scores are those of one sentence at a time.
+        tinyprop.lstm_kernels.lstm_forward_steps). The scores are those of one sentence at a time
+        up to float32 rounding (the batch's matrix products sum in another order; a near-tie
+        between two tags could go the other way).
         """
         total_loss, correct, count, scored = 0.0, 0, 0, 0
         with self.evaluating():
@@ -174,15 +177,15 @@ class TaggerTask(ClassifierTask):
 
     def _batches_of_one_length(self, split):
         """(ids (sentences, words, 3), tags (sentences, words)) of split's sentences, grouped by length."""
-        if split not in self.evaluation_batches:
+        if split not in self._evaluation_batches:
             by_length = collections.defaultdict(list)
             for ids, tags in self.encoded[split]:
                 by_length[tags.shape[0]].append((ids, tags))
-            self.evaluation_batches[split] = [
+            self._evaluation_batches[split] = [
                 (np.stack([ids for ids, _ in group[first:first + EVALUATION_BATCH]]),
                  np.stack([tags for _, tags in group[first:first + EVALUATION_BATCH]]))
                 for group in by_length.values() for first in range(0, len(group), EVALUATION_BATCH)]
-        return self.evaluation_batches[split]
+        return self._evaluation_batches[split]
 
     def model_arrays(self):
         meta = dict(self.meta, hidden=self.model.hidden_sizes(), vocabulary=self.vocabulary.to_json())

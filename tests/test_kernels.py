@@ -36,10 +36,10 @@ def test_selected_input_grad_matches_numpy(rng):
     np.testing.assert_allclose(dx, expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("rows", [[1], [0, 2, 5, 6], [0, 1, 3, 4, 5, 6]])
+@pytest.mark.parametrize("rows", [[1], [0, 2, 5, 6], [0, 1, 3, 4, 5, 6], [9, 0, 4, 8, 1, 3, 7, 2, 5]])
 def test_shared_rows_input_grad_matches_numpy(rng, rows):
-    dy = rng.standard_normal((3, 7)).astype(np.float32)
-    weight = rng.standard_normal((7, 5)).astype(np.float32)
+    dy = rng.standard_normal((3, 10)).astype(np.float32)
+    weight = rng.standard_normal((10, 5)).astype(np.float32)
     dx = np.full((3, 5), 99.0, dtype=np.float32)  # overwritten, not accumulated
     shared_rows_input_grad(dy, weight, np.array(rows, dtype=np.int32), dx)
     np.testing.assert_allclose(dx, dy[:, rows].astype(np.float64) @ weight[rows], rtol=1e-5, atol=1e-6)

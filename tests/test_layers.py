@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from tinyprop.gradcheck import grad_check, numerical_gradient
+from tinyprop.kernels import shared_rows_input_grad
 from tinyprop.layers import (LSTM, BiLSTM, Conv2d, Cube, Dropout, Embedding, Embeddings, Layer, Linear, MaxPool2d, ReLU,
                              Reshape, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh)
 from tinyprop.optim import SGD
@@ -182,15 +183,22 @@ def test_sparse_backward_equals_dense_backward_of_masked_gradient(rng, selection
 
 
 def test_unified_dx_is_the_same_by_the_loop_and_by_blas(rng, monkeypatch):
-    """Unified meProp computes dx by a loop over W's rows while dx fits in L1, by BLAS beyond."""
+    """Unified meProp computes the dx of a small batch by a loop over W's rows, of a larger one by BLAS."""
     x = rng.standard_normal((10, 784)).astype(np.float32)
     dy = rng.standard_normal((10, 500)).astype(np.float32)
+    loop_calls = []
+
+    def counted_loop(*args):
+        loop_calls.append(args[0].shape)
+        shared_rows_input_grad(*args)
+    monkeypatch.setattr("tinyprop.layers.linear.shared_rows_input_grad", counted_loop)
     results = []
-    for l1_bytes in (10 * 784 * 4, 10 * 784 * 4 - 1):  # dx just fits, just does not
-        monkeypatch.setattr("tinyprop.layers.linear.L1_BYTES", l1_bytes)
+    for limit in (10 * 784 * 4, 10 * 784 * 4 - 1):  # dx just within the loop's limit, just above it
+        monkeypatch.setattr("tinyprop.layers.linear.UNIFIED_LOOP_MAX_DX_BYTES", limit)
         layer = Linear(784, 500, k=80, selection="unified", rng=np.random.default_rng(2))
         layer.forward(x)
         results.append(layer.backward(dy).copy())
+    assert loop_calls == [(10, 500)]  # the first backward only
     dy_masked = np.zeros_like(dy, dtype=np.float64)
     dy_masked[:, layer.selected] = dy[:, layer.selected]
     for dx in results:

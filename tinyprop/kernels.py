@@ -72,9 +72,9 @@ def shared_rows_input_grad(dy, weight, rows, dx):
     of dy[b, r] * W[r]. dy: (batch, out); rows: (k,) int32; dx: (batch, in), overwritten.
 
     The rows are the outer loop, four at a time: each is read from memory once and then from the
-    L1 cache for every example, and W's rows are not gathered into a copy first. While dx fits in
-    L1 this beats BLAS on the gathered rows (784->500, k 80: 31.6 against 45.8 us at batch 10,
-    27.1 against 37.3 at batch 8); beyond, BLAS wins (52.9 against 49.5 at batch 16).
+    L1 cache for every example, and W's rows are not gathered into a copy first. For a small dx
+    this beats BLAS on the gathered rows (784->500, k 80: 31.6 against 45.8 us at batch 10,
+    27.1 against 37.3 at batch 8); for a larger one BLAS wins (52.9 against 49.5 at batch 16).
     """
     n_in = weight.shape[1]
     k = rows.shape[0]

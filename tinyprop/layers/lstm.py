@@ -67,17 +67,18 @@ class LSTM(Layer):
     def forward(self, x):
         """x: (steps, in) -> (steps, H); or, to evaluate, a batch of sequences of one length,
         x: (steps, batch, in) -> (steps, batch, H), after which backward is refused."""
-        one_sequence = getattr(x, "ndim", None) == 2
+        one_sequence = getattr(x, "ndim", None) != 3
         check_input(self.name, x, ("steps", self.n_in) if one_sequence else ("steps", "batch", self.n_in))
         x = np.asarray(x, dtype=self.bias.value.dtype)
         steps, batch, n = x.shape[0], 1 if one_sequence else x.shape[1], self.n_out
         # (W_x x^T)^T rather than x W_x^T, as in Linear
-        zx = np.ascontiguousarray((self.input_weight.value @ x.reshape(steps * batch, -1).T).T) + self.bias.value
+        zx = np.ascontiguousarray((self.input_weight.value @ x.reshape(steps * batch, self.n_in).T).T) + self.bias.value
         gates = np.empty((steps, batch, GATES * n), dtype=x.dtype)
         cells, cell_tanh, hidden = (np.empty((steps, batch, n), dtype=x.dtype) for _ in range(3))
-        lstm_forward_steps(zx.reshape(steps, batch, -1), self.recurrent_weight.value, gates, cells, cell_tanh, hidden)
-        if not one_sequence:
-            self.x, self.hidden = None, hidden
+        lstm_forward_steps(zx.reshape(steps, batch, GATES * n), self.recurrent_weight.value, gates, cells, cell_tanh,
+                           hidden)
+        if not one_sequence:  # nothing kept for backward but the hidden states, by which backward refuses
+            self.x, self.gates, self.cells, self.cell_tanh, self.hidden = None, None, None, None, hidden
             return hidden
         self.x = np.ascontiguousarray(x)
         self.gates, self.cells, self.cell_tanh, self.hidden = gates[:, 0], cells[:, 0], cell_tanh[:, 0], hidden[:, 0]
@@ -86,7 +87,7 @@ class LSTM(Layer):
     def backward(self, dy, need_dx=True):
         check_forward_done(self.name, self.hidden)
         if self.hidden.ndim == 3:
-            raise ValueError(f"{self.name}: backward takes one sequence; the last forward had a batch of "
+            raise RuntimeError(f"{self.name}: backward takes one sequence; the last forward had a batch of "
                              f"{self.hidden.shape[1]} (batches are for evaluation)")
         check_same_shape(self.name, dy, self.hidden.shape)
         start = time.perf_counter()
