@@ -112,6 +112,7 @@ def test_a_batch_of_sequences_gives_what_each_sequence_gives_alone(rng, dtype):
 
 def test_backward_after_a_batch_of_sequences_is_refused(rng):
     lstm = LSTM(3, 6, rng=rng)
+    lstm.forward(rng.standard_normal((5, 3)).astype(np.float32))  # one sequence: its state kept
     lstm.forward(rng.standard_normal((5, 2, 3)).astype(np.float32))
     with pytest.raises(RuntimeError, match="backward takes one sequence; the last forward had a batch of 2"):
         lstm.backward(np.zeros((5, 6), dtype=np.float32))
