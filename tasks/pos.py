@@ -111,7 +111,8 @@ class TaggerModel(Layer):
             return self.output.forward(self.dropout.forward(self.bilstm.forward(self.embeddings.forward(ids))))
         sentences, words, features = ids.shape
         embedded = self.embeddings.forward(ids.reshape(sentences * words, features))
-        hidden = self.bilstm.forward(embedded.reshape(sentences, words, -1).transpose(1, 0, 2))  # (words, sentences, 2H)
+        # the LSTMs take (steps, batch, in): here (words, sentences, 140) -> (words, sentences, 2H)
+        hidden = self.bilstm.forward(embedded.reshape(sentences, words, -1).transpose(1, 0, 2))
         hidden = hidden.transpose(1, 0, 2).reshape(sentences * words, self.output.n_in)
         return self.output.forward(self.dropout.forward(hidden)).reshape(sentences, words, self.output.n_out)
 
