@@ -107,14 +107,15 @@ class TaggerModel(Layer):
     def forward(self, ids):
         """ids (words, 3) of one sentence -> logits (words, tags); or, to evaluate, ids (sentences, words, 3)
         of sentences of one length -> logits (sentences, words, tags), their LSTM steps run as one batch."""
+        embedded = self.embeddings.forward(ids.reshape(-1, ids.shape[-1]))
         if ids.ndim == 2:
-            return self.output.forward(self.dropout.forward(self.bilstm.forward(self.embeddings.forward(ids))))
-        sentences, words, features = ids.shape
-        embedded = self.embeddings.forward(ids.reshape(sentences * words, features))
-        # the LSTMs take (steps, batch, in): here (words, sentences, 140) -> (words, sentences, 2H)
-        hidden = self.bilstm.forward(embedded.reshape(sentences, words, -1).transpose(1, 0, 2))
-        hidden = hidden.transpose(1, 0, 2).reshape(sentences * words, self.output.n_in)
-        return self.output.forward(self.dropout.forward(hidden)).reshape(sentences, words, self.output.n_out)
+            hidden = self.bilstm.forward(embedded)
+        else:  # the LSTMs take (steps, batch, in): here (words, sentences, 140) -> (words, sentences, 2H)
+            sentences, words = ids.shape[:2]
+            hidden = self.bilstm.forward(embedded.reshape(sentences, words, -1).transpose(1, 0, 2))
+            hidden = hidden.transpose(1, 0, 2).reshape(sentences * words, self.output.n_in)
+        logits = self.output.forward(self.dropout.forward(hidden))
+        return logits.reshape(ids.shape[:-1] + (self.output.n_out,))
 
     def backward(self, dlogits, need_dx=False):
         """Gradients of every parameter; the input (ids) has none, so need_dx is ignored."""

@@ -69,7 +69,7 @@ class LSTM(Layer):
         x: (steps, batch, in) -> (steps, batch, H), after which backward is refused."""
         one_sequence = getattr(x, "ndim", None) != 3
         check_input(self.name, x, ("steps", self.n_in) if one_sequence else ("steps", "batch", self.n_in))
-        x = np.asarray(x, dtype=self.bias.value.dtype)
+        x = np.ascontiguousarray(x, dtype=self.bias.value.dtype)
         steps, batch, n = x.shape[0], 1 if one_sequence else x.shape[1], self.n_out
         # (W_x x^T)^T rather than x W_x^T, as in Linear
         zx = np.ascontiguousarray((self.input_weight.value @ x.reshape(steps * batch, self.n_in).T).T) + self.bias.value
@@ -80,7 +80,7 @@ class LSTM(Layer):
         if not one_sequence:  # nothing kept for backward but the hidden states, by which backward refuses
             self.x, self.gates, self.cells, self.cell_tanh, self.hidden = None, None, None, None, hidden
             return hidden
-        self.x = np.ascontiguousarray(x)
+        self.x = x
         self.gates, self.cells, self.cell_tanh, self.hidden = gates[:, 0], cells[:, 0], cell_tanh[:, 0], hidden[:, 0]
         return self.hidden
 
