@@ -62,6 +62,25 @@ def test_dense_adam_moves_every_row_as_nnmnist(rng):
     assert np.all(param.state["mean"][[0, 1, 3]] != 0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_flushes_moments_that_decay_below_the_smallest_normal_float(rng, dtype):
+    """A moment that would turn subnormal is set to zero; the weights move as nnmnist's Adam moves them."""
+    tiny = np.finfo(dtype).tiny
+    param = Parameter(rng.standard_normal((3, 4)).astype(dtype), "w")
+    optimizer = Adam([param], dense_updates=True)
+    mean = np.array([tiny, 3 * tiny, -tiny, 0.0], dtype)  # times beta1 = 0.9: below tiny, above, below, zero
+    mean_square = np.array([tiny, 2 * tiny, 1e-6, 1e-6], dtype)  # times beta2 = 0.999: below tiny, above, ...
+    param.state["mean"][:] = mean
+    param.state["mean_square"][:] = mean_square
+    w = param.value.astype(np.float64)
+    optimizer.step()  # no gradient anywhere: the moments only decay
+    assert np.array_equal(param.state["mean"] != 0, np.broadcast_to([False, True, False, False], (3, 4)))
+    assert np.array_equal(param.state["mean_square"] != 0, np.broadcast_to([False, True, True, True], (3, 4)))
+    assert np.all(param.state["mean"][:, 1] == dtype(0.9) * mean[1])
+    w_new, _, _ = nnmnist_adam(w, mean.astype(np.float64), mean_square.astype(np.float64), np.zeros_like(w), 1)
+    np.testing.assert_array_equal(param.value, w_new.astype(dtype))
+
+
 def test_sparse_adam_matches_nnmnist_on_the_rows_it_updates(rng):
     param = make_param(rng)
     optimizer = Adam([param], lr=0.01)

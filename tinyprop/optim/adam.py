@@ -1,19 +1,34 @@
 """Adam (Kingma & Ba, 2015), the optimizer of all the papers' experiments (TKDE 2018, Section 3.1)."""
 import math
 
+import numpy as np
 from numba import njit
 
 from tinyprop.optim.optimizer import Optimizer, as_rows, regularized_clipped
 
 
 @njit(cache=True, error_model="numpy")
-def adam_update_rows(value, grad, mean, mean_square, rows, step_size, beta1, beta2, eps, l2, clip_bound):
+def adam_update_rows(value, grad, mean, mean_square, rows, step_size, beta1, beta2, eps, l2, clip_bound, tiny):
+    """One Adam step on the given rows of (rows, columns) arrays.
+
+    A moment that decays below `tiny`, the smallest normal float of the dtype, is set to zero.
+    Left subnormal, it would make every later step on it slow: processors handle subnormal
+    floats in microcode. In the MNIST MLP a weight that stops getting gradient (an input pixel
+    seldom inked, a unit that stopped firing) has its mean turn subnormal about 800 steps later;
+    after one dense epoch a fifth of the first layer's means were, and the update took 4.5 to
+    4.8 s of the epoch, against 3.6 to 3.9 s with the flush (three epochs: 14.0 against 10.7 s),
+    with the same results bit for bit. What the flush drops, below `tiny`, is far below what can
+    move a weight.
+    """
     one = value.dtype.type(1)  # not the literal 1, which would turn float32 arithmetic into float64 (3.3x slower)
+    zero = value.dtype.type(0)
     for r in rows:
         for j in range(value.shape[1]):
             d = regularized_clipped(grad[r, j], value[r, j], l2, clip_bound)
-            mean[r, j] = beta1 * mean[r, j] + (one - beta1) * d
-            mean_square[r, j] = beta2 * mean_square[r, j] + (one - beta2) * d * d
+            m = beta1 * mean[r, j] + (one - beta1) * d
+            v = beta2 * mean_square[r, j] + (one - beta2) * d * d
+            mean[r, j] = m if abs(m) >= tiny else zero
+            mean_square[r, j] = v if v >= tiny else zero
             value[r, j] -= step_size * mean[r, j] / (math.sqrt(mean_square[r, j]) + eps)
 
 
@@ -36,4 +51,4 @@ class Adam(Optimizer):
         adam_update_rows(as_rows(param.value), as_rows(param.grad), as_rows(param.state["mean"]),
                          as_rows(param.state["mean_square"]), rows,
                          *self.in_dtype_of(param, step_size, self.beta1, self.beta2, self.eps, self.l2,
-                                           self.clip_bound))
+                                           self.clip_bound, np.finfo(param.value.dtype).tiny))
