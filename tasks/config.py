@@ -2,10 +2,12 @@
 
 `tinyprop train --config FILE.json` reads nnmnist's keys with nnmnist's meaning; keys the
 file leaves out take nnmnist's defaults (its Config constructor), so a config file runs
-as it would there. `tinyprop train mnist` without a file starts from the papers' MNIST
-setting instead (TKDE 2018, Section 3.1 and Table 2: mini-batch 10, k 80). Command-line options
-override both. Every value is checked before anything is loaded, except those that need the
-data (LabelCount, IterPerEpoch against the training set's size, and the parser's --k-out against
+as it would there, with two differences: LearningRate also applies to Adam (nnmnist's Adam
+ignores it; its default, 0.001, is Adam's usual rate), and L2RegFactor also to SGD.
+`tinyprop train mnist` without a file starts from the papers' MNIST setting instead (TKDE
+2018, Section 3.1 and Table 2: mini-batch 10, k 80). Command-line options override both.
+Every value is checked before anything is loaded, except those that need the data
+(LabelCount, IterPerEpoch against the training set's size, and the parser's --k-out against
 its number of transitions), checked before training.
 """
 import dataclasses

@@ -92,6 +92,21 @@ def test_maxpool_gives_a_tied_window_gradient_to_its_first_position():
     assert pool.backward(np.full((1, 1, 1, 1), 5.0, np.float32))[0, 0].tolist() == [[5.0, 0.0], [0.0, 0.0]]
 
 
+def test_a_float64_input_is_computed_in_the_layers_float32(rng):
+    layer = Conv2d(1, 2, 3, padding=1, ratio=0.5, rng=rng)
+    x = rng.standard_normal((2, 1, 4, 4))
+    y = layer.forward(x)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y, layer.forward(x.astype(np.float32)))
+    assert layer.backward(np.ones_like(y)).dtype == np.float32
+
+
+def test_an_empty_batch_goes_through_the_cnn(rng):
+    model = Sequential([Conv2d(1, 2, 3, padding=1, ratio=0.5, rng=rng), MaxPool2d(2), Reshape((-1,))])
+    assert model.forward(np.zeros((0, 1, 4, 4), np.float32)).shape == (0, 8)
+    assert model.backward(np.zeros((0, 8), np.float32)).shape == (0, 1, 4, 4)
+
+
 def test_conv_argument_errors():
     with pytest.raises(ValueError, match="ratio must be in"):
         Conv2d(1, 2, 3, ratio=0)

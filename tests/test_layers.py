@@ -129,6 +129,9 @@ def test_argument_errors_are_readable(rng):
         dropout.backward(np.zeros((3, 2), np.float32))
     with pytest.raises(ValueError, match="integer labels"):
         SoftmaxCrossEntropy().forward(np.zeros((2, 3)), np.array([0.0, 1.0]))
+    with pytest.raises(RuntimeError, match="SoftmaxCrossEntropy: backward needs the state of a forward"):
+        SoftmaxCrossEntropy().backward()
+    assert SoftmaxCrossEntropy().forward(np.zeros((2, 3)), [0, 2]) == pytest.approx(2 * np.log(3))  # lists do
     with pytest.raises(ValueError, match="decay_steps must be positive"):
         SGD(Linear(2, 2).params(), lr=0.1, decay_steps=0)
 

@@ -144,10 +144,21 @@ def test_mlpvar_end_to_end_on_a_slice(tmp_path, mnist_dir):
 
 
 def test_a_simplifier_refuses_pairs_it_cannot_simplify():
-    with pytest.raises(ValueError, match=r"Linear\(4, 5\) must run per-example meProp"):
+    with pytest.raises(ValueError, match=r"Linear\(4, 5\) must run per-example top-k meProp"):
         Simplifier([(Linear(4, 5), Linear(5, 2))], 0.1)
-    with pytest.raises(ValueError, match="must run per-example meProp"):
-        Simplifier([(Linear(4, 5, k=2, selection="unified"), Linear(5, 2))], 0.1)
+    # the record emulates top-k sets; a random draw or a unified set would be counted wrong
+    for selection in ("unified", "rand"):
+        with pytest.raises(ValueError, match=f"selection='{selection}'\\) must run per-example top-k meProp"):
+            Simplifier([(Linear(4, 5, k=2, selection=selection), Linear(5, 2))], 0.1)
     with pytest.raises(ValueError, match=r"Linear\(4, 2\) takes 4 inputs, but Linear\(4, 5, k=2, selection='top'\) "
                                          r"gives 5"):
         Simplifier([(Linear(4, 5, k=2), Linear(4, 2))], 0.1)
+
+
+def test_misuses_of_a_simplifier_are_told_not_crashed(rng):
+    layer, consumer = Linear(4, 5, k=2, rng=rng), Linear(5, 2, rng=rng)
+    simplifier = Simplifier([(layer, consumer)], 0.1)
+    with pytest.raises(RuntimeError, match=r"has no top-k sets to record; call observe after its backward"):
+        simplifier.observe()
+    with pytest.raises(ValueError, match="linear.weight: cannot remove every unit"):
+        layer.remove_outputs(np.array([], dtype=int))

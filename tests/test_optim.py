@@ -81,6 +81,17 @@ def test_adam_flushes_moments_that_decay_below_the_smallest_normal_float(rng, dt
     np.testing.assert_array_equal(param.value, w_new.astype(dtype))
 
 
+def test_hyperparameters_that_would_fail_mid_training_are_refused(rng):
+    param = make_param(rng)
+    for beta1, beta2 in ((1.0, 0.999), (0.9, 1.5), (-0.1, 0.999)):
+        with pytest.raises(ValueError, match="Adam: beta1 and beta2 must be in"):
+            Adam([param], beta1=beta1, beta2=beta2)
+    with pytest.raises(ValueError, match="Adam: eps must be positive"):
+        Adam([param], eps=0)
+    with pytest.raises(ValueError, match="AdaGrad: eps must be positive"):
+        AdaGrad([param], eps=0)
+
+
 def test_sparse_adam_matches_nnmnist_on_the_rows_it_updates(rng):
     param = make_param(rng)
     optimizer = Adam([param], lr=0.01)

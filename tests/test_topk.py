@@ -117,8 +117,22 @@ def test_buffers_are_reused_across_calls(rng):
 
 
 def test_float64_gradients_are_refused():
-    with pytest.raises(TypeError, match="float32"):
+    with pytest.raises(TypeError, match="works on float32 gradients, got float64"):
         topk_rows(np.zeros((2, 5)), 2, np.empty(2, np.uint64), np.empty((2, 2), np.int32))
+
+
+def test_arguments_the_kernels_would_overrun_are_refused():
+    grad = np.ones((2, 5), np.float32)
+    with pytest.raises(ValueError, match=r"k must be in 1..5 \(the gradient's width\), got 7"):
+        topk_rows(grad, 7, np.empty(7, np.uint64), np.empty((2, 7), np.int32))
+    with pytest.raises(ValueError, match="k must be in 1..5"):
+        unified_topk(grad, 0, np.empty(1, np.uint64), np.empty(0, np.int32))
+    with pytest.raises(ValueError, match="the heap holds 2 entries, fewer than k = 3"):
+        topk_rows(grad, 3, np.empty(2, np.uint64), np.empty((2, 3), np.int32))
+    with pytest.raises(ValueError, match=r"the output must have shape \(3,\), got \(2,\)"):
+        unified_topk(grad, 3, np.empty(3, np.uint64), np.empty(2, np.int32))
+    with pytest.raises(ValueError, match="random selection: k must be in 1..3, got 5"):
+        random_rows(np.random.default_rng(0), 2, 3, 5)
 
 
 @pytest.mark.parametrize("ties", [False, True])

@@ -114,7 +114,8 @@ class ColumnBlock:
 class Simplifier:
     """meSimp over pairs (layer, consumer): prunes `layer`'s outputs and the matching inputs of `consumer`.
 
-    `layer` must run per-example top-k meProp (its backward leaves `selected`; a Linear layer's also `dy`);
+    `layer` must run per-example top-k meProp, not random k nor unified top-k (its backward leaves
+    `selected`; a Linear layer's also `dy`);
     the output layer of a network is never given as a `layer`. A gated layer (an LSTM: its
     `n_gates` > 1) is recorded with its gates merged.
     """
@@ -124,9 +125,9 @@ class Simplifier:
             raise ValueError(f"Simplifier: the prune rate must be in [0, 1], got {rate!r}")
         self.pairs = list(pairs)
         for layer, consumer in self.pairs:
-            if layer.k is None or getattr(layer, "selection", "top") == "unified":
-                raise ValueError(f"Simplifier: {layer!r} must run per-example meProp (a k, top or rand, not "
-                                 "unified): meSimp counts each example's top-k set")
+            if getattr(layer, "k", None) is None or getattr(layer, "selection", "top") != "top":
+                raise ValueError(f"Simplifier: {layer!r} must run per-example top-k meProp (a k, selection "
+                                 "'top'): meSimp counts each example's top-k set")
             if consumer.n_in != layer.n_out:
                 raise ValueError(f"Simplifier: {consumer!r} takes {consumer.n_in} inputs, but {layer!r} gives "
                                  f"{layer.n_out}; pair each layer with the layer its outputs feed")
@@ -141,6 +142,8 @@ class Simplifier:
     def observe(self):
         """Record the top-k sets of the last backward (Algorithm 2, line 7)."""
         for (layer, _), record in zip(self.pairs, self.records):
+            if layer.selected is None:
+                raise RuntimeError(f"Simplifier: {layer!r} has no top-k sets to record; call observe after its backward")
             record.observe(layer)
 
     def prune(self):

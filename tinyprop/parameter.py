@@ -47,6 +47,9 @@ class Parameter:
 
     def take(self, index, axis):
         """Keep only `index` along `axis` in the value, the gradient and every state array (meSimp)."""
+        if len(index) == 0:
+            raise ValueError(f"{self.name}: cannot remove every unit; meSimp keeps at least one")
+
         def keep(array):
             return np.ascontiguousarray(np.take(array, index, axis=axis))
         self.value = keep(self.value)

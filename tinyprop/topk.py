@@ -29,7 +29,9 @@ compute in float32, as the authors' C# does. A NaN's bits exceed infinity's, so 
 gradients are selected first (and the training loop stops on the NaN loss).
 
 Three selections, used by `tinyprop.layers.Linear`:
-- `topk_rows`: per-example top-k, the paper's meProp and nnmnist's `mlptop`;
+- `topk_rows`: per-example top-k, the paper's meProp and nnmnist's `mlptop` (also `Conv2d`'s
+  spatial top-k, per example and channel; the LSTM's per-gate top-k calls `topk_of_row` from
+  its Numba time loop);
 - `random_rows`: k random indices per example, nnmnist's `mlprand`;
 - `unified_topk`: one top-k set for the whole mini-batch from the summed |dy|
   (Section 3.3.1, "Simple Unified Top-k").
@@ -149,15 +151,22 @@ def _topk_rows(bits, k, heap, out_indices):
         topk_of_row(bits[b], k, heap, counts, out_indices[b])
 
 
-def check_float32(grad):
+def check_selection(grad, k, heap, out_indices, out_shape):
+    """Readable errors before the kernels, which would otherwise read or write past their arrays."""
     if grad.dtype != np.float32:
-        raise TypeError(f"top-k selection works on float32 gradients, got {grad.dtype}; "
-                        "build meProp layers with dtype=np.float32")
+        raise TypeError(f"top-k selection works on float32 gradients, got {grad.dtype}: meProp layers "
+                        "compute in float32, so give their backward a float32 dy")
+    if not 1 <= k <= grad.shape[1]:
+        raise ValueError(f"top-k selection: k must be in 1..{grad.shape[1]} (the gradient's width), got {k}")
+    if heap.shape[0] < k:
+        raise ValueError(f"top-k selection: the heap holds {heap.shape[0]} entries, fewer than k = {k}")
+    if out_indices.shape != out_shape:
+        raise ValueError(f"top-k selection: the output must have shape {out_shape}, got {out_indices.shape}")
 
 
 def topk_rows(grad, k, heap, out_indices):
     """Per-example top-k: out_indices[b] = top-k indices of |grad[b]|. grad: (batch, n) float32, out: (batch, k)."""
-    check_float32(grad)
+    check_selection(grad, k, heap, out_indices, (grad.shape[0], k))
     _topk_rows(grad.view(np.uint32), k, heap, out_indices)
 
 
@@ -166,7 +175,7 @@ def unified_topk(grad, k, heap, out_indices):
 
     grad: (batch, n) float32; out_indices: (k,) int32, filled in place and returned sorted.
     """
-    check_float32(grad)
+    check_selection(grad, k, heap, out_indices, (k,))
     _unified_topk(np.ascontiguousarray(grad), k, heap, out_indices)
     return out_indices
 
@@ -203,6 +212,8 @@ def _floyd_sample_rows(uniforms, n, seen, out_indices):
 
 def random_rows(rng, batch, n, k):
     """k distinct indices drawn uniformly per example (nnmnist's mlprand). Returns (batch, k) int32."""
+    if not 1 <= k <= n:
+        raise ValueError(f"random selection: k must be in 1..{n}, got {k}")
     out = np.empty((batch, k), dtype=np.int32)
     _floyd_sample_rows(rng.random((batch, k)), n, np.zeros(n, dtype=bool), out)
     return out

@@ -96,11 +96,11 @@ class Conv2d(Layer):
         if min(x.shape[2:]) + 2 * self.padding < self.kernel:
             raise ValueError(f"{self.name}: the input's {x.shape[2]}x{x.shape[3]} (padding {self.padding}) is "
                              f"smaller than the {self.kernel}x{self.kernel} kernel")
+        x = np.asarray(x, dtype=self.weight.value.dtype)
         self.x_shape = x.shape
         self.cols = im2col(x, self.kernel, self.stride, self.padding)
-        out_h = output_size(x.shape[2], self.kernel, self.stride, self.padding)
         y = self.cols @ self.weight.value.T + self.bias.value  # (batch, positions, C_out)
-        return np.ascontiguousarray(y.transpose(0, 2, 1)).reshape(x.shape[0], self.out_channels, out_h, -1)
+        return np.ascontiguousarray(y.transpose(0, 2, 1)).reshape((x.shape[0], self.out_channels) + self._out_hw())
 
     def backward(self, dy, need_dx=True):
         check_forward_done(self.name, self.cols)
@@ -196,7 +196,9 @@ class Reshape(Layer):
 
     def forward(self, x):
         self.x_shape = x.shape
-        return x.reshape((x.shape[0],) + self.shape)
+        known = math.prod(size for size in self.shape if size != -1)
+        shape = tuple(math.prod(x.shape[1:]) // known if size == -1 else size for size in self.shape)
+        return x.reshape((x.shape[0],) + shape)  # sizes spelled out: numpy cannot infer -1 for an empty batch
 
     def backward(self, dy, need_dx=True):
         check_forward_done("Reshape", self.x_shape)

@@ -1,6 +1,8 @@
 """Softmax with cross-entropy, the loss of the papers' classifiers."""
 import numpy as np
 
+from tinyprop.layers.base import check_forward_done
+
 
 class SoftmaxCrossEntropy:
     """L = sum over the mini-batch of -log softmax(z_b)[t_b].
@@ -12,7 +14,10 @@ class SoftmaxCrossEntropy:
     Kept for backward: `probs` (batch, classes) and `labels`.
     """
 
+    probs = None
+
     def forward(self, logits, labels):
+        logits, labels = np.asarray(logits), np.asarray(labels)
         if logits.ndim != 2 or labels.shape != (logits.shape[0],) or labels.dtype.kind not in "iu":
             raise ValueError(f"SoftmaxCrossEntropy: expected logits (batch, classes) and integer labels (batch,), "
                              f"got {logits.shape} and {labels.dtype} {labels.shape}")
@@ -27,6 +32,7 @@ class SoftmaxCrossEntropy:
         return float(-log_probs[np.arange(labels.shape[0]), labels].sum())
 
     def backward(self):
+        check_forward_done("SoftmaxCrossEntropy", self.probs)
         dz = self.probs.copy()
         dz[np.arange(self.labels.shape[0]), self.labels] -= 1
         return dz

@@ -21,6 +21,8 @@ class AdaGrad(Optimizer):
     state_names = ("sum_squares",)
 
     def __init__(self, params, lr=0.001, eps=1e-6, **kwargs):
+        if not eps > 0:
+            raise ValueError(f"AdaGrad: eps must be positive (a row without gradient would divide 0 by 0), got {eps!r}")
         self.eps = eps
         super().__init__(params, lr, **kwargs)
 

@@ -43,6 +43,10 @@ class Adam(Optimizer):
     state_names = ("mean", "mean_square")
 
     def __init__(self, params, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, **kwargs):
+        if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
+            raise ValueError(f"Adam: beta1 and beta2 must be in [0, 1), got {beta1!r} and {beta2!r}")
+        if not eps > 0:
+            raise ValueError(f"Adam: eps must be positive, got {eps!r}")
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         super().__init__(params, lr, **kwargs)
 

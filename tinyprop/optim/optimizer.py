@@ -5,7 +5,8 @@ from numba import njit
 
 @njit(cache=True, error_model="numpy", inline="always")
 def regularized_clipped(grad, value, l2, clip_bound):
-    """nnmnist's step gradient: g + L2RegFactor * w, then clipped to [-ClipBound, ClipBound] if ClipBound > 0."""
+    """The step gradient of nnmnist's Adam and AdaGrad: g + L2RegFactor * w, then clipped to
+    [-ClipBound, ClipBound] if ClipBound > 0 (tinyprop's SGD uses it too)."""
     d = grad + l2 * value
     if clip_bound > 0:
         if d > clip_bound:

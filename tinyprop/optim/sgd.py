@@ -12,10 +12,12 @@ def sgd_update_rows(value, grad, rows, lr, l2, clip_bound):
 
 
 class SGD(Optimizer):
-    """w <- w - lr_t * g, with lr_t = lr * decay_rate ** (steps / decay_steps).
+    """w <- w - lr_t * d, with lr_t = lr * decay_rate ** (steps / decay_steps) and d the gradient
+    after L2 and clipping (`regularized_clipped`).
 
     nnmnist's DecayRate: there decay_steps is the number of training examples, so
-    the rate falls by decay_rate every (training set size) updates.
+    the rate falls by decay_rate every (training set size) updates. nnmnist's SGD leaves
+    L2RegFactor out; tinyprop applies it as the other optimizers do.
     """
 
     def __init__(self, params, lr, decay_rate=1.0, decay_steps=1, **kwargs):
