@@ -1,5 +1,6 @@
 """The benchmark's references and report (its timings are not tested)."""
 import numpy as np
+import pytest
 
 from tinyprop.bench import _dense_loop_backward, bench_layer
 from tinyprop.layers import Linear
@@ -16,5 +17,8 @@ def test_dense_loop_reference_computes_the_whole_input_gradient():
 
 def test_linear_bench_reports_ratios_to_both_dense_references():
     report = bench_layer(8, 6, 2, 3, rounds=1, calls=1, pool=2)
-    for entry in report["variants"].values():
-        assert {"vs_dense-blas", "vs_dense-loop"} <= set(entry)
+    variants = report["variants"]
+    assert report["limit"] == 2.0 and set(variants) == {"dense-blas", "dense-loop", "top", "unified", "rand"}
+    for entry in variants.values():  # each ratio is the reference's median over this variant's
+        for reference in ("dense-blas", "dense-loop"):
+            assert entry[f"vs_{reference}"] == pytest.approx(variants[reference]["median_us"] / entry["median_us"])

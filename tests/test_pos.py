@@ -177,12 +177,26 @@ def tagger_setup():
     return vocabulary, model
 
 
-def test_tagger_training_step_counts_words():
+def test_a_tagger_step_sums_its_sentences_gradients_into_one_update():
     vocabulary, model = tagger_setup()
     sentences = [Sentence(forms=["The", "cat", "sat"], xpos=["DT", "NN", "VBD"]), Sentence(forms=["sat"], xpos=["VBD"])]
-    task = TaggerTask({"train": sentences}, vocabulary, model, Adam(model.params()), {})
+    optimizer = Adam(model.params(), lr=0.01)
+    task = TaggerTask({"train": sentences}, vocabulary, model, optimizer, {})
+    expected_loss = expected_correct = 0
+    for index in (0, 1):  # each sentence's loss and gradients alone, summed
+        sentence_loss, sentence_correct = task.accumulate(*task.encoded["train"][index])
+        expected_loss += sentence_loss
+        expected_correct += sentence_correct
+    summed = [param.grad.astype(np.float64) for param in model.params()]
+    before = [param.value.astype(np.float64) for param in model.params()]
+    model.zero_grad()
     loss, correct, count = task.train_step([0, 1])
-    assert count == 4 and 0 <= correct <= 4
+    assert count == 4 and correct == expected_correct and loss == pytest.approx(expected_loss, rel=1e-6)
+    assert optimizer.steps == 1
+    for param, g, w in zip(model.params(), summed, before):  # Adam's first step: m = 0.1 g, v = 0.001 g^2
+        step = 0.01 * np.sqrt(1 - 0.999) / (1 - 0.9) * 0.1 * g / (np.sqrt(0.001 * g * g) + 1e-8)
+        np.testing.assert_allclose(param.value, w - step, rtol=1e-5, atol=1e-6, err_msg=param.name)
+        assert not param.grad.any()  # cleared after the update
 
 
 def test_tagger_accuracy_counts_an_unseen_tag_as_an_error():
