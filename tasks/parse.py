@@ -20,7 +20,7 @@ from tasks.conllu import locate_treebank, read_splits, write_conllu
 from tasks.files import (DataError, evaluation_data, load_parameters, model_file_arrays, read_model_file,
                          training_data)
 from tasks.training import ClassifierTask, make_optimizer, param_count, start_run, train, write_summary
-from tinyprop.layers import Cube, Dropout, Embedding, Embeddings, Layer, Linear
+from tinyprop.layers import Cube, Dropout, Embedding, Embeddings, Linear, Sequential
 from tinyprop.mesimp import Simplifier
 
 N_WORDS, N_TAGS, N_LABELS = 18, 18, 12  # Chen and Manning's 48 features
@@ -85,7 +85,7 @@ def oracle_examples(sentences, vocabulary):
     return feats, targets, skipped
 
 
-class ParserModel(Layer):
+class ParserModel(Sequential):
     """Embeddings of the 48 features (50 each) -> Linear 2400->hidden -> Cube [-> Dropout] -> Linear
     hidden->transitions.
 
@@ -105,25 +105,9 @@ class ParserModel(Layer):
         self.hidden_layer = Linear((N_WORDS + N_TAGS + N_LABELS) * EMBEDDING_DIM, hidden, k=k and min(k, hidden),
                                    rng=rng, name="hidden")
         self.cube = Cube()
-        self.dropout = Dropout(dropout, rng)
+        self.dropout = Dropout(dropout, rng)  # on in training, off when parsing (`train`)
         self.output = Linear(hidden, transition_count(len(vocabulary.labels)), k=k_out, rng=rng, name="output")
-
-    def params(self):
-        return [param for layer in (self.embeddings, self.hidden_layer, self.output) for param in layer.params()]
-
-    def forward(self, feats):
-        embedded = self.embeddings.forward(feats)
-        return self.output.forward(self.dropout.forward(self.cube.forward(self.hidden_layer.forward(embedded))))
-
-    def backward(self, dlogits, need_dx=False):
-        """Gradients of every parameter; the input (feature ids) has none, so need_dx is ignored."""
-        self.embeddings.backward(
-            self.hidden_layer.backward(self.cube.backward(self.dropout.backward(self.output.backward(dlogits)))))
-
-    def train(self, mode=True):
-        """Dropout on in training, off when parsing."""
-        self.training = mode
-        self.dropout.train(mode)
+        super().__init__([self.embeddings, self.hidden_layer, self.cube, self.dropout, self.output])
 
 
 def legal_mask(config, n_labels):
