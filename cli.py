@@ -91,13 +91,18 @@ def run_task(name, run, out_dir, settings_from_inputs):
         raise click.ClickException(str(error)) from error
     except OSError as error:  # an output folder or file that cannot be created or written
         raise file_error(error) from error
+    except MemoryError as error:
+        raise click.ClickException(f"out of memory: {error}; the sizes asked for (--hidden, --layers, --batch) "
+                                   "are too large for this machine") from error
     except KeyboardInterrupt:
         written = [name for name in RUN_FILES if os.path.exists(os.path.join(out_dir or "", name))]
         if written:
-            best = ", model.npz the best dev's until now" if "model.npz" in written else ""
-            click.echo(f"\nstopped: {out_dir} holds the run so far ({', '.join(written)}{best}) and no "
-                       "summary.json", err=True)
-        raise
+            kept = ", ".join(name + (" (the best dev's until now)" if name == "model.npz" else "") for name in written)
+            click.echo(f"\nstopped: {out_dir} holds the run so far ({kept}) and no summary.json; to train into it "
+                       "again, remove those files", err=True)
+        else:
+            click.echo("\nstopped", err=True)
+        raise SystemExit(130) from None  # the shell's code for a Ctrl-C
     finally:
         # the folders made for a run stopped before it wrote anything (refused data, Ctrl-C) go again
         for folder in reversed(made):

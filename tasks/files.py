@@ -16,8 +16,8 @@ def _atomic_write(path, write):
     os.makedirs(folder, exist_ok=True)
     try:
         handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    except OSError as error:  # name the file the caller writes, not the temporary one
-        raise OSError(error.errno, error.strerror, path) from error
+    except OSError as error:
+        raise naming(error, path) from error
     try:
         with os.fdopen(handle, "wb") as stream:
             umask = os.umask(0)
@@ -27,9 +27,17 @@ def _atomic_write(path, write):
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         os.unlink(temporary)
+        if isinstance(error, OSError):
+            raise naming(error, path) from error
         raise
+
+
+def naming(error, path):
+    """The OSError, naming the file the caller writes: not the temporary one, and not none at all
+    (a full disk's error names no file)."""
+    return OSError(error.errno, error.strerror, path)
 
 
 def write_json(path, data):
@@ -117,5 +125,8 @@ def load_parameters(path, model, arrays):
 
 def append_jsonl(path, record):
     """Append one JSON object as a line; each line is written whole with one write call."""
-    with open(path, "a", encoding="utf-8") as stream:
-        stream.write(json.dumps(record) + "\n")
+    try:
+        with open(path, "a", encoding="utf-8") as stream:
+            stream.write(json.dumps(record) + "\n")
+    except OSError as error:
+        raise naming(error, path) from error

@@ -174,11 +174,11 @@ def test_a_run_stopped_before_it_wrote_anything_leaves_no_folder(tmp_path, monke
         raise KeyboardInterrupt
     monkeypatch.setattr("tasks.mnist.locate_files", interrupted)  # Ctrl-C while the data loads
     result = run("train", "mnist", "--data-dir", tmp_path / "empty")
-    assert result.exit_code == 1 and "Aborted" in result.output
+    assert result.exit_code == 130 and result.output.endswith("\nstopped\n")
     assert os.listdir(tmp_path / "runs") == []
     os.rmdir(tmp_path / "runs")  # a runs/ that the stopped run made goes too
     result = run("train", "mnist", "--data-dir", tmp_path / "empty")
-    assert result.exit_code == 1 and not (tmp_path / "runs").exists()
+    assert result.exit_code == 130 and not (tmp_path / "runs").exists()
 
 
 def test_config_after_the_task_name_says_where_it_goes():
@@ -209,15 +209,40 @@ def test_an_out_folder_that_cannot_be_made_is_a_one_line_error(tmp_path, mnist_d
 
 
 def test_ctrl_c_during_training_says_where_the_partial_run_is(tmp_path, mnist_dir, monkeypatch):
+    from tasks.training import train_part
+
     def interrupted(*args):
         raise KeyboardInterrupt
     monkeypatch.setattr("tasks.training.train_part", interrupted)
     result = run("train", "mnist", "--max-examples", "100", "--data-dir", os.path.dirname(mnist_dir),
                  "--out", tmp_path / "run")
-    assert result.exit_code == 1 and "Aborted" in result.output
-    assert f"stopped: {tmp_path / 'run'} holds the run so far (config.json, metrics.jsonl) and no summary.json" \
-        in result.output
+    assert result.exit_code == 130
+    assert f"stopped: {tmp_path / 'run'} holds the run so far (config.json, metrics.jsonl) and no summary.json; " \
+        "to train into it again, remove those files" in result.output
     assert sorted(os.listdir(tmp_path / "run")) == ["config.json", "metrics.jsonl"]
+
+    parts = []
+
+    def interrupted_in_the_second_part(*args):
+        parts.append(args)
+        if len(parts) == 2:
+            raise KeyboardInterrupt
+        return train_part(*args)
+    monkeypatch.setattr("tasks.training.train_part", interrupted_in_the_second_part)
+    result = run("train", "mnist", "--max-examples", "100", "--data-dir", os.path.dirname(mnist_dir),
+                 "--out", tmp_path / "run2")
+    assert result.exit_code == 130 and "(config.json, metrics.jsonl, model.npz (the best dev's until now)) and " \
+        "no summary.json" in result.output
+
+
+def test_a_model_too_large_for_the_memory_is_a_one_line_error(tmp_path, monkeypatch):
+    def too_large(*args):
+        raise MemoryError("Unable to allocate 5.70 TiB for an array with shape (1000000000, 784)")
+    monkeypatch.setattr("tasks.mnist.locate_files", too_large)
+    result = run("train", "mnist", "--data-dir", tmp_path, "--out", tmp_path / "run")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output == "Error: out of memory: Unable to allocate 5.70 TiB for an array with shape (1000000000, " \
+        "784); the sizes asked for (--hidden, --layers, --batch) are too large for this machine\n"
 
 
 def test_evaluate_says_when_the_training_data_has_moved(tmp_path):

@@ -1,12 +1,13 @@
 """Run files: written whole or not at all; model files read back only as they were written; which data a
 saved model is scored on."""
+import errno
 import json
 import os
 
 import numpy as np
 import pytest
 
-from tasks.files import DataError, evaluation_data, load_parameters, write_json
+from tasks.files import DataError, append_jsonl, evaluation_data, load_parameters, write_bytes, write_json
 from tinyprop.layers import Linear, Sequential
 
 
@@ -16,6 +17,20 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temporary_one(tmp_path):
     with pytest.raises(TypeError):
         write_json(str(path), {"test_acc": object()})  # fails halfway, in json.dumps
     assert os.listdir(tmp_path) == ["summary.json"] and json.loads(path.read_text()) == {"test_acc": 98.1}
+
+
+def test_a_full_disk_is_reported_with_the_file_being_written(tmp_path, monkeypatch):
+    """A full disk's OSError names no file; the message must say which one could not be written."""
+    with pytest.raises(OSError) as raised:
+        append_jsonl("/dev/full", {"epoch": 1})  # Linux's always-full device
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == "/dev/full"
+
+    def full_disk(descriptor):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError) as raised:
+        write_bytes(str(tmp_path / "model.npz"), b"weights")
+    assert raised.value.filename == str(tmp_path / "model.npz") and os.listdir(tmp_path) == []
 
 
 def test_load_parameters_refuses_an_array_of_another_shape_even_if_it_broadcasts():
