@@ -128,7 +128,7 @@ def read_nnmnist_config(path):
     leaves out). Relative data paths resolve against the file's folder."""
     try:
         with open(path, encoding="utf-8-sig") as stream:  # a byte order mark, as some Windows editors write, is fine
-            raw = json.load(stream)
+            raw = json.load(stream, object_pairs_hook=_refusing_repeated_keys(path))
     except OSError as error:
         raise ConfigError(f"{path}: cannot read it ({error.strerror})") from error
     except json.JSONDecodeError as error:
@@ -149,11 +149,22 @@ def read_nnmnist_config(path):
     return values
 
 
+def _refusing_repeated_keys(path):
+    """json's object_pairs_hook: a key given twice is an error (json alone keeps the last silently)."""
+    def to_dict(pairs):
+        keys = [key for key, _ in pairs]
+        repeated = sorted({key for key in keys if keys.count(key) > 1})
+        if repeated:
+            raise ConfigError(f"{path}: {', '.join(repeated)} given twice; keep one")
+        return dict(pairs)
+    return to_dict
+
+
 def _typed(path, key, kind, value, folder):
     if kind == "path":
         if value is None:
             return None
-        if not isinstance(value, str):
+        if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{path}: {key} must be a file path (a string) or null, got {value!r}")
         return value if os.path.isabs(value) else _resolve_data_path(value, folder)
     if isinstance(value, float) and not math.isfinite(value):
@@ -171,7 +182,7 @@ def _resolve_data_path(relative, folder):
     """Against the config file's folder first (giving an absolute path); if no file is there, the relative
     name is left for the data dir (not the working folder)."""
     beside = os.path.join(folder, relative)
-    return os.path.abspath(beside) if os.path.exists(beside) else relative
+    return os.path.abspath(beside) if os.path.isfile(beside) else relative
 
 
 def make_settings(config_values=None, options=None, defaults=None, nets=MNIST_NETS, config_path=None,

@@ -52,7 +52,7 @@ def read_conllu(path):
     """The sentences of a CoNLL-U file; a malformed line is a DataError naming the file and line."""
     sentences, current = [], Sentence()
     try:
-        stream = open(path, encoding="utf-8")
+        stream = open(path, encoding="utf-8-sig")  # a byte order mark, as some Windows editors write, is fine
     except OSError as error:
         raise DataError(f"{path}: cannot read it ({error.strerror})") from error
     with stream:

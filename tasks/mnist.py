@@ -127,8 +127,10 @@ def locate_files(data_dir=None, explicit=None, mirrors=MIRRORS):
                 paths[key] = found[0]
                 continue
             if given not in candidate_names(stem):
-                raise DataError(f"{given}: no such file, beside the config file or in {folder} "
-                                f"(given for the MNIST {key.replace('_', ' ')})")
+                folders = [path for path in ([given] if os.path.isabs(given) else in_data_dir) if os.path.isdir(path)]
+                problem = f"{folders[0]}: a folder, not a file" if folders else \
+                    f"{given}: no such file, beside the config file or in {folder}"
+                raise DataError(f"{problem} (given for the MNIST {key.replace('_', ' ')})")
         paths[key] = find_in_folder(folder, stem)
         if paths[key] is None:
             missing.append(stem)
@@ -364,9 +366,9 @@ def run(settings, out_dir, log=print):
         if labels.max() >= settings.label_count:
             path = data.paths["test_labels" if split == "test" else "train_labels"]
             raise DataError(f"{path}: label {labels.max()} in the {split} set, but LabelCount is "
-                            f"{settings.label_count} (labels 0 to {settings.label_count - 1}): raise LabelCount "
-                            "in the --config file to the number of classes (MNIST has 10), or, if the file should "
-                            "hold MNIST's 0-9, it is damaged")
+                            f"{settings.label_count} (labels 0 to {settings.label_count - 1}): if the file should "
+                            "hold MNIST's 0-9, it is damaged; for a data set of more classes, set LabelCount in an "
+                            "nnmnist config (--config)")
     hidden = [CNN_HIDDEN] if settings.cnn else [settings.hidden] * (settings.layers - 1)
     sizes = [data.splits["train"][0].shape[1]] + hidden + [settings.label_count]
     meta = dict(task="mnist", net=settings.net, sizes=sizes, k=settings.k if settings.meprop else None,

@@ -159,6 +159,12 @@ def test_unreadable_files(tmp_path):
     (tmp_path / "list.json").write_text("[1, 2]")
     with pytest.raises(ConfigError, match="expected a JSON object"):
         read_nnmnist_config(str(tmp_path / "list.json"))
+    (tmp_path / "twice.json").write_text('{"TrainTop": 80, "Layers": 3, "TrainTop": 40}')
+    with pytest.raises(ConfigError, match="twice.json: TrainTop given twice; keep one"):
+        read_nnmnist_config(str(tmp_path / "twice.json"))
+    (tmp_path / "empty.json").write_text('{"TestFile": ""}')
+    with pytest.raises(ConfigError, match="empty.json: TestFile must be a file path"):
+        read_nnmnist_config(str(tmp_path / "empty.json"))
 
 
 def test_non_finite_numbers_and_binary_files(tmp_path):

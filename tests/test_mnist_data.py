@@ -104,6 +104,9 @@ def test_file_names_from_a_config_are_looked_up_in_the_data_folder(tmp_path):
     assert paths["test_labels"] == str(tmp_path / "labels.idx1-ubyte")
     with pytest.raises(DataError, match="mine.idx1-ubyte: no such file, beside the config file or in "):
         mnist.locate_files(str(tmp_path), dict(test_labels="mine.idx1-ubyte"))
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(DataError, match=f"{tmp_path / 'sub'}: a folder, not a file \\(given for the MNIST test labels"):
+        mnist.locate_files(str(tmp_path), dict(test_labels="sub"))
 
 
 def test_the_development_set_must_leave_images_to_train_on(tmp_path):
@@ -129,7 +132,8 @@ def test_a_label_beyond_label_count_names_the_labels_file(tmp_path):
     result = CliRunner().invoke(main, ["train", "mnist", "--epochs", "1", "--iter-per-epoch", "1", "--data-dir",
                                        str(tmp_path), "--out", str(tmp_path / "run")])
     assert result.exit_code == 1
-    assert "t10k-labels-idx1-ubyte.gz: label 200 in the test set, but LabelCount is 10" in result.output
+    assert "t10k-labels-idx1-ubyte.gz: label 200 in the test set, but LabelCount is 10 (labels 0 to 9): if the " \
+        "file should hold MNIST's 0-9, it is damaged" in result.output
 
 
 def test_a_relative_config_path_is_looked_up_in_the_data_dir_not_the_working_folder(tmp_path, monkeypatch):

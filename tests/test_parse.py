@@ -35,6 +35,8 @@ def test_reader_skips_multiword_tokens_and_empty_nodes(tmp_path):
     first, second = read_conllu(str(path))
     assert first.forms == ["do", "n't", "go"] and first.heads == [3, 3, 0] and first.deprels[2] == "root"
     assert second.forms == ["Hi"]
+    path.write_bytes("\ufeff".encode() + path.read_bytes()[path.read_bytes().index(b"1\tdo"):])  # a byte order mark
+    assert [sentence.forms for sentence in read_conllu(str(path))] == [["do", "n't", "go"], ["Hi"]]
 
 
 @pytest.mark.parametrize("line,message", [
