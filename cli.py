@@ -16,7 +16,7 @@ import click  # noqa: E402
 from tasks import mnist, parse, pos  # noqa: E402
 from tasks.config import (LSTM_NETS, MNIST_NETS, OPTIMIZERS, OPTION_NAMES, PARSE_DEFAULTS, POS_DEFAULTS,  # noqa: E402
                           ConfigError, Settings, make_settings, read_nnmnist_config)
-from tasks.files import DataError, read_model_file  # noqa: E402
+from tasks.files import DataError, check_writable, read_model_file  # noqa: E402
 from tasks.training import TrainingDiverged  # noqa: E402
 from tinyprop import __version__  # noqa: E402
 
@@ -283,6 +283,8 @@ def evaluate(model_path, data_dir, output, all_examples):
         task_name = read_model_file(model_path)[0].get("task")
         if output and task_name != "parse":
             raise click.UsageError("--output writes parsed trees; it is for parser models")
+        if output:
+            check_writable(output)
         if task_name == "parse":
             parse.evaluate_saved(model_path, data_dir, output, click.echo, all_examples)
         elif task_name == "pos":

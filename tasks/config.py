@@ -76,6 +76,11 @@ class Settings:
         return self.net in CNN_NETS
 
 
+# The settings only the MNIST task has (its nets' shapes, unified top-k, the nnmnist file names): the
+# tagger's and the parser's config.json leave them out.
+MNIST_ONLY = ("layers", "label_count", "k_ratio", "unified", "train_file", "train_label_file", "test_file",
+              "test_label_file")
+
 # nnmnist key -> (Settings field, JSON type, command-line option)
 NNMNIST_KEYS = {
     "ClipBound": ("clip_bound", float, "--clip-bound"),

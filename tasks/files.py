@@ -1,4 +1,5 @@
 """Run outputs, written so that a crash never leaves a half-written file, and read back."""
+import errno
 import json
 import os
 import tempfile
@@ -38,6 +39,20 @@ def naming(error, path):
     """The OSError, naming the file the caller writes: not the temporary one, and not none at all
     (a full disk's error names no file)."""
     return OSError(error.errno, error.strerror, path)
+
+
+def check_writable(path):
+    """Fail now, before the work whose result goes to `path`, if its folder (or the nearest one that
+    exists) cannot take a new file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    try:
+        if not os.path.isdir(folder):
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as error:
+        raise naming(error, path) from error
 
 
 def write_json(path, data):

@@ -10,12 +10,13 @@ scores UAS and LAS without punctuation (UPOS PUNCT).
 Words are lower-cased; those seen fewer than twice in training share the UNKNOWN id.
 """
 import collections
+import dataclasses
 
 import numpy as np
 
 from tasks.arcstandard import (NULL, ROOT, SHIFT, UNKNOWN, Configuration, features, oracle_transitions,
                               transition_count)
-from tasks.config import ConfigError, resolve_seed
+from tasks.config import MNIST_ONLY, ConfigError, resolve_seed
 from tasks.conllu import locate_treebank, read_splits, write_conllu
 from tasks.files import (DataError, evaluation_data, load_parameters, model_file_arrays, read_model_file,
                          training_data)
@@ -212,7 +213,7 @@ def run(settings, out_dir, log=print):
     meta = dict(task="parse", net=settings.net, k=k, k_out=k_out, **training_data(paths, settings.max_examples))
     task = ParseTask(splits, vocabulary, model, None, meta, simplifier)
     task.optimizer = make_optimizer(settings, model.params(), task.train_size)
-    start_run(task, settings, seed, out_dir)
+    start_run(task, dataclasses.replace(settings, k_out=k_out), seed, out_dir, ignored=MNIST_ONLY)
     log(f"parse {settings.net}{f' k={k} k-out={k_out}' if k else ''}: hidden {settings.hidden}, "
         f"{n_transitions} transitions, seed {seed}; {task.train_size} training transitions from "
         f"{len(splits['train']) - task.skipped} sentences ({task.skipped} non-projective skipped); "
@@ -229,7 +230,7 @@ def run(settings, out_dir, log=print):
     log(f"best dev UAS {summary['best_dev_acc']:.2f} LAS {summary['best_dev_las']:.2f} (epoch "
         f"{summary['best_epoch']} part {summary['best_part']}), test UAS {summary['test_acc']:.2f} LAS "
         f"{summary['test_las']:.2f}; train {summary['train_time_s']:.1f}s, backward of linear layers "
-        f"{summary['linear_backward_time_s']:.1f}s")
+        f"{summary['linear_backward_time_s']:.1f}s, peak memory {summary['peak_memory_mb']:.0f} MB")
     return summary
 
 

@@ -19,7 +19,7 @@ import collections
 
 import numpy as np
 
-from tasks.config import resolve_seed
+from tasks.config import MNIST_ONLY, resolve_seed
 from tasks.conllu import locate_treebank, read_splits
 from tasks.files import evaluation_data, load_parameters, model_file_arrays, read_model_file, training_data
 from tasks.training import ClassifierTask, make_optimizer, param_count, start_run, train, write_summary
@@ -220,7 +220,7 @@ def run(settings, out_dir, log=print):
     meta = dict(task="pos", net=settings.net, k=k, **training_data(paths, settings.max_examples))
     task = TaggerTask(splits, vocabulary, model, None, meta, simplifier)
     task.optimizer = make_optimizer(settings, model.params(), task.train_size)
-    start_run(task, settings, seed, out_dir)
+    start_run(task, settings, seed, out_dir, ignored=MNIST_ONLY + ("k_out",))
     words = sum(len(sentence) for sentence in splits["train"])
     log(f"pos {settings.net}{f' k={k}' if k else ''}: BiLSTM {settings.hidden} per direction, "
         f"{len(vocabulary.tags)} tags, {len(vocabulary.words)} word types, seed {seed}; {task.train_size} training "
@@ -235,9 +235,9 @@ def run(settings, out_dir, log=print):
                        train_cycle=settings.train_cycle)
         log(f"final hidden sizes (forward, backward) {simplifier.describe()}")
     write_summary(out_dir, summary)
-    log(f"best dev accuracy {summary['best_dev_acc']:.2f} (epoch {summary['best_epoch']} part "
-        f"{summary['best_part']}), test {summary['test_acc']:.2f}; train {summary['train_time_s']:.1f}s, backward "
-        f"of the LSTMs and the output layer {summary['linear_backward_time_s']:.1f}s")
+    log(f"best dev {summary['best_dev_acc']:.2f} (epoch {summary['best_epoch']} part {summary['best_part']}), "
+        f"test {summary['test_acc']:.2f}; train {summary['train_time_s']:.1f}s, backward of the LSTMs and the "
+        f"output layer {summary['linear_backward_time_s']:.1f}s, peak memory {summary['peak_memory_mb']:.0f} MB")
     return summary
 
 

@@ -61,13 +61,14 @@ def check_parts(task, settings):
                           f"training set has only {task.train_size} examples to cut into them")
 
 
-def start_run(task, settings, seed, out_dir):
-    """Check what only the data can tell, then create out_dir with config.json: the settings, the seed
-    used and the data files (those the task's model description records, tasks.files.training_data)."""
+def start_run(task, settings, seed, out_dir, ignored=()):
+    """Check what only the data can tell, then create out_dir with config.json: the settings but those
+    the task ignores, the seed used and the data files (those the task's model description records,
+    tasks.files.training_data)."""
     check_parts(task, settings)
     os.makedirs(out_dir, exist_ok=True)
-    write_json(os.path.join(out_dir, "config.json"), dict(dataclasses.asdict(settings), seed_used=seed,
-                                                           data_files=task.meta["data_files"]))
+    used = {name: value for name, value in dataclasses.asdict(settings).items() if name not in ignored}
+    write_json(os.path.join(out_dir, "config.json"), dict(used, seed_used=seed, data_files=task.meta["data_files"]))
 
 
 def train(task, settings, seed, out_dir, log=print):

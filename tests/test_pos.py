@@ -122,7 +122,11 @@ def train_pos(tmp_path, data_dir, *options):
 
 @pytest.mark.parametrize("net", [["--net", "lstm"], ["--net", "lstmtop", "--k", "5"]])
 def test_tagger_learns_from_a_slice_and_evaluate_reproduces_it(tmp_path, data_dir, net):
-    out, summary, _ = train_pos(tmp_path, data_dir, *net)
+    out, summary, output = train_pos(tmp_path, data_dir, *net)
+    config = json.load(open(out / "config.json"))  # the settings the tagger used, not the MNIST ones
+    assert config["hidden"] == 32 and not {"layers", "label_count", "unified", "k_out"} & set(config)
+    assert output.splitlines()[-1].startswith(f"best dev {summary['best_dev_acc']:.2f} (epoch ")
+    assert output.endswith(f", peak memory {summary['peak_memory_mb']:.0f} MB\n")
     # 500 sentences, hidden 32, 3 epochs, seed 1: 81.0 (lstmtop k=5) and 81.4 (lstm) here; with the
     # LSTM's backward returning zeros (only the output layer learns) 19.1
     assert summary["test_acc"] > 76.0 and summary["hidden_sizes"] == [32, 32]
