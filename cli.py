@@ -134,7 +134,19 @@ def main():
     """
 
 
-@main.group(invoke_without_command=True)
+class TrainCommands(click.Group):
+    """`tinyprop train`'s own option is --config; a task's options go after the task's name."""
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as error:
+            error.message = (f"{error.message.rstrip('.')} (a task's options go after its name: tinyprop train "
+                             f"--config FILE.json mnist {error.option_name} ...)")
+            raise
+
+
+@main.group(cls=TrainCommands, invoke_without_command=True)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), callback=not_empty,
               help="An nnmnist JSON config (keys ClipBound ... TrainTop); options after the task name override it.")
 @click.pass_context
@@ -163,7 +175,8 @@ def training_options(task, batch_unit, example_unit, data_help, defaults=None):
         click.option("--seed", type=int, help=f"Random seed; negative: from the clock (recorded). [{default('seed')}]"),
         click.option("--dense-updates", is_flag=True, default=None,
                      help="Update every row every step (as the authors' Adam does), not only rows that received "
-                          "gradient."),
+                          "gradient: meProp's unselected rows and unused embedding rows then move on their "
+                          "momentum (a dense MLP or CNN updates every row anyway)."),
         click.option("--clip-bound", type=float,
                      help=f"Clip each gradient entry to [-c, c]; 0: off. [{default('clip_bound')}]"),
         click.option("--train-cycle", type=int,
@@ -185,7 +198,8 @@ def training_options(task, batch_unit, example_unit, data_help, defaults=None):
 @click.option("--net", type=click.Choice(MNIST_NETS),
               help="mlp: dense MLP; mlptop: meProp top-k; mlprand: random k; mlpvar: meSimp; cnn: dense CNN; "
                    "cnntop: CNN with spatial top-k. [mlp]")
-@click.option("--k", type=int, help="Rows kept per example in the hidden (fully connected) layers' backward. [80]")
+@click.option("--k", type=int, help="Rows kept per example (with --unified, per mini-batch) in the hidden (fully "
+                                    "connected) layers' backward. [80]")
 @click.option("--k-ratio", type=float, help="cnntop: share of each feature map's positions kept by the "
                                           "convolutions' spatial top-k. [0.05]")
 @click.option("--unified", is_flag=True, default=None, help="mlptop with one top-k set per mini-batch.")
@@ -205,6 +219,7 @@ def train_mnist(ctx, out_dir, **options):
     """Train the papers' MNIST MLP (784-500-500-10, ReLU, Adam, batch 10) or CNN.
 
     Writes config.json, metrics.jsonl, model.npz (at the best dev) and summary.json to --out.
+    With --config, the settings the file leaves out take nnmnist's defaults, not those shown here.
     """
     config_path = (ctx.obj or {}).get("config_path")
     run_task("mnist", mnist.run, out_dir,

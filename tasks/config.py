@@ -220,7 +220,8 @@ def check_options_apply(s, given, names=FIELD_NAMES):
     (A config file's keys are not checked: nnmnist's files carry every key whatever the NetType.)"""
     net, optimizer, var = f"--net {s.net}", f"--optim {s.optim}", s.net.endswith("var")
     checks = [("k", not s.meprop, net), ("k_out", not s.meprop, net), ("k_ratio", s.net != "cnntop", net),
-              ("hidden", s.cnn, net), ("hidden", s.layers == 1, "a single linear layer"), ("layers", s.cnn, net),
+              ("hidden", s.cnn, net), ("hidden", s.layers == 1, "a single linear layer"),
+              ("dropout", s.layers == 1 and not s.cnn, "a single linear layer"), ("layers", s.cnn, net),
               ("prune", not var, net), ("train_cycle", not var, net),
               ("eps", s.optim != "adagrad", optimizer), ("decay_rate", s.optim != "sgd", optimizer)]
     for field, ignored, ignorer in checks:

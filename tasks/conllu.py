@@ -97,10 +97,23 @@ def read_conllu(path):
 
 
 def _check_heads(path, line_number, sentence):
+    """Every head names a word of the sentence or the root (0), and the heads form a tree: following
+    them from any word ends at the root."""
     for word, head in enumerate(sentence.heads, 1):
         if head > len(sentence):
             raise DataError(f"{path}, sentence ending before line {line_number}: word {word} has head {head}, "
                             f"but the sentence has {len(sentence)} words")
+    reaches_root = {0}
+    for word in range(1, len(sentence) + 1):
+        chain = []
+        while word not in reaches_root:
+            if word in chain:
+                raise DataError(f"{path}, sentence ending before line {line_number}: the heads of words "
+                                f"{', '.join(map(str, sorted(chain[chain.index(word):])))} form a cycle; "
+                                "a sentence's heads must form a tree")
+            chain.append(word)
+            word = sentence.heads[word - 1]
+        reaches_root.update(chain)
 
 
 def write_conllu(path, sentences, heads, deprels):

@@ -216,7 +216,8 @@ def run(settings, out_dir, log=print):
     start_run(task, dataclasses.replace(settings, k_out=k_out), seed, out_dir, ignored=MNIST_ONLY)
     log(f"parse {settings.net}{f' k={k} k-out={k_out}' if k else ''}: hidden {settings.hidden}, "
         f"{n_transitions} transitions, seed {seed}; {task.train_size} training transitions from "
-        f"{len(splits['train']) - task.skipped} sentences ({task.skipped} non-projective skipped); "
+        f"{len(splits['train']) - task.skipped} sentences ({task.skipped} non-projective, which arc-standard "
+        f"cannot derive, skipped); "
         f"writing to {out_dir}")
     summary = dict(task="parse", net=settings.net, k=k, k_out=k_out, epochs=settings.epochs, seed=seed,
                    skipped_non_projective=task.skipped, train_transitions=task.train_size)

@@ -184,6 +184,9 @@ def test_a_run_stopped_before_it_wrote_anything_leaves_no_folder(tmp_path, monke
 def test_config_after_the_task_name_says_where_it_goes():
     result = run("train", "mnist", "--config", "run.json")
     assert result.exit_code == 2 and "--config goes before the task name" in result.output
+    result = run("train", "--config", "run.json", "--out", "here")  # and a task's options after the task
+    assert result.exit_code == 2 and "No such option '--out' (a task's options go after its name: tinyprop train " \
+        "--config FILE.json mnist --out ...)" in result.output
 
 
 def test_an_out_folder_that_holds_a_run_is_refused_and_left_as_it_was(tmp_path, trained, mnist_dir):

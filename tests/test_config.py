@@ -136,6 +136,7 @@ def test_unified_needs_mlptop():
     (dict(net="mlptop", prune=0.3), "Prune (--prune): --net mlptop does not use it"),
     (dict(net="mlp", k_out=5), "--k-out: --net mlp does not use it"),
     (dict(net="mlp", layers=1, hidden=100), "HiddenSize (--hidden): a single linear layer does not use it"),
+    (dict(net="mlp", layers=1, dropout=0.5), "--dropout: a single linear layer does not use it"),
     (dict(eps=0.1), "Eps (--eps): --optim adam does not use it"),
     (dict(optim="adagrad", decay_rate=0.5), "DecayRate (--decay-rate): --optim adagrad does not use it"),
 ])

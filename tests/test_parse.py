@@ -54,6 +54,16 @@ def test_reader_names_file_and_line(tmp_path, line, message):
     assert "bad.conllu" in str(error.value)
 
 
+def test_heads_that_do_not_form_a_tree_are_refused(tmp_path):
+    path = tmp_path / "cycle.conllu"
+    heads = [0, 4, 2, 3]  # words 2 -> 4 -> 3 -> 2 never reach the root
+    path.write_text("\n".join(WORD.format(id=word, form="w", upos="X", head=head, rel="dep")
+                              for word, head in enumerate(heads, 1)) + "\n\n")
+    with pytest.raises(DataError, match=r"cycle.conllu, sentence ending before line 5: the heads of words 2, 3, 4 "
+                                        r"form a cycle"):
+        read_conllu(str(path))
+
+
 def test_oracle_reproduces_every_projective_training_tree(ewt_dir):
     sentences = read_conllu(os.path.join(ewt_dir, "en_ewt-ud-train.conllu"))
     labels = sorted({label for sentence in sentences for label in sentence.deprels})
