@@ -143,7 +143,8 @@ class Simplifier:
         """Record the top-k sets of the last backward (Algorithm 2, line 7)."""
         for (layer, _), record in zip(self.pairs, self.records):
             if layer.selected is None:
-                raise RuntimeError(f"Simplifier: {layer!r} has no top-k sets to record; call observe after its backward")
+                raise RuntimeError(f"Simplifier: {layer!r} has no top-k sets to record; "
+                                   "call observe after its backward")
             record.observe(layer)
 
     def prune(self):
