@@ -77,28 +77,30 @@ def run_task(name, run, out_dir, settings_from_inputs):
     """Check the settings and the output folder, then train (into a new runs/NAME-NET-TIME unless --out);
     input errors and unwritable folders end as one-line messages, not tracebacks."""
     made = []  # the folders this run created, outermost first
+    claimed = None  # the run's folder, once it has one
     try:
         settings = settings_from_inputs()
         if out_dir is None:
             made = missing_folders("runs")
-            out_dir = new_run_dir(name, settings.net)
-            made.append(out_dir)
+            claimed = new_run_dir(name, settings.net)
+            made.append(claimed)
         else:
             out_dir = os.path.normpath(out_dir)  # x/y/../z makes x/y too, which missing_folders would not see
             made = claim_out_dir(out_dir)
-        run(settings, out_dir, log=click.echo)
+            claimed = out_dir
+        run(settings, claimed, log=click.echo)
     except USER_ERRORS as error:
         raise click.ClickException(str(error)) from error
     except OSError as error:  # an output folder or file that cannot be created or written
         raise file_error(error) from error
     except MemoryError as error:
-        raise click.ClickException(f"out of memory: {error}; the sizes asked for (--hidden, --layers, --batch) "
-                                   "are too large for this machine") from error
+        raise click.ClickException(f"out of memory: {error}; the sizes asked for (--hidden, --batch, ...) are too "
+                                   "large for this machine") from error
     except KeyboardInterrupt:
-        written = [name for name in RUN_FILES if os.path.exists(os.path.join(out_dir or "", name))]
+        written = [name for name in RUN_FILES if claimed and os.path.exists(os.path.join(claimed, name))]
         if written:
             kept = ", ".join(name + (" (the best dev's until now)" if name == "model.npz" else "") for name in written)
-            click.echo(f"\nstopped: {out_dir} holds the run so far ({kept}) and no summary.json; to train into it "
+            click.echo(f"\nstopped: {claimed} holds the run so far ({kept}) and no summary.json; to train into it "
                        "again, remove those files", err=True)
         else:
             click.echo("\nstopped", err=True)
@@ -141,8 +143,9 @@ class TrainCommands(click.Group):
         try:
             return super().parse_args(ctx, args)
         except click.NoSuchOption as error:
-            error.message = (f"{error.message.rstrip('.')} (a task's options go after its name: tinyprop train "
-                             f"--config FILE.json mnist {error.option_name} ...)")
+            if any(error.option_name in param.opts for command in self.commands.values() for param in command.params):
+                error.message = (f"{error.message.rstrip('.')} (a task's options go after its name: tinyprop train "
+                                 f"--config FILE.json mnist {error.option_name} ...)")
             raise
 
 
@@ -166,27 +169,27 @@ def training_options(task, batch_unit, example_unit, data_help, defaults=None):
     def default(field):
         return (defaults or {}).get(field, getattr(Settings, field))
     options = [
-        click.option("--batch", type=int, help=f"{batch_unit} per mini-batch. [default: {default('batch')}]"),
-        click.option("--epochs", type=int, help=f"Epochs. [default: {default('epochs')}]"),
+        click.option("--batch", type=int, help=f"{batch_unit} per mini-batch.  [default: {default('batch')}]"),
+        click.option("--epochs", type=int, help=f"Epochs.  [default: {default('epochs')}]"),
         click.option("--iter-per-epoch", type=int,
-                     help=f"Parts per epoch; dev is scored after each. [default: {default('iter_per_epoch')}]"),
-        click.option("--optim", type=click.Choice(OPTIMIZERS), help=f"Optimizer. [default: {default('optim')}]"),
-        click.option("--lr", type=float, help=f"Learning rate. [default: {default('lr')}]"),
+                     help=f"Parts per epoch; dev is scored after each.  [default: {default('iter_per_epoch')}]"),
+        click.option("--optim", type=click.Choice(OPTIMIZERS), help=f"Optimizer.  [default: {default('optim')}]"),
+        click.option("--lr", type=float, help=f"Learning rate.  [default: {default('lr')}]"),
         click.option("--seed", type=int,
-                     help=f"Random seed; negative: from the clock (recorded). [default: {default('seed')}]"),
+                     help=f"Random seed; negative: from the clock (recorded).  [default: {default('seed')}]"),
         click.option("--dense-updates", is_flag=True, default=None,
                      help="Update every row every step (as the authors' Adam does), not only rows that received "
                           "gradient: meProp's unselected rows and unused embedding rows then move on their "
                           "momentum (a dense MLP or CNN updates every row anyway)."),
         click.option("--clip-bound", type=float,
-                     help=f"Clip each gradient entry to [-c, c]; 0: off. [default: {default('clip_bound')}]"),
+                     help=f"Clip each gradient entry to [-c, c]; 0: off.  [default: {default('clip_bound')}]"),
         click.option("--train-cycle", type=int,
-                     help="meSimp: epochs per cycle; even cycles prune, odd ones do not. "
+                     help="meSimp: epochs per cycle; even cycles prune, odd ones do not.  "
                           f"[default: {default('train_cycle')}]"),
         click.option("--max-examples", type=int, help=f"Use at most N {example_unit} of each split (quick runs)."),
         click.option("--data-dir", type=click.Path(file_okay=False), callback=not_empty, help=data_help),
         click.option("--out", "out_dir", type=click.Path(file_okay=False), callback=not_empty,
-                     help=f"Output folder. [default: runs/{task}-NET-TIME]"),
+                     help=f"Output folder.  [default: runs/{task}-NET-TIME]"),
     ]
 
     def apply(command):
@@ -199,20 +202,20 @@ def training_options(task, batch_unit, example_unit, data_help, defaults=None):
 @train.command("mnist")
 @click.option("--net", type=click.Choice(MNIST_NETS),
               help="mlp: dense MLP; mlptop: meProp top-k; mlprand: random k; mlpvar: meSimp; cnn: dense CNN; "
-                   "cnntop: CNN with spatial top-k. [default: mlp]")
+                   "cnntop: CNN with spatial top-k.  [default: mlp]")
 @click.option("--k", type=int, help="Rows kept per example (with --unified, per mini-batch) in the hidden (fully "
-                                    "connected) layers' backward. [default: 80]")
+                                    "connected) layers' backward.  [default: 80]")
 @click.option("--k-ratio", type=float, help="cnntop: share of each feature map's positions kept by the "
-                                          "convolutions' spatial top-k. [default: 0.05]")
+                                          "convolutions' spatial top-k.  [default: 0.05]")
 @click.option("--unified", is_flag=True, default=None, help="mlptop with one top-k set per mini-batch.")
-@click.option("--hidden", type=int, help="MLP: hidden layer size. [default: 500]")
-@click.option("--layers", type=int, help="MLP: linear layers, counting the output layer. [default: 3]")
-@click.option("--dropout", type=float, help="Dropout rate after each hidden layer. [default: 0]")
-@click.option("--l2", type=float, help="L2 regularisation factor. [default: 0]")
-@click.option("--decay-rate", type=float, help="SGD learning-rate decay (nnmnist's DecayRate). [default: 0.09]")
-@click.option("--eps", type=float, help="AdaGrad epsilon. [default: 1e-6]")
+@click.option("--hidden", type=int, help="MLP: hidden layer size.  [default: 500]")
+@click.option("--layers", type=int, help="MLP: linear layers, counting the output layer.  [default: 3]")
+@click.option("--dropout", type=float, help="Dropout rate after each hidden layer.  [default: 0]")
+@click.option("--l2", type=float, help="L2 regularisation factor.  [default: 0]")
+@click.option("--decay-rate", type=float, help="SGD learning-rate decay (nnmnist's DecayRate).  [default: 0.09]")
+@click.option("--eps", type=float, help="AdaGrad epsilon.  [default: 1e-6]")
 @click.option("--prune", type=float, help="mlpvar: prune rate; a unit is removed when fewer than this share of "
-                                        "the examples since the last pruning had it in their top-k. [default: 0.1]")
+                                        "the examples since the last pruning had it in their top-k.  [default: 0.1]")
 @training_options("mnist", "Examples", "examples",
                   "Folder with the MNIST files; else $TINYPROP_DATA, else ~/.cache/tinyprop (downloaded).")
 @click.option("--config", hidden=True, expose_value=False, callback=config_goes_first)
@@ -239,15 +242,15 @@ def no_config_file(ctx, task):
 
 @train.command("parse")
 @click.option("--net", type=click.Choice(("mlp", "mlptop", "mlpvar")),
-              help="mlp: dense; mlptop: meProp on the hidden and output layers; mlpvar: meSimp. [default: mlp]")
+              help="mlp: dense; mlptop: meProp on the hidden and output layers; mlpvar: meSimp.  [default: mlp]")
 @click.option("--k", type=int,
-              help="Top-k of the hidden layer (and of the output layer, unless --k-out). [default: 20]")
-@click.option("--k-out", type=int, help="Top-k of the output layer. [default: --k]")
-@click.option("--hidden", type=int, help="Hidden layer size. [default: 500]")
+              help="Top-k of the hidden layer (and of the output layer, unless --k-out).  [default: 20]")
+@click.option("--k-out", type=int, help="Top-k of the output layer.  [default: --k]")
+@click.option("--hidden", type=int, help="Hidden layer size.  [default: 500]")
 @click.option("--prune", type=float, help="mlpvar: prune rate; a unit is removed when fewer than this share of "
-                                        "the transitions since the last pruning had it in their top-k. [default: 0.1]")
+                                        "the transitions since the last pruning had it in their top-k.  [default: 0.1]")
 @click.option("--dropout", type=float,
-              help="Dropout rate on the hidden layer, as Chen and Manning; 0: none, the papers' Table 2. "
+              help="Dropout rate on the hidden layer, as Chen and Manning; 0: none, the papers' Table 2.  "
                    "[default: 0.5]")
 @training_options("parse", "Transitions", "sentences", EWT_HELP, PARSE_DEFAULTS)
 @click.pass_context
@@ -263,14 +266,14 @@ def train_parse(ctx, out_dir, **options):
 
 @train.command("pos")
 @click.option("--net", type=click.Choice(LSTM_NETS),
-              help="lstm: dense BiLSTM; lstmtop: meProp top-k on every gate; lstmvar: meSimp. [default: lstm]")
-@click.option("--k", type=int, help="Top-k of each gate's gradient, per time step. [default: 10]")
-@click.option("--hidden", type=int, help="LSTM units per direction. [default: 500]")
+              help="lstm: dense BiLSTM; lstmtop: meProp top-k on every gate; lstmvar: meSimp.  [default: lstm]")
+@click.option("--k", type=int, help="Top-k of each gate's gradient, per time step.  [default: 10]")
+@click.option("--hidden", type=int, help="LSTM units per direction.  [default: 500]")
 @click.option("--prune", type=float, help="lstmvar: prune rate; a unit is removed when fewer than this share of "
-                                        "the time steps since the last pruning had it in some gate's top-k. "
+                                        "the time steps since the last pruning had it in some gate's top-k.  "
                                         "[default: 0.08]")
 @click.option("--dropout", type=float,
-              help="Dropout rate on the BiLSTM's output, as the papers' Table 4; 0: none, their Table 2. "
+              help="Dropout rate on the BiLSTM's output, as the papers' Table 4; 0: none, their Table 2.  "
                    "[default: 0.5]")
 @training_options("pos", "Sentences", "sentences", EWT_HELP, POS_DEFAULTS)
 @click.pass_context

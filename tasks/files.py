@@ -1,5 +1,4 @@
 """Run outputs, written so that a crash never leaves a half-written file, and read back."""
-import errno
 import json
 import os
 import tempfile
@@ -48,9 +47,7 @@ def check_writable(path):
     while not os.path.exists(folder):
         folder = os.path.dirname(folder)
     try:
-        if not os.path.isdir(folder):
-            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-        tempfile.TemporaryFile(dir=folder).close()
+        tempfile.TemporaryFile(dir=folder).close()  # a file where a folder should be: NotADirectoryError
     except OSError as error:
         raise naming(error, path) from error
 

@@ -121,13 +121,14 @@ def locate_files(data_dir=None, explicit=None, mirrors=MIRRORS):
     for key, stem in FILES.items():
         given = explicit.get(key)
         if given:
-            in_data_dir = [os.path.join(where, given) for where in (folder, os.path.join(folder, "mnist"))]
-            found = [path for path in ([given] if os.path.isabs(given) else in_data_dir) if os.path.isfile(path)]
+            places = [given] if os.path.isabs(given) else [os.path.join(where, given)
+                                                           for where in (folder, os.path.join(folder, "mnist"))]
+            found = [path for path in places if os.path.isfile(path)]
             if found:
                 paths[key] = found[0]
                 continue
             if given not in candidate_names(stem):
-                folders = [path for path in ([given] if os.path.isabs(given) else in_data_dir) if os.path.isdir(path)]
+                folders = [path for path in places if os.path.isdir(path)]
                 problem = f"{folders[0]}: a folder, not a file" if folders else \
                     f"{given}: no such file, beside the config file or in {folder}"
                 raise DataError(f"{problem} (given for the MNIST {key.replace('_', ' ')})")
@@ -382,7 +383,7 @@ def run(settings, out_dir, log=print):
         linears = linear_layers(model)
         simplifier = Simplifier(zip(linears[:-1], linears[1:]), settings.prune)
     task = MnistTask(data, model, optimizer, meta, simplifier)
-    start_run(task, settings, seed, out_dir)
+    start_run(task, settings, seed, out_dir, ignored=("k_out",))
     log(f"mnist {describe(meta)}, seed {seed}, train {task.train_size} dev {data.splits['dev'][1].shape[0]} test {data.splits['test'][1].shape[0]}, "
         f"writing to {out_dir}")
     summary = dict(task="mnist", net=settings.net, k=meta["k"], unified=settings.unified, k_ratio=meta["k_ratio"],

@@ -170,7 +170,7 @@ def test_a_run_stopped_before_it_wrote_anything_leaves_no_folder(tmp_path, monke
         assert result.exit_code == 1 and "MNIST files not found" in result.output
         assert os.listdir(tmp_path / "empty") == []  # all the folders that --out made go
 
-    def interrupted(*args):
+    def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
     monkeypatch.setattr("tasks.mnist.locate_files", interrupted)  # Ctrl-C while the data loads
     result = run("train", "mnist", "--data-dir", tmp_path / "empty")
@@ -179,6 +179,10 @@ def test_a_run_stopped_before_it_wrote_anything_leaves_no_folder(tmp_path, monke
     os.rmdir(tmp_path / "runs")  # a runs/ that the stopped run made goes too
     result = run("train", "mnist", "--data-dir", tmp_path / "empty")
     assert result.exit_code == 130 and not (tmp_path / "runs").exists()
+    (tmp_path / "config.json").write_text("{}")  # a user's file, in the folder the command runs in
+    monkeypatch.setattr("cli.make_settings", interrupted)  # Ctrl-C before the run has its folder
+    result = run("train", "mnist", "--data-dir", tmp_path / "empty")
+    assert result.exit_code == 130 and result.output == "\nstopped\n"
 
 
 def test_config_after_the_task_name_says_where_it_goes():
@@ -187,6 +191,8 @@ def test_config_after_the_task_name_says_where_it_goes():
     result = run("train", "--config", "run.json", "--out", "here")  # and a task's options after the task
     assert result.exit_code == 2 and "No such option '--out' (a task's options go after its name: tinyprop train " \
         "--config FILE.json mnist --out ...)" in result.output
+    result = run("train", "--confg", "run.json")  # no task has it: click's own suggestion alone
+    assert result.exit_code == 2 and "(a task's options" not in result.output and "--config" in result.output
 
 
 def test_an_out_folder_that_holds_a_run_is_refused_and_left_as_it_was(tmp_path, trained, mnist_dir):
@@ -245,7 +251,7 @@ def test_a_model_too_large_for_the_memory_is_a_one_line_error(tmp_path, monkeypa
     result = run("train", "mnist", "--data-dir", tmp_path, "--out", tmp_path / "run")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output == "Error: out of memory: Unable to allocate 5.70 TiB for an array with shape (1000000000, " \
-        "784); the sizes asked for (--hidden, --layers, --batch) are too large for this machine\n"
+        "784); the sizes asked for (--hidden, --batch, ...) are too large for this machine\n"
 
 
 def test_evaluate_says_when_the_training_data_has_moved(tmp_path):

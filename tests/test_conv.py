@@ -107,6 +107,15 @@ def test_an_empty_batch_goes_through_the_cnn(rng):
     assert model.backward(np.zeros((0, 8), np.float32)).shape == (0, 1, 4, 4)
 
 
+def test_reshape_refuses_shapes_that_cannot_be(rng):
+    for shape in ((0, -1), (-1, -1)):
+        with pytest.raises(ValueError, match=r"Reshape: sizes must be positive, with at most one -1"):
+            Reshape(shape)
+    with pytest.raises(ValueError, match=r"an example of shape \(2, 3, 3\) does not fit the shape \(5, -1\)"):
+        Reshape((5, -1)).forward(np.zeros((0, 2, 3, 3), np.float32))  # empty batch: still checked
+    assert Reshape((3, -1)).forward(np.zeros((4, 2, 3, 3), np.float32)).shape == (4, 3, 6)
+
+
 def test_conv_argument_errors():
     with pytest.raises(ValueError, match="ratio must be in"):
         Conv2d(1, 2, 3, ratio=0)

@@ -7,7 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from tasks.files import DataError, append_jsonl, evaluation_data, load_parameters, write_bytes, write_json
+from tasks.files import (DataError, append_jsonl, check_writable, evaluation_data, load_parameters, write_bytes,
+                         write_json)
 from tinyprop.layers import Linear, Sequential
 
 
@@ -31,6 +32,15 @@ def test_a_full_disk_is_reported_with_the_file_being_written(tmp_path, monkeypat
     with pytest.raises(OSError) as raised:
         write_bytes(str(tmp_path / "model.npz"), b"weights")
     assert raised.value.filename == str(tmp_path / "model.npz") and os.listdir(tmp_path) == []
+
+
+def test_a_file_is_writable_where_its_nearest_existing_folder_is(tmp_path):
+    check_writable(str(tmp_path / "new" / "sub" / "parsed.conllu"))  # the folders would be made when it is written
+    assert os.listdir(tmp_path) == []  # and the check makes none
+    (tmp_path / "file").write_text("")
+    with pytest.raises(NotADirectoryError) as raised:
+        check_writable(str(tmp_path / "file" / "parsed.conllu"))
+    assert raised.value.filename == str(tmp_path / "file" / "parsed.conllu")
 
 
 def test_load_parameters_refuses_an_array_of_another_shape_even_if_it_broadcasts():

@@ -64,21 +64,29 @@ def test_dense_adam_moves_every_row_as_nnmnist(rng):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_adam_flushes_moments_that_decay_below_the_smallest_normal_float(rng, dtype):
-    """A moment that would turn subnormal is set to zero; the weights move as nnmnist's Adam moves them."""
+    """A moment that would turn subnormal is set to zero; weights move as nnmnist's Adam moves them,
+    and a NaN gradient still makes its weight NaN (for the training loop to stop on)."""
     tiny = np.finfo(dtype).tiny
     param = Parameter(rng.standard_normal((3, 4)).astype(dtype), "w")
     optimizer = Adam([param], dense_updates=True)
     mean = np.array([tiny, 3 * tiny, -tiny, 0.0], dtype)  # times beta1 = 0.9: below tiny, above, below, zero
     mean_square = np.array([tiny, 2 * tiny, 1e-6, 1e-6], dtype)  # times beta2 = 0.999: below tiny, above, ...
-    param.state["mean"][:] = mean
-    param.state["mean_square"][:] = mean_square
+    param.state["mean"][:2] = mean  # rows 0 and 1: no gradient, the moments only decay
+    param.state["mean_square"][:2] = mean_square
+    param.grad[2] = rng.standard_normal(4)  # row 2: a gradient, from zero moments
     w = param.value.astype(np.float64)
-    optimizer.step()  # no gradient anywhere: the moments only decay
-    assert np.array_equal(param.state["mean"] != 0, np.broadcast_to([False, True, False, False], (3, 4)))
-    assert np.array_equal(param.state["mean_square"] != 0, np.broadcast_to([False, True, True, True], (3, 4)))
-    assert np.all(param.state["mean"][:, 1] == dtype(0.9) * mean[1])
-    w_new, _, _ = nnmnist_adam(w, mean.astype(np.float64), mean_square.astype(np.float64), np.zeros_like(w), 1)
-    np.testing.assert_array_equal(param.value, w_new.astype(dtype))
+    optimizer.step()
+    assert np.array_equal(param.state["mean"][:2] != 0, [[False, True, False, False]] * 2)
+    assert np.array_equal(param.state["mean_square"][:2] != 0, [[False, True, True, True]] * 2)
+    assert np.all(param.state["mean"][:2, 1] == dtype(0.9) * mean[1])
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    m[:2], v[:2] = mean, mean_square
+    w_new, _, _ = nnmnist_adam(w, m, v, param.grad.astype(np.float64), 1)
+    assert np.all(np.abs(w_new[2] - w[2]) > 1e-4)  # row 2 moved (by about lr)
+    np.testing.assert_allclose(param.value, w_new, rtol=1e-6, atol=1e-7)
+    param.grad[0, 0] = np.nan
+    optimizer.step()
+    assert np.isnan(param.value[0, 0]) and np.isnan(param.state["mean"][0, 0])
 
 
 def test_hyperparameters_that_would_fail_mid_training_are_refused(rng):

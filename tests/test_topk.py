@@ -129,6 +129,8 @@ def test_arguments_the_kernels_would_overrun_are_refused():
         unified_topk(grad, 0, np.empty(1, np.uint64), np.empty(0, np.int32))
     with pytest.raises(ValueError, match="the heap holds 2 entries, fewer than k = 3"):
         topk_rows(grad, 3, np.empty(2, np.uint64), np.empty((2, 3), np.int32))
+    with pytest.raises(ValueError, match=r"the output must have shape \(2, 3\), got \(1, 3\)"):
+        topk_rows(grad, 3, np.empty(3, np.uint64), np.empty((1, 3), np.int32))
     with pytest.raises(ValueError, match=r"the output must have shape \(3,\), got \(2,\)"):
         unified_topk(grad, 3, np.empty(3, np.uint64), np.empty(2, np.int32))
     with pytest.raises(ValueError, match="random selection: k must be in 1..3, got 5"):

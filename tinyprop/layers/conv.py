@@ -192,13 +192,17 @@ class Reshape(Layer):
 
     def __init__(self, shape):
         self.shape = tuple(shape)
+        if self.shape.count(-1) > 1 or any(size < 1 and size != -1 for size in self.shape):
+            raise ValueError(f"Reshape: sizes must be positive, with at most one -1, got {self.shape}")
         self.x_shape = None
 
     def forward(self, x):
         self.x_shape = x.shape
-        known = math.prod(size for size in self.shape if size != -1)
-        shape = tuple(math.prod(x.shape[1:]) // known if size == -1 else size for size in self.shape)
-        return x.reshape((x.shape[0],) + shape)  # sizes spelled out: numpy cannot infer -1 for an empty batch
+        size, known = math.prod(x.shape[1:]), math.prod(size for size in self.shape if size != -1)
+        if size % known or (-1 not in self.shape and size != known):
+            raise ValueError(f"Reshape: an example of shape {x.shape[1:]} does not fit the shape {self.shape}")
+        # the -1 worked out here: numpy cannot infer it for an empty batch
+        return x.reshape((x.shape[0],) + tuple(size // known if dim == -1 else dim for dim in self.shape))
 
     def backward(self, dy, need_dx=True):
         check_forward_done("Reshape", self.x_shape)

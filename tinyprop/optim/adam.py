@@ -27,8 +27,8 @@ def adam_update_rows(value, grad, mean, mean_square, rows, step_size, beta1, bet
             d = regularized_clipped(grad[r, j], value[r, j], l2, clip_bound)
             m = beta1 * mean[r, j] + (one - beta1) * d
             v = beta2 * mean_square[r, j] + (one - beta2) * d * d
-            mean[r, j] = m if abs(m) >= tiny else zero
-            mean_square[r, j] = v if v >= tiny else zero
+            mean[r, j] = zero if abs(m) < tiny else m  # so written, a NaN stays NaN (and the loss says so)
+            mean_square[r, j] = zero if v < tiny else v
             value[r, j] -= step_size * mean[r, j] / (math.sqrt(mean_square[r, j]) + eps)
 
 
