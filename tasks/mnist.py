@@ -26,7 +26,7 @@ import numpy as np
 
 from tasks.files import (DataError, evaluation_data, load_parameters, model_file_arrays, read_model_file,
                          training_data, write_bytes)
-from tasks.config import CNN_HIDDEN, CNN_NETS, resolve_seed
+from tasks.config import CNN_HIDDEN, CNN_NETS, ConfigError, resolve_seed
 from tasks.training import ClassifierTask, make_optimizer, param_count, start_run, train, write_summary
 from tinyprop.layers import Conv2d, Dropout, Linear, MaxPool2d, ReLU, Reshape, Sequential
 from tinyprop.mesimp import Simplifier
@@ -345,6 +345,23 @@ def build_model(meta, dropout=0.0, rng=None):
     return build_mlp(meta["sizes"], meta["net"], meta["k"], meta["unified"], dropout, rng)
 
 
+BYTES_PER_PARAMETER = 16  # float32 value, gradient and Adam's two moments
+
+
+def check_fits_in_memory(n_in, settings):
+    """Refuse an MLP whose parameters, with their gradients and optimizer state, cannot fit in this
+    machine's memory, before building it (a --layers of millions would build small layers for hours)."""
+    h, n_out = settings.hidden, settings.label_count
+    count = ((n_in + 1) * h + (settings.layers - 2) * (h + 1) * h + (h + 1) * n_out if settings.layers > 1
+             else (n_in + 1) * n_out)
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if count * BYTES_PER_PARAMETER > memory:
+        raise ConfigError(f"--layers {settings.layers} and --hidden {h} (Layers, HiddenSize) make {count:,} "
+                          f"parameters, {count * BYTES_PER_PARAMETER / 2 ** 30:,.0f} GiB with their gradients and "
+                          f"Adam's moments; this machine has {memory / 2 ** 30:.0f} GiB: use fewer or narrower layers",
+                          "layers")
+
+
 def describe(meta):
     if meta["net"] in CNN_NETS:
         ratio = f" ratio={meta['k_ratio']} k={meta['k']}" if meta["net"] == "cnntop" else ""
@@ -370,8 +387,11 @@ def run(settings, out_dir, log=print):
                             f"{settings.label_count} (labels 0 to {settings.label_count - 1}): if the file should "
                             "hold MNIST's 0-9, it is damaged; for a data set of more classes, set LabelCount in an "
                             "nnmnist config (--config)")
+    n_in = data.splits["train"][0].shape[1]
+    if not settings.cnn:
+        check_fits_in_memory(n_in, settings)
     hidden = [CNN_HIDDEN] if settings.cnn else [settings.hidden] * (settings.layers - 1)
-    sizes = [data.splits["train"][0].shape[1]] + hidden + [settings.label_count]
+    sizes = [n_in] + hidden + [settings.label_count]
     meta = dict(task="mnist", net=settings.net, sizes=sizes, k=settings.k if settings.meprop else None,
                 unified=settings.unified, k_ratio=settings.k_ratio if settings.net == "cnntop" else None,
                 **training_data(data.paths, settings.max_examples))

@@ -191,6 +191,9 @@ def evaluation(task, split):
     return {f"{split}_loss": loss, f"{split}_acc": accuracy, **{f"{split}_{key}": value for key, value in others.items()}}
 
 
+ERASE_LAST_LINE = "\x1b[F\x1b[K"  # ANSI: to the start of the line above, and clear it
+
+
 def train_part(task, indices, batch, label):
     """Train on one part in mini-batches; a progress bar shows on a terminal."""
     starts = range(0, len(indices), batch)
@@ -203,6 +206,8 @@ def train_part(task, indices, batch, label):
             total_loss += loss
             total_correct += correct
             total_count += count
+    if show:
+        sys.stderr.write(ERASE_LAST_LINE)  # the part's log line takes the finished bar's place
     return total_loss, total_correct, total_count
 
 

@@ -230,6 +230,10 @@ def test_mesimp_removes_a_unit_from_all_gates_its_recurrent_column_and_its_outpu
     np.testing.assert_array_equal(directions[0].recurrent_weight.state["mean"], mean_before[rows][:, keeps[0]])
     assert output.weight.shape == (3, sum(sizes)) and directions[1].recurrent_weight.shape == (4 * sizes[1], sizes[1])
     np.testing.assert_allclose(output.forward(bilstm.forward(x)), expected, rtol=1e-5, atol=1e-6)
-    # training goes on with the smaller matrices
-    bilstm.backward(output.backward(np.ones((5, 3), dtype=np.float32)))
+    # training goes on with the smaller matrices: gradients and state have the parameters' shapes, and a step moves them
+    before = [param.value.copy() for param in optimizer.params]
+    assert bilstm.backward(output.backward(np.ones((5, 3), dtype=np.float32))).shape == (5, 4)
     optimizer.step()
+    for param, value in zip(optimizer.params, before):
+        assert {array.shape for array in [param.grad, *param.state.values()]} == {value.shape}
+        assert np.isfinite(param.value).all() and not np.array_equal(param.value, value)

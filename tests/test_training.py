@@ -1,4 +1,5 @@
 """The training loop shared by the tasks: best-dev bookkeeping, meSimp's cycles, the split check."""
+import io
 import json
 import time
 
@@ -6,7 +7,8 @@ import numpy as np
 import pytest
 
 from tasks.config import ConfigError, make_settings
-from tasks.training import Timers, TrainingDiverged, format_record, make_optimizer, peak_memory_mb, start_run, train
+from tasks.training import (ERASE_LAST_LINE, Timers, TrainingDiverged, format_record, make_optimizer, peak_memory_mb,
+                            start_run, train)
 from tinyprop.optim import SGD, AdaGrad, Adam
 from tinyprop.parameter import Parameter
 
@@ -106,6 +108,29 @@ def test_metrics_records_hold_mean_loss_and_accuracy_in_percent(tmp_path):
     run_scripted(tmp_path, ScriptedTask(simplified=False, loss=2.0, correct=1))
     records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     assert [(r["train_loss"], r["train_acc"]) for r in records] == [(1.0, 50.0), (1.0, 50.0)]  # 2 of 2 per batch
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_on_a_terminal_each_finished_progress_bar_is_erased_for_the_log_line(tmp_path, monkeypatch):
+    terminal, lines = Terminal(), []
+    monkeypatch.setattr("sys.stderr", terminal)
+    settings = make_settings({}, dict(net="mlp", epochs=1, iter_per_epoch=2, batch=1))
+    train(ScriptedTask(simplified=False), settings, seed=0, out_dir=str(tmp_path),
+          log=lambda line: lines.append((line, terminal.getvalue())))
+    for part, (line, bars) in enumerate(lines, 1):
+        assert line.startswith(f"epoch  1 part {part}/2")
+        assert bars.count("100%") == part and bars.count(ERASE_LAST_LINE) == part and bars.endswith(ERASE_LAST_LINE)
+
+
+def test_without_a_terminal_no_bar_is_drawn(tmp_path, monkeypatch):
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    run_scripted(tmp_path, ScriptedTask(simplified=False))
+    assert stream.getvalue() == ""
 
 
 def test_an_infinite_training_loss_is_divergence(tmp_path):
