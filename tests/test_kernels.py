@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from tinyprop.kernels import add_selected_rows_grad, add_to_rows, selected_input_grad, shared_rows_input_grad
+from tinyprop.kernels import (add_selected_rows_grad, add_shared_rows_grad, add_to_rows, selected_input_grad,
+                              shared_rows_input_grad)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -43,6 +44,20 @@ def test_shared_rows_input_grad_matches_numpy(rng, rows):
     dx = np.full((3, 5), 99.0, dtype=np.float32)  # overwritten, not accumulated
     shared_rows_input_grad(dy, weight, np.array(rows, dtype=np.int32), dx)
     np.testing.assert_allclose(dx, dy[:, rows].astype(np.float64) @ weight[rows], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch", [1, 3, 4, 6, 9])
+def test_add_shared_rows_grad_matches_numpy(rng, batch):
+    dy = rng.standard_normal((batch, 10)).astype(np.float32)
+    x = rng.standard_normal((batch, 5)).astype(np.float32)
+    rows = np.array([9, 0, 4], dtype=np.int32)
+    weight_grad = rng.standard_normal((10, 5)).astype(np.float32)
+    expected = weight_grad.astype(np.float64)
+    expected[rows] += dy[:, rows].T.astype(np.float64) @ x
+    weight_rows = np.zeros(10, bool)
+    add_shared_rows_grad(dy, x, rows, weight_grad, weight_rows)
+    np.testing.assert_allclose(weight_grad, expected, rtol=1e-5, atol=1e-6)
+    assert np.flatnonzero(weight_rows).tolist() == [0, 4, 9]
 
 
 def test_add_to_rows(rng):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from tinyprop.gradcheck import grad_check, numerical_gradient
-from tinyprop.kernels import shared_rows_input_grad
+from tinyprop.kernels import add_shared_rows_grad, shared_rows_input_grad
 from tinyprop.layers import (LSTM, BiLSTM, Conv2d, Cube, Dropout, Embedding, Embeddings, Layer, Linear, MaxPool2d, ReLU,
                              Reshape, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh)
 from tinyprop.optim import SGD
@@ -185,27 +185,32 @@ def test_sparse_backward_equals_dense_backward_of_masked_gradient(rng, selection
     assert layer.bias.rows_with_grad.all()
 
 
-def test_unified_dx_is_the_same_by_the_loop_and_by_blas(rng, monkeypatch):
-    """Unified meProp computes the dx of a small batch by a loop over W's rows, of a larger one by BLAS."""
+def test_unified_gradients_are_the_same_by_the_loops_and_by_blas(rng, monkeypatch):
+    """Unified meProp computes dW and dx of a small batch by loops over W's rows, of a larger one by BLAS."""
     x = rng.standard_normal((10, 784)).astype(np.float32)
     dy = rng.standard_normal((10, 500)).astype(np.float32)
     loop_calls = []
 
-    def counted_loop(*args):
-        loop_calls.append(args[0].shape)
-        shared_rows_input_grad(*args)
-    monkeypatch.setattr("tinyprop.layers.linear.shared_rows_input_grad", counted_loop)
+    def counted(kernel):
+        def call(*args):
+            loop_calls.append(kernel.__name__)
+            kernel(*args)
+        return call
+    for kernel in (add_shared_rows_grad, shared_rows_input_grad):
+        monkeypatch.setattr(f"tinyprop.layers.linear.{kernel.__name__}", counted(kernel))
     results = []
-    for limit in (10 * 784 * 4, 10 * 784 * 4 - 1):  # dx just within the loop's limit, just above it
-        monkeypatch.setattr("tinyprop.layers.linear.UNIFIED_LOOP_MAX_DX_BYTES", limit)
+    for limit in (10 * 784 * 4, 10 * 784 * 4 - 1):  # x just within the loops' limit, just above it
+        monkeypatch.setattr("tinyprop.layers.linear.UNIFIED_LOOP_MAX_BYTES", limit)
         layer = Linear(784, 500, k=80, selection="unified", rng=np.random.default_rng(2))
         layer.forward(x)
-        results.append(layer.backward(dy).copy())
-    assert loop_calls == [(10, 500)]  # the first backward only
+        results.append((layer.backward(dy).copy(), layer.weight.grad, layer.weight.rows_with_grad))
+    assert loop_calls == ["add_shared_rows_grad", "shared_rows_input_grad"]  # the first backward only
     dy_masked = np.zeros_like(dy, dtype=np.float64)
     dy_masked[:, layer.selected] = dy[:, layer.selected]
-    for dx in results:
+    for dx, weight_grad, rows_with_grad in results:
         np.testing.assert_allclose(dx, dy_masked @ layer.weight.value, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(weight_grad, dy_masked.T @ x, rtol=1e-4, atol=1e-5)
+        assert np.flatnonzero(rows_with_grad).tolist() == sorted(layer.selected)
 
 
 def test_rand_selection_is_reproducible_with_a_seed(rng):

@@ -36,7 +36,7 @@ Three selections, used by `tinyprop.layers.Linear`:
 - `unified_topk`: one top-k set for the whole mini-batch from the summed |dy|
   (Section 3.3.1, "Simple Unified Top-k").
 The per-example sets feed the sparse kernels of `tinyprop.kernels`; the unified set's k
-rows are gathered and multiplied by BLAS (for dx of a small batch, a loop reads them in place).
+rows are read in place by loops for a small batch, gathered and multiplied by BLAS for a larger one.
 """
 import numpy as np
 from numba import njit

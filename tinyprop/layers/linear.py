@@ -3,19 +3,22 @@ import time
 
 import numpy as np
 
-from tinyprop.kernels import add_selected_rows_grad, add_to_rows, selected_input_grad, shared_rows_input_grad
+from tinyprop.kernels import (add_selected_rows_grad, add_shared_rows_grad, add_to_rows, selected_input_grad,
+                              shared_rows_input_grad)
 from tinyprop.layers.base import (Layer, check_forward_done, check_input, check_meprop_k, check_positive_int,
                                   check_same_shape)
 from tinyprop.parameter import Parameter, glorot_normal
 from tinyprop.topk import random_rows, topk_rows, unified_topk
 
 SELECTIONS = ("top", "rand", "unified")
-# Up to this size of dx, unified meProp's dx is computed by a loop over W's k rows in place
-# (tinyprop.kernels.shared_rows_input_grad), above it by BLAS on a copy of the k rows. Measured
-# at k 20 and 80, inputs 500, 784 and 2,400, batches 8 to 16: wherever dx held up to 8,000
-# floats (784 x 10, 500 x 16) the loop won, by 1.14x to 2.2x; above, the winner depended on k
-# and the margin was small (784 x 16 at k 80: BLAS by 7%; 2,400 x 8: the loop by 6%).
-UNIFIED_LOOP_MAX_DX_BYTES = 32 * 1024
+# Up to this size of x (and of dx, which has its shape), unified meProp's dW and dx are loops over
+# W's k rows in place (tinyprop.kernels.add_shared_rows_grad, shared_rows_input_grad), with x and
+# dx in the 32 KB L1 cache; above it, BLAS on dy's k gathered columns and W's k rows. Measured at
+# k 20 and 80, inputs 500 to 2,400, batches 4 to 32 (dx: 8 to 16): wherever x held up to 8,000
+# floats (784 x 10, 500 x 16) the loops won, dW's by 1.08x to 3.6x, dx's by 1.14x to 2.2x; above,
+# the winner depended on k and the batch (dW at 784 x 16, k 80: BLAS by 7%; at 2,400 x 8, k 20:
+# the loop by 1.34x; at 2,400 x 32, k 80: BLAS by 1.6x).
+UNIFIED_LOOP_MAX_BYTES = 32 * 1024
 
 
 class Linear(Layer):
@@ -30,7 +33,8 @@ class Linear(Layer):
       - "unified": one set for the mini-batch, the k largest sum_b |dy| (Section 3.3.1).
     Only the selected rows of W get gradient, and the cost is k/out of the dense
     backward: per example for "top"/"rand" (Numba loops in tinyprop.kernels), and for
-    "unified" by BLAS on the k gathered rows (dx of a small batch by a loop over the k rows).
+    "unified" by loops over the k rows of W and dW for a small batch, by BLAS on them gathered
+    for a larger one.
     The bias gets its dense gradient db = sum_b dy, as in the authors' C# and PyTorch code.
 
     Kept for backward: `x`, the input of the last forward. Kept after backward: `dy` and
@@ -119,12 +123,16 @@ class Linear(Layer):
         if self.selected is None or self.selected.shape != (self.k,):
             self.selected = np.empty(self.k, dtype=np.int32)
         rows = unified_topk(dy, self.k, self._heap, self.selected)
-        dy_kept = dy[:, rows]
-        add_to_rows(self.weight.grad, rows, dy_kept.T @ self.x, self.weight.rows_with_grad)
+        by_loop = self.x.nbytes <= UNIFIED_LOOP_MAX_BYTES
+        if by_loop:
+            add_shared_rows_grad(dy, self.x, rows, self.weight.grad, self.weight.rows_with_grad)
+        else:
+            dy_kept = dy[:, rows]
+            add_to_rows(self.weight.grad, rows, dy_kept.T @ self.x, self.weight.rows_with_grad)
         if not need_dx:
             return None
         dx = self._input_grad_buffer()
-        if dx.nbytes <= UNIFIED_LOOP_MAX_DX_BYTES:
+        if by_loop:
             shared_rows_input_grad(dy, self.weight.value, rows, dx)
         else:
             np.matmul(dy_kept, self.weight.value[rows], out=dx)
