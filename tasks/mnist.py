@@ -27,7 +27,8 @@ import numpy as np
 from tasks.files import (DataError, evaluation_data, load_parameters, model_file_arrays, read_model_file,
                          training_data, write_bytes)
 from tasks.config import CNN_HIDDEN, CNN_NETS, ConfigError, resolve_seed
-from tasks.training import ClassifierTask, make_optimizer, param_count, start_run, train, write_summary
+from tasks.training import (OPTIMIZER_CLASSES, ClassifierTask, make_optimizer, param_count, start_run, train,
+                            write_summary)
 from tinyprop.layers import Conv2d, Dropout, Linear, MaxPool2d, ReLU, Reshape, Sequential
 from tinyprop.mesimp import Simplifier
 
@@ -345,21 +346,21 @@ def build_model(meta, dropout=0.0, rng=None):
     return build_mlp(meta["sizes"], meta["net"], meta["k"], meta["unified"], dropout, rng)
 
 
-BYTES_PER_PARAMETER = 16  # float32 value, gradient and Adam's two moments
-
-
 def check_fits_in_memory(n_in, settings):
     """Refuse an MLP whose parameters, with their gradients and optimizer state, cannot fit in this
     machine's memory, before building it (a --layers of millions would build small layers for hours)."""
-    h, n_out = settings.hidden, settings.label_count
-    count = ((n_in + 1) * h + (settings.layers - 2) * (h + 1) * h + (h + 1) * n_out if settings.layers > 1
+    h, n_layers, n_out = settings.hidden, settings.layers, settings.label_count
+    count = ((n_in + 1) * h + (n_layers - 2) * (h + 1) * h + (h + 1) * n_out if n_layers > 1
              else (n_in + 1) * n_out)
+    arrays = 2 + len(OPTIMIZER_CLASSES[settings.optim].state_names)  # value, gradient, the optimizer's state
+    needed = count * arrays * np.dtype(np.float32).itemsize
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if count * BYTES_PER_PARAMETER > memory:
-        raise ConfigError(f"--layers {settings.layers} and --hidden {h} (Layers, HiddenSize) make {count:,} "
-                          f"parameters, {count * BYTES_PER_PARAMETER / 2 ** 30:,.0f} GiB with their gradients and "
-                          f"Adam's moments; this machine has {memory / 2 ** 30:.0f} GiB: use fewer or narrower layers",
-                          "layers")
+    if needed > memory:
+        hidden = f"{h}x{n_layers - 1}-" if n_layers > 1 else ""
+        options = f"--layers {n_layers}, --hidden {h}" if n_layers > 1 else f"--layers {n_layers}"
+        raise ConfigError(f"the MLP {n_in}-{hidden}{n_out} ({options}) has {count:,} parameters: "
+                          f"{needed / 2 ** 30:,.1f} GiB with their gradients and {settings.optim}'s state, and this "
+                          f"machine has {memory / 2 ** 30:.1f} GiB; use fewer or narrower layers", "layers")
 
 
 def describe(meta):

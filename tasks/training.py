@@ -206,8 +206,9 @@ def train_part(task, indices, batch, label):
             total_loss += loss
             total_correct += correct
             total_count += count
-    if show:
-        sys.stderr.write(ERASE_LAST_LINE)  # the part's log line takes the finished bar's place
+    if show:  # the part's log line (on stdout) takes the finished bar's place: erase it now, not at the next flush
+        sys.stderr.write(ERASE_LAST_LINE)
+        sys.stderr.flush()
     return total_loss, total_correct, total_count
 
 
@@ -233,11 +234,12 @@ def write_summary(out_dir, summary):
     write_json(os.path.join(out_dir, "summary.json"), summary)
 
 
+OPTIMIZER_CLASSES = {"adam": Adam, "adagrad": AdaGrad, "sgd": SGD}
+
+
 def make_optimizer(settings, params, train_size):
     """The optimizer nnmnist's OptType names, with its ClipBound, L2RegFactor, DecayRate and Eps."""
     common = dict(clip_bound=settings.clip_bound, l2=settings.l2, dense_updates=settings.dense_updates)
-    if settings.optim == "adam":
-        return Adam(params, lr=settings.lr, **common)
-    if settings.optim == "adagrad":
-        return AdaGrad(params, lr=settings.lr, eps=settings.eps, **common)
-    return SGD(params, lr=settings.lr, decay_rate=settings.decay_rate, decay_steps=train_size or 1, **common)
+    own = {"adam": {}, "adagrad": dict(eps=settings.eps),
+           "sgd": dict(decay_rate=settings.decay_rate, decay_steps=train_size or 1)}[settings.optim]
+    return OPTIMIZER_CLASSES[settings.optim](params, lr=settings.lr, **own, **common)

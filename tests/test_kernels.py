@@ -46,18 +46,20 @@ def test_shared_rows_input_grad_matches_numpy(rng, rows):
     np.testing.assert_allclose(dx, dy[:, rows].astype(np.float64) @ weight[rows], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", [[7], [9, 0, 4], list(range(9))])
 @pytest.mark.parametrize("batch", [1, 3, 4, 6, 9])
-def test_add_shared_rows_grad_matches_numpy(rng, batch):
-    dy = rng.standard_normal((batch, 10)).astype(np.float32)
-    x = rng.standard_normal((batch, 5)).astype(np.float32)
-    rows = np.array([9, 0, 4], dtype=np.int32)
-    weight_grad = rng.standard_normal((10, 5)).astype(np.float32)
+def test_add_shared_rows_grad_matches_numpy(rng, batch, rows, dtype):
+    dy = rng.standard_normal((batch, 10)).astype(dtype)
+    x = rng.standard_normal((batch, 5)).astype(dtype)
+    weight_grad = rng.standard_normal((10, 5)).astype(dtype)
     expected = weight_grad.astype(np.float64)
     expected[rows] += dy[:, rows].T.astype(np.float64) @ x
     weight_rows = np.zeros(10, bool)
-    add_shared_rows_grad(dy, x, rows, weight_grad, weight_rows)
+    weight_rows[2] = True  # marked before: stays marked
+    add_shared_rows_grad(dy, x, np.array(rows, dtype=np.int32), weight_grad, weight_rows)
     np.testing.assert_allclose(weight_grad, expected, rtol=1e-5, atol=1e-6)
-    assert np.flatnonzero(weight_rows).tolist() == [0, 4, 9]
+    assert np.flatnonzero(weight_rows).tolist() == sorted(set(rows) | {2})
 
 
 def test_add_to_rows(rng):

@@ -111,8 +111,18 @@ def test_metrics_records_hold_mean_loss_and_accuracy_in_percent(tmp_path):
 
 
 class Terminal(io.StringIO):
+    """stderr on a terminal: what is written shows once flushed (it is line-buffered, and the bar's
+    writes end without a newline); `screen` is what shows."""
+
+    def __init__(self):
+        super().__init__()
+        self.screen = ""
+
     def isatty(self):
         return True
+
+    def flush(self):
+        self.screen = self.getvalue()
 
 
 def test_on_a_terminal_each_finished_progress_bar_is_erased_for_the_log_line(tmp_path, monkeypatch):
@@ -120,7 +130,7 @@ def test_on_a_terminal_each_finished_progress_bar_is_erased_for_the_log_line(tmp
     monkeypatch.setattr("sys.stderr", terminal)
     settings = make_settings({}, dict(net="mlp", epochs=1, iter_per_epoch=2, batch=1))
     train(ScriptedTask(simplified=False), settings, seed=0, out_dir=str(tmp_path),
-          log=lambda line: lines.append((line, terminal.getvalue())))
+          log=lambda line: lines.append((line, terminal.screen)))
     for part, (line, bars) in enumerate(lines, 1):
         assert line.startswith(f"epoch  1 part {part}/2")
         assert bars.count("100%") == part and bars.count(ERASE_LAST_LINE) == part and bars.endswith(ERASE_LAST_LINE)

@@ -14,10 +14,10 @@ SELECTIONS = ("top", "rand", "unified")
 # Up to this size of x (and of dx, which has its shape), unified meProp's dW and dx are loops over
 # W's k rows in place (tinyprop.kernels.add_shared_rows_grad, shared_rows_input_grad), with x and
 # dx in the 32 KB L1 cache; above it, BLAS on dy's k gathered columns and W's k rows. Measured at
-# k 20 and 80, inputs 500 to 2,400, batches 4 to 32 (dx: 8 to 16): wherever x held up to 8,000
-# floats (784 x 10, 500 x 16) the loops won, dW's by 1.08x to 3.6x, dx's by 1.14x to 2.2x; above,
-# the winner depended on k and the batch (dW at 784 x 16, k 80: BLAS by 7%; at 2,400 x 8, k 20:
-# the loop by 1.34x; at 2,400 x 32, k 80: BLAS by 1.6x).
+# k 20 and 80, inputs 500 to 2,400, batches 4 to 32 (dx: 8 to 16): wherever x held up to 8,192
+# floats (784 x 10 holds 7,840, 500 x 16 8,000) the loops won, dW's by 1.08x to 3.6x, dx's by
+# 1.14x to 2.2x; above, the winner depended on k and the batch (dW at 784 x 16, k 80: BLAS by 8%;
+# at 2,400 x 8, k 20: the loop by 1.34x; at 2,400 x 32, k 80: BLAS by 1.6x).
 UNIFIED_LOOP_MAX_BYTES = 32 * 1024
 
 
