@@ -6,8 +6,8 @@ Linear layers, all variants computing dW, db and dx for (batch, in) -> (batch, o
                work written as the same plain loops (the papers' C# "theoretical
                effect" reference).
   top          Linear(k, "top").backward: heap top-k per example + the sparse kernels.
-  unified      Linear(k, "unified").backward: one top-k set; BLAS on the k rows (dx of a small
-               batch by a loop over them).
+  unified      Linear(k, "unified").backward: one top-k set; loops over its k rows for a small
+               batch, BLAS on them gathered for a larger one.
   rand         Linear(k, "rand").backward: k random rows per example + the sparse kernels.
 Convolutions (the papers' CNN, TKDE 2018 Section 3.3.2): Conv2d.backward dense (BLAS on
 the im2col patches) against spatial top-k at several ratios; both include col2im.
