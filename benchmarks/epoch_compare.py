@@ -4,13 +4,15 @@
 
 784-500-500-10, ReLU, Adam (lr 0.001), mini-batch 10, the 55,000 training images.
 The variants take turns, one epoch each per round, in this one process (the machine
-is shared and noisy); the report gives each one's median epoch time and the ratios.
+is shared and noisy); the report gives each one's median epoch time and the ratios, and
+for tinyprop the medians of its forward, backward and update times within the epoch.
 PyTorch is measured only if it is installed (it is not a dependency of tinyprop;
 here `pip install torch==2.13.0` installs its CPU build from a local file), with its
 default thread count and with one thread. tinyprop runs with one BLAS thread, as its
 command line does.
 """
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -21,9 +23,10 @@ import numpy as np  # noqa: E402
 
 from tasks.config import make_settings  # noqa: E402
 from tasks.mnist import Mnist, MnistTask, build_mlp, locate_files, scale_pixels  # noqa: E402
-from tasks.training import make_optimizer  # noqa: E402
+from tasks.training import Timers, make_optimizer  # noqa: E402
 
 SIZES = [784, 500, 500, 10]
+PHASES = [field.name for field in dataclasses.fields(Timers)]  # forward, backward, update
 BATCH = 10
 
 
@@ -33,12 +36,13 @@ def tinyprop_epoch(net, k, data, seed, unified=False):
     optimizer = make_optimizer(settings, model.params(), data.splits["train"][1].shape[0])
     task = MnistTask(data, model, optimizer, meta=dict(net=net))
     order_rng = np.random.default_rng(seed)
+    task.train_step(np.arange(BATCH))  # compile the kernels (or load them from Numba's cache) before any timing
 
     def epoch():
         order = order_rng.permutation(task.train_size)
         for first in range(0, len(order), BATCH):
             task.train_step(order[first:first + BATCH])
-    return epoch
+    return epoch, task.timers
 
 
 def torch_epoch(data, seed, threads):
@@ -72,14 +76,15 @@ def main():
     parser.add_argument("--k", type=int, default=80)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--max-examples", type=int, help="train on the first N training images only (quick runs)")
     args = parser.parse_args()
 
     data = Mnist(locate_files())
-    variants = {
-        "tinyprop mlp (dense)": tinyprop_epoch("mlp", args.k, data, args.seed),
-        f"tinyprop mlptop k={args.k}": tinyprop_epoch("mlptop", args.k, data, args.seed),
-        f"tinyprop mlptop k={args.k} unified": tinyprop_epoch("mlptop", args.k, data, args.seed, unified=True),
-    }
+    data.keep_first(args.max_examples)
+    variants, timers = {}, {}  # timers: each tinyprop variant's forward, backward and update seconds, summed
+    for name, net, unified in (("tinyprop mlp (dense)", "mlp", False), (f"tinyprop mlptop k={args.k}", "mlptop", False),
+                               (f"tinyprop mlptop k={args.k} unified", "mlptop", True)):
+        variants[name], timers[name] = tinyprop_epoch(net, args.k, data, args.seed, unified)
     try:
         import torch
         epoch, threads = torch_epoch(data, args.seed, threads=None)
@@ -89,19 +94,28 @@ def main():
         print("PyTorch is not installed: measuring tinyprop only (pip install torch==2.13.0)")
 
     times = {name: [] for name in variants}
+    phases = {name: [] for name in timers}  # per epoch: seconds of forward, backward, update
     for round_number in range(1, args.rounds + 1):
         for name, epoch in variants.items():
+            before = dataclasses.astuple(timers[name]) if name in timers else None
             start = time.perf_counter()
             epoch()
             times[name].append(time.perf_counter() - start)
+            if before is not None:
+                phases[name].append([now - then for now, then in zip(dataclasses.astuple(timers[name]), before)])
             print(f"round {round_number}: {name}: {times[name][-1]:.2f} s", flush=True)
     medians = {name: float(np.median(values)) for name, values in times.items()}
+    phase_medians = {name: dict(zip(PHASES, np.median(values, axis=0).tolist())) for name, values in phases.items()}
     dense = medians["tinyprop mlp (dense)"]
-    print(f"\nmedian epoch time over {args.rounds} rounds (55,000 images, batch {BATCH}, Adam):")
+    print(f"\nmedian epoch time over {args.rounds} rounds ({len(data.splits['train'][1]):,} images, batch {BATCH}, "
+          "Adam):")
     for name, seconds in medians.items():
-        print(f"  {name:<40} {seconds:7.2f} s   dense tinyprop / this: {dense / seconds:5.2f}x")
+        split = ", ".join(f"{phase} {value:.2f}" for phase, value in phase_medians.get(name, {}).items())
+        print(f"  {name:<40} {seconds:7.2f} s   dense tinyprop / this: {dense / seconds:5.2f}x"
+              + (f"   ({split} s)" if split else ""))
     if args.json:
-        print(json.dumps(dict(rounds=args.rounds, seconds=times, medians=medians), indent=2))
+        print(json.dumps(dict(rounds=args.rounds, seconds=times, medians=medians, phase_medians=phase_medians),
+                         indent=2))
 
 
 if __name__ == "__main__":

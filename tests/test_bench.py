@@ -1,9 +1,16 @@
 """The benchmark's references and report (its timings are not tested)."""
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from tinyprop.bench import _dense_loop_backward, bench_layer
 from tinyprop.layers import Linear
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def test_dense_loop_reference_computes_the_whole_input_gradient():
@@ -22,3 +29,26 @@ def test_linear_bench_reports_ratios_to_both_dense_references():
     for entry in variants.values():  # each ratio is the reference's median over this variant's
         for reference in ("dense-blas", "dense-loop"):
             assert entry[f"vs_{reference}"] == pytest.approx(variants[reference]["median_us"] / entry["median_us"])
+
+
+def test_epoch_compare_reports_medians_ratios_and_the_phases_within_each_epoch(mnist_dir):
+    """benchmarks/epoch_compare.py on 300 images: each tinyprop variant's forward, backward and update
+    fit within its epoch, and the printed ratios are the dense median over each variant's."""
+    script = os.path.join(os.path.dirname(HERE), "benchmarks", "epoch_compare.py")
+    env = dict(os.environ, TINYPROP_DATA=os.path.dirname(mnist_dir), PYTHONPATH=os.path.dirname(HERE))
+    result = subprocess.run([sys.executable, script, "--rounds", "2", "--max-examples", "300", "--json"], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout[result.stdout.index("\n{") + 1:])
+    medians, phases = report["medians"], report["phase_medians"]
+    assert set(phases) == {"tinyprop mlp (dense)", "tinyprop mlptop k=80", "tinyprop mlptop k=80 unified"}
+    for name, split in phases.items():
+        assert list(split) == ["forward", "backward", "update"] and min(split.values()) > 0
+        # the epoch also shuffles, slices and scales the batches (over two rounds each median is a mean)
+        assert sum(split.values()) <= medians[name]
+        assert len(report["seconds"][name]) == 2
+    assert "300 images, batch 10" in result.stdout
+    dense = medians["tinyprop mlp (dense)"]
+    lines = {line[:42].strip(): line for line in result.stdout.splitlines() if line.startswith("  ")}
+    for name, seconds in medians.items():
+        assert f"dense tinyprop / this: {dense / seconds:5.2f}x" in lines[name]
