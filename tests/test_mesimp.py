@@ -10,13 +10,13 @@ from click.testing import CliRunner
 
 from cli import main
 from tasks.mnist import build_mlp, load_model
-from tinyprop.mesimp import ActivityRecord, Simplifier
+from tinyprop.mesimp import LinearActivityRecord, Simplifier
 from tinyprop.layers import Linear, SoftmaxCrossEntropy
 from tinyprop.optim import Adam
 
 
 def test_record_counts_a_hand_computed_example():
-    record = ActivityRecord(6, k=2)
+    record = LinearActivityRecord(6, k=2)
     # example 1 has 3 non-zero entries >= k: its top-2 {2, 5} counts
     # example 2 has 1 non-zero entry: unit 3, and the zero of lowest index, unit 0
     dy = np.array([[0.5, 0, -2, 0, 0, 1], [0, 0, 0, 3, 0, 0]], dtype=np.float32)
@@ -33,7 +33,7 @@ def test_record_counts_a_hand_computed_example():
 
 
 def test_threshold_rule_is_nnmnists():
-    record = ActivityRecord(4, k=2)
+    record = LinearActivityRecord(4, k=2)
     record.counts[:] = [1, 2, 3, 0]
     record.examples = 25
     assert record.units_to_keep(0.1).tolist() == [1, 2]  # theta = int(25 x 0.1) = 2

@@ -18,7 +18,27 @@ import numpy as np
 
 
 class ActivityRecord:
-    """Algorithm 2's record c for one layer: per unit, the examples that had it in their top-k.
+    """Algorithm 2's record c for one layer: per unit, how many examples had it in their top-k
+    (an LSTM's record counts time steps), since the last pruning. Subclasses say how to count."""
+
+    def __init__(self, n_units):
+        self.counts = np.zeros(n_units, dtype=np.int64)
+        self.examples = 0
+
+    def units_to_keep(self, rate):
+        """Indices of the units whose count reaches int(examples x rate); at least the most active one."""
+        threshold = int(self.examples * rate)
+        keep = np.flatnonzero(self.counts >= threshold)
+        return keep if keep.size else np.array([int(np.argmax(self.counts))])
+
+    def keep_and_clear(self, keep):
+        """After a pruning: start counting anew, for the kept units (Algorithm 2, line 14)."""
+        self.counts = np.zeros(keep.shape[0], dtype=np.int64)
+        self.examples = 0
+
+
+class LinearActivityRecord(ActivityRecord):
+    """The record of a Linear layer with per-example top-k.
 
     Counting follows the authors' masked implementation, in which k stays the same over
     the layer's original width, removed units take part with a zero gradient, and ties go
@@ -30,10 +50,9 @@ class ActivityRecord:
     """
 
     def __init__(self, n_units, k):
+        super().__init__(n_units)
         self.k = k
         self.original_index = np.arange(n_units)
-        self.counts = np.zeros(n_units, dtype=np.int64)
-        self.examples = 0
 
     def observe(self, layer):
         """Count the last backward of a per-example top-k layer: its `selected` and `dy`."""
@@ -51,26 +70,16 @@ class ActivityRecord:
             self.counts += (zero & (rank_among_zeros < places_for_zeros[:, None])).sum(axis=0)
         self.examples += dy.shape[0]
 
-    def units_to_keep(self, rate):
-        """Indices of the units whose count reaches int(examples x rate); at least the most active one."""
-        threshold = int(self.examples * rate)
-        keep = np.flatnonzero(self.counts >= threshold)
-        return keep if keep.size else np.array([int(np.argmax(self.counts))])
-
     def keep_and_clear(self, keep):
-        """After a pruning: follow the kept units and start counting anew (Algorithm 2, line 14)."""
+        """As the base, and remember the kept units' original indices (the tie rule counts removed units)."""
         self.original_index = self.original_index[keep]
-        self.counts = np.zeros(keep.shape[0], dtype=np.int64)
-        self.examples = 0
+        super().keep_and_clear(keep)
 
 
 class GateActivityRecord(ActivityRecord):
     """The record of an LSTM, whose gates are simplified jointly (TKDE 2018, Section 2.3.2): a unit
     counts once for each time step at which it was in the top-k of at least one of its gates
     ("merging the active paths from each gate"); which gradients were largest does not matter here."""
-
-    def __init__(self, n_units):
-        super().__init__(n_units, None)
 
     def observe(self, layer):
         """Count the last backward of an LSTM: the rows it `selected`, (steps, 4k)."""
@@ -133,7 +142,7 @@ class Simplifier:
                                  f"{layer.n_out}; pair each layer with the layer its outputs feed")
         self.rate = rate
         self.records = [GateActivityRecord(layer.n_out) if getattr(layer, "n_gates", 1) > 1
-                        else ActivityRecord(layer.n_out, layer.k) for layer, _ in self.pairs]
+                        else LinearActivityRecord(layer.n_out, layer.k) for layer, _ in self.pairs]
         self.original_sizes = self.sizes()
 
     def sizes(self):
