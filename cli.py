@@ -180,7 +180,7 @@ def training_options(task, batch_unit, example_unit, data_help, defaults=None):
         click.option("--dense-updates", is_flag=True, default=None,
                      help="Update every row every step (as the authors' Adam does), not only rows that received "
                           "gradient: meProp's unselected rows and unused embedding rows then move on their "
-                          "momentum (a dense MLP or CNN updates every row anyway)."),
+                          "momentum (MNIST's dense mlp and cnn update every row anyway and refuse it)."),
         click.option("--clip-bound", type=float,
                      help=f"Clip each gradient entry to [-c, c]; 0: off.  [default: {default('clip_bound')}]"),
         click.option("--train-cycle", type=int,

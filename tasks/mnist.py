@@ -376,6 +376,9 @@ def describe(meta):
 def run(settings, out_dir, log=print):
     """Train the MNIST MLP or CNN that `settings` describe; write config.json, metrics.jsonl, model.npz and
     summary.json."""
+    if settings.dense_updates and not settings.meprop:
+        raise ConfigError(f"--dense-updates: --net {settings.net} gives every row gradient at every step, so every "
+                          "row is updated anyway; leave it out", "dense_updates")
     seed = resolve_seed(settings.seed)
     explicit = dict(train_images=settings.train_file, train_labels=settings.train_label_file,
                     test_images=settings.test_file, test_labels=settings.test_label_file)

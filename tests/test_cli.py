@@ -267,6 +267,14 @@ def test_an_mlp_larger_than_the_memory_is_refused_before_it_is_built(tmp_path, m
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("net", ["mlp", "cnn"])
+def test_dense_updates_with_a_dense_mnist_net_is_refused(tmp_path, net):
+    result = run("train", "mnist", "--net", net, "--dense-updates", "--out", tmp_path / "run")
+    assert result.exit_code == 1 and not (tmp_path / "run").exists()
+    assert result.output == (f"Error: --dense-updates: --net {net} gives every row gradient at every step, so every row "
+                             "is updated anyway; leave it out\n")
+
+
 def test_evaluate_says_when_the_training_data_has_moved(tmp_path):
     from tasks.files import evaluation_data
     present = tmp_path / "dev.conllu"
