@@ -106,7 +106,7 @@ NNMNIST_KEYS = {
     "TrainTop": ("k", int, "--k"),
 }
 OPTION_ONLY = dict(unified="--unified", dropout="--dropout", max_examples="--max-examples", k_ratio="--k-ratio",
-                   k_out="--k-out")
+                   k_out="--k-out", dense_updates="--dense-updates")
 # how messages name a setting: on MNIST by nnmnist key and option, on the tasks without config files by option
 FIELD_NAMES = {field: f"{key} ({option})" if option else key for key, (field, _, option) in NNMNIST_KEYS.items()}
 FIELD_NAMES.update(OPTION_ONLY)
@@ -211,15 +211,18 @@ def make_settings(config_values=None, options=None, defaults=None, nets=MNIST_NE
         if config_path and error.field in (config_values or {}) and error.field not in given:
             raise ConfigError(f"{config_path}: {error}", error.field) from None
         raise
-    check_options_apply(settings, given, names)
+    check_options_apply(settings, given, names, nets)
     return settings
 
 
-def check_options_apply(s, given, names=FIELD_NAMES):
+def check_options_apply(s, given, names=FIELD_NAMES, nets=MNIST_NETS):
     """A command-line option the chosen net or optimizer would ignore is an error, not a silent no-op.
-    (A config file's keys are not checked: nnmnist's files carry every key whatever the NetType.)"""
+    (A config file's keys are not checked: nnmnist's files carry every key whatever the NetType.)
+    MNIST's dense nets give every row gradient at every step, so --dense-updates changes nothing
+    there; the tagger's and parser's dense nets have embeddings, whose unused rows it does move."""
     net, optimizer, var = f"--net {s.net}", f"--optim {s.optim}", s.net.endswith("var")
     checks = [("k", not s.meprop, net), ("k_out", not s.meprop, net), ("k_ratio", s.net != "cnntop", net),
+              ("dense_updates", nets == MNIST_NETS and not s.meprop, net),
               ("hidden", s.cnn, net), ("hidden", s.layers == 1, "a single linear layer"),
               ("dropout", s.layers == 1 and not s.cnn, "a single linear layer"), ("layers", s.cnn, net),
               ("prune", not var, net), ("train_cycle", not var, net),

@@ -350,8 +350,10 @@ def check_fits_in_memory(n_in, settings):
     """Refuse an MLP whose parameters, with their gradients and optimizer state, cannot fit in this
     machine's memory, before building it (a --layers of millions would build small layers for hours)."""
     h, n_layers, n_out = settings.hidden, settings.layers, settings.label_count
-    count = ((n_in + 1) * h + (n_layers - 2) * (h + 1) * h + (h + 1) * n_out if n_layers > 1
-             else (n_in + 1) * n_out)
+    if n_layers == 1:
+        count = (n_in + 1) * n_out
+    else:  # (inputs + bias) x outputs of: the first layer, the n_layers - 2 hidden-to-hidden ones, the last
+        count = (n_in + 1) * h + (n_layers - 2) * (h + 1) * h + (h + 1) * n_out
     arrays = 2 + len(OPTIMIZER_CLASSES[settings.optim].state_names)  # value, gradient, the optimizer's state
     needed = count * arrays * np.dtype(np.float32).itemsize
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -376,9 +378,6 @@ def describe(meta):
 def run(settings, out_dir, log=print):
     """Train the MNIST MLP or CNN that `settings` describe; write config.json, metrics.jsonl, model.npz and
     summary.json."""
-    if settings.dense_updates and not settings.meprop:
-        raise ConfigError(f"--dense-updates: --net {settings.net} gives every row gradient at every step, so every "
-                          "row is updated anyway; leave it out", "dense_updates")
     seed = resolve_seed(settings.seed)
     explicit = dict(train_images=settings.train_file, train_labels=settings.train_label_file,
                     test_images=settings.test_file, test_labels=settings.test_label_file)

@@ -168,7 +168,7 @@ def test_make_optimizer_passes_every_setting_on():
     def made(**options):
         param = Parameter(np.zeros((2, 2), np.float32), "w")
         return make_optimizer(make_settings({}, options), [param], 300)
-    adagrad = made(optim="adagrad", eps=1e-3, dense_updates=True, clip_bound=2.0, l2=0.01, lr=0.05)
+    adagrad = made(net="mlptop", optim="adagrad", eps=1e-3, dense_updates=True, clip_bound=2.0, l2=0.01, lr=0.05)
     assert isinstance(adagrad, AdaGrad)
     assert (adagrad.eps, adagrad.dense_updates, adagrad.clip_bound, adagrad.l2, adagrad.lr) == (1e-3, True, 2.0, 0.01,
                                                                                                  0.05)
