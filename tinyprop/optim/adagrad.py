@@ -3,12 +3,18 @@ import math
 
 from numba import njit
 
-from tinyprop.optim.optimizer import Optimizer, as_rows, regularized_clipped
+from tinyprop.optim.optimizer import Optimizer, regularized_clipped
+from tinyprop.parameter import as_rows
 
 
 @njit(cache=True, error_model="numpy")
 def adagrad_update_rows(value, grad, sum_squares, rows, lr, eps, l2, clip_bound):
-    for r in rows:
+    """One AdaGrad step on the rows r where rows[r] is True; the scalars, Python floats, in value's type."""
+    to = value.dtype.type
+    lr, eps, l2, clip_bound = to(lr), to(eps), to(l2), to(clip_bound)
+    for r in range(value.shape[0]):
+        if not rows[r]:
+            continue
         for j in range(value.shape[1]):
             d = regularized_clipped(grad[r, j], value[r, j], l2, clip_bound)
             sum_squares[r, j] += d * d
@@ -28,4 +34,4 @@ class AdaGrad(Optimizer):
 
     def update_rows(self, param, rows):
         adagrad_update_rows(as_rows(param.value), as_rows(param.grad), as_rows(param.state["sum_squares"]),
-                            rows, *self.in_dtype_of(param, self.lr, self.eps, self.l2, self.clip_bound))
+                            rows, self.lr, self.eps, self.l2, self.clip_bound)

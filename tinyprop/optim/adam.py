@@ -4,12 +4,13 @@ import math
 import numpy as np
 from numba import njit
 
-from tinyprop.optim.optimizer import Optimizer, as_rows, regularized_clipped
+from tinyprop.optim.optimizer import Optimizer, regularized_clipped
+from tinyprop.parameter import as_rows
 
 
 @njit(cache=True, error_model="numpy")
 def adam_update_rows(value, grad, mean, mean_square, rows, step_size, beta1, beta2, eps, l2, clip_bound, tiny):
-    """One Adam step on the given rows of (rows, columns) arrays.
+    """One Adam step on the rows r of (rows, columns) arrays where rows[r] is True ((rows,) bool).
 
     A moment that decays below `tiny`, the smallest normal float of the dtype, is set to zero.
     Left subnormal, it would make every later step on it slow: processors handle subnormal
@@ -20,9 +21,14 @@ def adam_update_rows(value, grad, mean, mean_square, rows, step_size, beta1, bet
     with the same results bit for bit. What the flush drops, below `tiny`, is far below what can
     move a weight.
     """
-    one = value.dtype.type(1)  # not the literal 1, which would turn float32 arithmetic into float64 (3.3x slower)
-    zero = value.dtype.type(0)
-    for r in rows:
+    to = value.dtype.type  # the scalars come as Python floats; in value's type float32 arithmetic stays float32
+    step_size, beta1, beta2, eps, l2, clip_bound, tiny = (to(step_size), to(beta1), to(beta2), to(eps), to(l2),
+                                                          to(clip_bound), to(tiny))
+    one = to(1)  # not the literal 1, which would turn float32 arithmetic into float64 (3.3x slower)
+    zero = to(0)
+    for r in range(value.shape[0]):
+        if not rows[r]:
+            continue
         for j in range(value.shape[1]):
             d = regularized_clipped(grad[r, j], value[r, j], l2, clip_bound)
             m = beta1 * mean[r, j] + (one - beta1) * d
@@ -53,6 +59,5 @@ class Adam(Optimizer):
     def update_rows(self, param, rows):
         step_size = self.lr * math.sqrt(1 - self.beta2 ** self.steps) / (1 - self.beta1 ** self.steps)
         adam_update_rows(as_rows(param.value), as_rows(param.grad), as_rows(param.state["mean"]),
-                         as_rows(param.state["mean_square"]), rows,
-                         *self.in_dtype_of(param, step_size, self.beta1, self.beta2, self.eps, self.l2,
-                                           self.clip_bound, np.finfo(param.value.dtype).tiny))
+                         as_rows(param.state["mean_square"]), rows, step_size, self.beta1, self.beta2, self.eps,
+                         self.l2, self.clip_bound, float(np.finfo(param.value.dtype).tiny))

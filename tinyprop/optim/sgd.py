@@ -1,12 +1,18 @@
 """Stochastic gradient descent with nnmnist's learning-rate decay."""
 from numba import njit
 
-from tinyprop.optim.optimizer import Optimizer, as_rows, regularized_clipped
+from tinyprop.optim.optimizer import Optimizer, regularized_clipped
+from tinyprop.parameter import as_rows
 
 
 @njit(cache=True, error_model="numpy")
 def sgd_update_rows(value, grad, rows, lr, l2, clip_bound):
-    for r in rows:
+    """One SGD step on the rows r where rows[r] is True; the scalars, Python floats, in value's type."""
+    to = value.dtype.type
+    lr, l2, clip_bound = to(lr), to(l2), to(clip_bound)
+    for r in range(value.shape[0]):
+        if not rows[r]:
+            continue
         for j in range(value.shape[1]):
             value[r, j] -= lr * regularized_clipped(grad[r, j], value[r, j], l2, clip_bound)
 
@@ -32,4 +38,4 @@ class SGD(Optimizer):
     def update_rows(self, param, rows):
         lr = self.lr * self.decay_rate ** (self.steps / self.decay_steps)
         sgd_update_rows(as_rows(param.value), as_rows(param.grad), rows,
-                        *self.in_dtype_of(param, lr, self.l2, self.clip_bound))
+                        lr, self.l2, self.clip_bound)
