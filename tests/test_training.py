@@ -1,5 +1,6 @@
 """The training loop shared by the tasks: best-dev bookkeeping, meSimp's cycles, the split check."""
 import io
+import re
 import json
 import time
 
@@ -125,15 +126,19 @@ class Terminal(io.StringIO):
         self.screen = self.getvalue()
 
 
-def test_on_a_terminal_each_finished_progress_bar_is_erased_for_the_log_line(tmp_path, monkeypatch):
+@pytest.mark.parametrize("columns", [50, 120])
+def test_on_a_terminal_each_finished_progress_bar_is_erased_for_the_log_line(tmp_path, monkeypatch, columns):
     terminal, lines = Terminal(), []
     monkeypatch.setattr("sys.stderr", terminal)
+    monkeypatch.setenv("COLUMNS", str(columns))
     settings = make_settings({}, dict(net="mlp", epochs=1, iter_per_epoch=2, batch=1))
     train(ScriptedTask(simplified=False), settings, seed=0, out_dir=str(tmp_path),
           log=lambda line: lines.append((line, terminal.screen)))
     for part, (line, bars) in enumerate(lines, 1):
         assert line.startswith(f"epoch  1 part {part}/2")
         assert bars.count("100%") == part and bars.count(ERASE_LAST_LINE) == part and bars.endswith(ERASE_LAST_LINE)
+    drawn = re.split("[\r\n]", re.sub("\x1b\\[[0-9;?]*[A-Za-z]", "\n", terminal.screen))  # lines, without ANSI codes
+    assert max(len(text.rstrip()) for text in drawn) in range(columns - 5, columns + 1)  # never wrapped, nor short
 
 
 def test_without_a_terminal_no_bar_is_drawn(tmp_path, monkeypatch):
