@@ -199,7 +199,8 @@ def train_part(task, indices, batch, label):
     starts = range(0, len(indices), batch)
     total_loss, total_correct, total_count = 0.0, 0, 0
     show = sys.stderr.isatty()
-    # width=0: the bar takes what the terminal's width leaves, so that the line never wraps (the erase below clears one line)
+    # width=0: the bar takes what the terminal's width leaves, so that the line wraps only on a terminal narrower than
+    # the label and percentage (about 30 columns): the erase below clears one line
     with click.progressbar(starts, label=label, file=sys.stderr, update_min_steps=50, width=0,
                            hidden=not show) as bar:
         for first in bar:
