@@ -26,9 +26,10 @@ def nnmnist_adam(w, m, v, g, t, lr=0.001, b1=0.9, b2=0.999, eps=1e-8, l2=0.0, cl
     return w, m, v
 
 
-@pytest.mark.parametrize("make", [lambda p: Adam(p), lambda p: AdaGrad(p, lr=0.01),
-                                  lambda p: SGD(p, lr=0.1, decay_rate=0.5, decay_steps=3)])
+@pytest.mark.parametrize("make", [lambda p: Adam(p), lambda p: AdaGrad(p, lr=0.01, l2=0.01),
+                                  lambda p: SGD(p, lr=0.1, decay_rate=0.5, decay_steps=3, l2=0.01)])
 def test_sparse_step_leaves_other_rows_and_state_bit_identical(rng, make):
+    """(With L2, a row without gradient would still move, were it updated.)"""
     param = make_param(rng)
     optimizer = make([param])
     for _ in range(3):  # build up state on every row
@@ -87,6 +88,22 @@ def test_adam_flushes_moments_that_decay_below_the_smallest_normal_float(rng, dt
     param.grad[0, 0] = np.nan
     optimizer.step()
     assert np.isnan(param.value[0, 0]) and np.isnan(param.state["mean"][0, 0])
+
+
+@pytest.mark.parametrize("make,rule", [
+    (lambda p: SGD(p, lr=0.1, l2=0.01, clip_bound=0.5),
+     lambda w, g, f: w - f(0.1) * np.clip(g + f(0.01) * w, f(-0.5), f(0.5))),
+    (lambda p: AdaGrad(p, lr=0.1, eps=1e-6, l2=0.01),
+     lambda w, g, f: w - f(0.1) * (g + f(0.01) * w) / np.sqrt((g + f(0.01) * w) ** 2 + f(1e-6)))])
+def test_float32_parameters_step_in_float32_arithmetic(rng, make, rule):
+    """The kernels take their scalars as Python floats and compute in the parameter's type: the step
+    equals the rule computed in float32 numpy bit for bit (in float64 and rounded, it would not)."""
+    param = make_param(rng, (50, 4))
+    give_gradient(param, range(50), rng)
+    w, g = param.value.copy(), param.grad.copy()
+    make([param]).step()
+    assert np.array_equal(param.value, rule(w, g, np.float32))
+    assert not np.array_equal(param.value, rule(w.astype(np.float64), g.astype(np.float64), np.float64).astype(np.float32))
 
 
 def test_hyperparameters_that_would_fail_mid_training_are_refused(rng):
