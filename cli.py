@@ -289,8 +289,8 @@ def train_pos(ctx, out_dir, **options):
 
 
 @main.command()
-@click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="A model.npz written by tinyprop train.")
+@click.option("--model", "model_path", required=True, type=click.Path(exists=True),
+              help="A model.npz written by tinyprop train, or the run's folder that holds it.")
 @click.option("--data-dir", type=click.Path(file_okay=False), callback=not_empty,
               help="Folder with the task's data.")
 @click.option("--output", type=click.Path(dir_okay=False), callback=not_empty,
@@ -304,6 +304,11 @@ def evaluate(model_path, data_dir, output, all_examples):
     have moved, on the data found as training finds it. A run with --max-examples is re-scored
     on the same first N of each split, unless --all-examples.
     """
+    if os.path.isdir(model_path):
+        if not os.path.isfile(os.path.join(model_path, "model.npz")):
+            raise click.BadParameter(f"the folder {model_path} holds no model.npz; give a run's folder (tinyprop "
+                                     "train's --out) or a model file", param_hint="'--model'")
+        model_path = os.path.join(model_path, "model.npz")
     try:
         task_name = read_model_file(model_path)[0].get("task")
         if output and task_name != "parse":

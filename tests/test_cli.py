@@ -53,10 +53,11 @@ def test_output_files_get_the_usual_permissions(trained):
     assert len(set(modes.values())) == 1, modes  # the atomic writes as the plain append of metrics.jsonl
 
 
-def test_evaluate_reproduces_the_saved_best_dev(trained, mnist_dir):
+@pytest.mark.parametrize("model", ["model.npz", ""], ids=["model file", "run folder"])
+def test_evaluate_reproduces_the_saved_best_dev(trained, mnist_dir, model):
     out, _ = trained
     summary = json.load(open(out / "summary.json"))
-    result = run("evaluate", "--model", out / "model.npz", "--data-dir", os.path.dirname(mnist_dir))
+    result = run("evaluate", "--model", out / model, "--data-dir", os.path.dirname(mnist_dir))
     assert result.exit_code == 0, result.output
     assert f"dev: accuracy {summary['best_dev_acc']:.2f}%" in result.output
     assert "test: accuracy" in result.output and "(10000 examples)" in result.output
@@ -66,6 +67,9 @@ def test_evaluate_names_a_missing_model_file(tmp_path):
     result = run("evaluate", "--model", tmp_path / "missing.npz")
     assert result.exit_code == 2
     assert "missing.npz' does not exist" in result.output
+    result = run("evaluate", "--model", tmp_path)
+    assert result.exit_code == 2
+    assert f"the folder {tmp_path} holds no model.npz" in result.output
 
 
 def write_broken_model_files(folder, trained_model):
