@@ -1,4 +1,4 @@
-"""Whole training epochs of the papers' MNIST MLP: tinyprop dense, tinyprop meProp, and PyTorch dense.
+"""Whole training epochs of the papers' MNIST MLP: tinyprop dense and meProp, PyTorch dense and meProp as a mask.
 
     TINYPROP_DATA=../shared/data python benchmarks/epoch_compare.py [--rounds 3] [--k 80]
 
@@ -7,8 +7,10 @@ The variants take turns, one epoch each per round, in this one process (the mach
 is shared and noisy); the report gives each one's median epoch time and the ratios, and
 for tinyprop the medians of its forward, backward and update times within the epoch.
 PyTorch is measured only if it is installed (it is not a dependency of tinyprop;
-here `pip install torch==2.13.0` installs its CPU build from a local file), with its
-default thread count and with one thread. tinyprop runs with one BLAS thread, as its
+here `pip install torch==2.13.0` installs its CPU build from a local file): dense, with its
+default thread count and with one thread, and with meProp as public re-implementations write
+it, the gradient at each hidden layer's output multiplied by a 0/1 mask of its per-example
+top-k (every product still computed densely), with the default threads. tinyprop runs with one BLAS thread, as its
 command line does.
 """
 import argparse
@@ -45,11 +47,30 @@ def tinyprop_epoch(net, k, data, seed, unified=False):
     return epoch, task.timers
 
 
-def torch_epoch(data, seed, threads):
+def torch_epoch(data, seed, threads, k=None):
+    """k: the hidden layers' output gradients masked to their per-example top-k (meProp as a mask)."""
     import torch
+
+    class TopkGradientMask(torch.autograd.Function):
+        """Identity forward; backward keeps each row's k largest |dy| and zeros the rest."""
+
+        @staticmethod
+        def forward(ctx, y):
+            return y.view_as(y)
+
+        @staticmethod
+        def backward(ctx, dy):
+            return dy * torch.zeros_like(dy).scatter_(1, dy.abs().topk(k, dim=1).indices, 1.0)
+
+    class MaskedGradient(torch.nn.Module):
+        def forward(self, y):
+            return TopkGradientMask.apply(y)
+
+    def hidden(n_in, n_out):  # the mask sits between the Linear and the ReLU: it sees dL/dy of the Linear
+        return [torch.nn.Linear(n_in, n_out)] + ([MaskedGradient()] if k else []) + [torch.nn.ReLU()]
+
     torch.manual_seed(seed)
-    model = torch.nn.Sequential(torch.nn.Linear(784, 500), torch.nn.ReLU(), torch.nn.Linear(500, 500),
-                                torch.nn.ReLU(), torch.nn.Linear(500, 10))
+    model = torch.nn.Sequential(*hidden(784, 500), *hidden(500, 500), torch.nn.Linear(500, 10))
     optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
     loss_fn = torch.nn.CrossEntropyLoss(reduction="sum")
     images, labels = data.splits["train"]
@@ -90,6 +111,7 @@ def main():
         epoch, threads = torch_epoch(data, args.seed, threads=None)
         variants[f"pytorch {torch.__version__} dense, {threads} threads"] = epoch
         variants[f"pytorch {torch.__version__} dense, 1 thread"] = torch_epoch(data, args.seed, threads=1)[0]
+        variants[f"pytorch mask k={args.k}, {threads} threads"] = torch_epoch(data, args.seed, None, args.k)[0]
     except ImportError:
         print("PyTorch is not installed: measuring tinyprop only (pip install torch==2.13.0)")
 
