@@ -10,8 +10,8 @@ PyTorch is measured only if it is installed (it is not a dependency of tinyprop;
 here `pip install torch==2.13.0` installs its CPU build from a local file): dense, with its
 default thread count and with one thread, and with meProp as public re-implementations write
 it, the gradient at each hidden layer's output multiplied by a 0/1 mask of its per-example
-top-k (every product still computed densely), with the default threads. tinyprop runs with one BLAS thread, as its
-command line does.
+top-k (every product still computed densely), with the default threads. tinyprop runs with
+one BLAS thread, as its command line does.
 """
 import argparse
 import dataclasses
