@@ -184,7 +184,8 @@ def training_options(task, batch_unit, example_unit, data_help, defaults=None):
         click.option("--clip-bound", type=float,
                      help=f"Clip each gradient entry to [-c, c]; 0: off.  [default: {default('clip_bound')}]"),
         click.option("--train-cycle", type=int,
-                     help="meSimp: epochs per cycle; cycles 0, 2, ... prune, 1, 3, ... do not (with 5: epochs 1-5, 11-15 prune).  "
+                     help="meSimp: epochs per cycle; cycles 0, 2, ... prune, 1, 3, ... do not "
+                          "(with 5: epochs 1-5, 11-15 prune).  "
                           f"[default: {default('train_cycle')}]"),
         click.option("--max-examples", type=int, help=f"Use at most N {example_unit} of each split (quick runs)."),
         click.option("--data-dir", type=click.Path(file_okay=False), callback=not_empty, help=data_help),

@@ -103,7 +103,8 @@ def test_float32_parameters_step_in_float32_arithmetic(rng, make, rule):
     w, g = param.value.copy(), param.grad.copy()
     make([param]).step()
     assert np.array_equal(param.value, rule(w, g, np.float32))
-    assert not np.array_equal(param.value, rule(w.astype(np.float64), g.astype(np.float64), np.float64).astype(np.float32))
+    in_float64 = rule(w.astype(np.float64), g.astype(np.float64), np.float64)
+    assert not np.array_equal(param.value, in_float64.astype(np.float32))
 
 
 def test_hyperparameters_that_would_fail_mid_training_are_refused(rng):

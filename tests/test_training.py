@@ -1,7 +1,7 @@
 """The training loop shared by the tasks: best-dev bookkeeping, meSimp's cycles, the split check."""
 import io
-import re
 import json
+import re
 import time
 
 import numpy as np
