@@ -13,11 +13,11 @@ import time  # noqa: E402
 
 import click  # noqa: E402
 
-from tasks import mnist, parse, pos  # noqa: E402
-from tasks.config import (LSTM_NETS, MNIST_NETS, OPTIMIZERS, OPTION_NAMES, PARSE_DEFAULTS, POS_DEFAULTS,  # noqa: E402
+from tinyprop.tasks import mnist, parse, pos  # noqa: E402
+from tinyprop.tasks.config import (LSTM_NETS, MNIST_NETS, OPTIMIZERS, OPTION_NAMES, PARSE_DEFAULTS, POS_DEFAULTS,  # noqa: E402
                           ConfigError, Settings, make_settings, read_nnmnist_config)
-from tasks.files import DataError, check_writable, read_model_file  # noqa: E402
-from tasks.training import TrainingDiverged  # noqa: E402
+from tinyprop.tasks.files import DataError, check_writable, read_model_file  # noqa: E402
+from tinyprop.tasks.training import TrainingDiverged  # noqa: E402
 from tinyprop import __version__  # noqa: E402
 
 USER_ERRORS = (ConfigError, DataError, TrainingDiverged)

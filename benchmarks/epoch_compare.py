@@ -23,9 +23,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from tasks.config import make_settings  # noqa: E402
-from tasks.mnist import Mnist, MnistTask, build_mlp, locate_files, scale_pixels  # noqa: E402
-from tasks.training import Timers, make_optimizer  # noqa: E402
+from tinyprop.tasks.config import make_settings  # noqa: E402
+from tinyprop.tasks.mnist import Mnist, MnistTask, build_mlp, locate_files, scale_pixels  # noqa: E402
+from tinyprop.tasks.training import Timers, make_optimizer  # noqa: E402
 
 SIZES = [784, 500, 500, 10]
 PHASES = [field.name for field in dataclasses.fields(Timers)]  # forward, backward, update

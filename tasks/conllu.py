@@ -9,7 +9,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from tasks.files import DataError, write_bytes
+from tinyprop.tasks.files import DataError, write_bytes
 
 WORD_ID = re.compile(r"[1-9][0-9]*\Z")
 SKIPPED_ID = re.compile(r"([1-9][0-9]*-[1-9][0-9]*|(0|[1-9][0-9]*)\.[1-9][0-9]*)\Z")  # ranges, empty nodes (0.1 too)

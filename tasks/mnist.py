@@ -24,10 +24,10 @@ import zlib
 import click
 import numpy as np
 
-from tasks.files import (DataError, evaluation_data, load_parameters, model_file_arrays, read_model_file,
+from tinyprop.tasks.files import (DataError, evaluation_data, load_parameters, model_file_arrays, read_model_file,
                          training_data, write_bytes)
-from tasks.config import CNN_HIDDEN, CNN_NETS, ConfigError, resolve_seed
-from tasks.training import (OPTIMIZER_CLASSES, ClassifierTask, make_optimizer, param_count, start_run, train,
+from tinyprop.tasks.config import CNN_HIDDEN, CNN_NETS, ConfigError, resolve_seed
+from tinyprop.tasks.training import (OPTIMIZER_CLASSES, ClassifierTask, make_optimizer, param_count, start_run, train,
                             write_summary)
 from tinyprop.layers import Conv2d, Dropout, Linear, MaxPool2d, ReLU, Reshape, Sequential
 from tinyprop.mesimp import Simplifier

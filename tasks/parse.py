@@ -14,13 +14,13 @@ import dataclasses
 
 import numpy as np
 
-from tasks.arcstandard import (NULL, ROOT, SHIFT, UNKNOWN, Configuration, features, oracle_transitions,
+from tinyprop.tasks.arcstandard import (NULL, ROOT, SHIFT, UNKNOWN, Configuration, features, oracle_transitions,
                               transition_count)
-from tasks.config import MNIST_ONLY, ConfigError, resolve_seed
-from tasks.conllu import locate_treebank, read_splits, write_conllu
-from tasks.files import (DataError, evaluation_data, load_parameters, model_file_arrays, read_model_file,
+from tinyprop.tasks.config import MNIST_ONLY, ConfigError, resolve_seed
+from tinyprop.tasks.conllu import locate_treebank, read_splits, write_conllu
+from tinyprop.tasks.files import (DataError, evaluation_data, load_parameters, model_file_arrays, read_model_file,
                          training_data)
-from tasks.training import ClassifierTask, make_optimizer, param_count, start_run, train, write_summary
+from tinyprop.tasks.training import ClassifierTask, make_optimizer, param_count, start_run, train, write_summary
 from tinyprop.layers import Cube, Dropout, Embedding, Embeddings, Linear, Sequential
 from tinyprop.mesimp import Simplifier
 

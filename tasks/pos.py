@@ -19,10 +19,10 @@ import collections
 
 import numpy as np
 
-from tasks.config import MNIST_ONLY, resolve_seed
-from tasks.conllu import locate_treebank, read_splits
-from tasks.files import evaluation_data, load_parameters, model_file_arrays, read_model_file, training_data
-from tasks.training import ClassifierTask, make_optimizer, param_count, start_run, train, write_summary
+from tinyprop.tasks.config import MNIST_ONLY, resolve_seed
+from tinyprop.tasks.conllu import locate_treebank, read_splits
+from tinyprop.tasks.files import evaluation_data, load_parameters, model_file_arrays, read_model_file, training_data
+from tinyprop.tasks.training import ClassifierTask, make_optimizer, param_count, start_run, train, write_summary
 from tinyprop.layers import BiLSTM, Dropout, Embedding, Embeddings, Layer, Linear
 from tinyprop.mesimp import ColumnBlock, Simplifier
 

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import click
 import numpy as np
 
-from tasks.config import ConfigError
-from tasks.files import append_jsonl, write_json, write_npz
+from tinyprop.tasks.config import ConfigError
+from tinyprop.tasks.files import append_jsonl, write_json, write_npz
 from tinyprop.layers import SoftmaxCrossEntropy
 from tinyprop.optim import SGD, AdaGrad, Adam
 

@@ -26,7 +26,7 @@ def mnist_dir():
 @pytest.fixture
 def tiny_treebank(tmp_path):
     """The three EWT files in tmp_path, each the same two three-word sentences; returns them as read."""
-    from tasks.conllu import read_conllu
+    from tinyprop.tasks.conllu import read_conllu
     word = "{id}\t{form}\t_\t{upos}\t{xpos}\t_\t{head}\t{rel}\t_\t_"
     sentence = "\n".join([word.format(id=1, form="Dogs", upos="NOUN", xpos="NNS", head=2, rel="nsubj"),
                           word.format(id=2, form="bark", upos="VERB", xpos="VBP", head=0, rel="root"),

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli import main, new_run_dir
-from tasks.files import model_file_arrays, write_npz
-from tasks.parse import ParserModel, Vocabulary
+from tinyprop.cli import main, new_run_dir
+from tinyprop.tasks.files import model_file_arrays, write_npz
+from tinyprop.tasks.parse import ParserModel, Vocabulary
 
 SLICE = ["--max-examples", "10000", "--epochs", "3", "--iter-per-epoch", "3", "--seed", "3"]
 
@@ -176,7 +176,7 @@ def test_a_run_stopped_before_it_wrote_anything_leaves_no_folder(tmp_path, monke
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr("tasks.mnist.locate_files", interrupted)  # Ctrl-C while the data loads
+    monkeypatch.setattr("tinyprop.tasks.mnist.locate_files", interrupted)  # Ctrl-C while the data loads
     result = run("train", "mnist", "--data-dir", tmp_path / "empty")
     assert result.exit_code == 130 and result.output.endswith("\nstopped\n")
     assert os.listdir(tmp_path / "runs") == []
@@ -222,11 +222,11 @@ def test_an_out_folder_that_cannot_be_made_is_a_one_line_error(tmp_path, mnist_d
 
 
 def test_ctrl_c_during_training_says_where_the_partial_run_is(tmp_path, mnist_dir, monkeypatch):
-    from tasks.training import train_part
+    from tinyprop.tasks.training import train_part
 
     def interrupted(*args):
         raise KeyboardInterrupt
-    monkeypatch.setattr("tasks.training.train_part", interrupted)
+    monkeypatch.setattr("tinyprop.tasks.training.train_part", interrupted)
     result = run("train", "mnist", "--max-examples", "100", "--data-dir", os.path.dirname(mnist_dir),
                  "--out", tmp_path / "run")
     assert result.exit_code == 130
@@ -241,7 +241,7 @@ def test_ctrl_c_during_training_says_where_the_partial_run_is(tmp_path, mnist_di
         if len(parts) == 2:
             raise KeyboardInterrupt
         return train_part(*args)
-    monkeypatch.setattr("tasks.training.train_part", interrupted_in_the_second_part)
+    monkeypatch.setattr("tinyprop.tasks.training.train_part", interrupted_in_the_second_part)
     result = run("train", "mnist", "--max-examples", "100", "--data-dir", os.path.dirname(mnist_dir),
                  "--out", tmp_path / "run2")
     assert result.exit_code == 130 and "(config.json, metrics.jsonl, model.npz (the best dev's until now)) and " \
@@ -251,7 +251,7 @@ def test_ctrl_c_during_training_says_where_the_partial_run_is(tmp_path, mnist_di
 def test_a_model_too_large_for_the_memory_is_a_one_line_error(tmp_path, monkeypatch):
     def too_large(*args):
         raise MemoryError("Unable to allocate 5.70 TiB for an array with shape (1000000000, 784)")
-    monkeypatch.setattr("tasks.mnist.locate_files", too_large)
+    monkeypatch.setattr("tinyprop.tasks.mnist.locate_files", too_large)
     result = run("train", "mnist", "--data-dir", tmp_path, "--out", tmp_path / "run")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output == "Error: out of memory: Unable to allocate 5.70 TiB for an array with shape (1000000000, " \
@@ -279,7 +279,7 @@ def test_dense_updates_with_a_dense_mnist_net_is_refused(tmp_path, net):
 
 
 def test_evaluate_says_when_the_training_data_has_moved(tmp_path):
-    from tasks.files import evaluation_data
+    from tinyprop.tasks.files import evaluation_data
     present = tmp_path / "dev.conllu"
     present.write_text("")
     meta = dict(data_files=dict(dev=str(present), test=str(tmp_path / "gone.conllu")), max_examples=None)

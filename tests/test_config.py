@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from tasks.config import (LSTM_NETS, NNMNIST_KEYS, OPTION_NAMES, POS_DEFAULTS, ConfigError, make_settings,
+from tinyprop.tasks.config import (LSTM_NETS, NNMNIST_KEYS, OPTION_NAMES, POS_DEFAULTS, ConfigError, make_settings,
                           read_nnmnist_config, resolve_seed)
 
 NNMNIST_DEFAULT_JSON = {  # default.json shipped with the authors' C# nnmnist

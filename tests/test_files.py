@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from tasks.files import (DataError, append_jsonl, check_writable, evaluation_data, load_parameters, write_bytes,
+from tinyprop.tasks.files import (DataError, append_jsonl, check_writable, evaluation_data, load_parameters, write_bytes,
                          write_json)
 from tinyprop.layers import Linear, Sequential
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli import main
-from tasks.mnist import build_mlp, load_model
+from tinyprop.cli import main
+from tinyprop.tasks.mnist import build_mlp, load_model
 from tinyprop.mesimp import LinearActivityRecord, Simplifier
 from tinyprop.layers import Linear, SoftmaxCrossEntropy
 from tinyprop.optim import Adam

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli import main
-from tasks import mnist
-from tasks.files import DataError
+from tinyprop.cli import main
+from tinyprop.tasks import mnist
+from tinyprop.tasks.files import DataError
 
 
 def idx_bytes(array, magic=None):

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli import main
-from tasks.arcstandard import NONE, NULL, ROOT, SHIFT, Configuration, feature_tokens, features, oracle_transitions
-from tasks.conllu import Sentence, locate_treebank, read_conllu, read_splits, write_conllu
-from tasks.files import DataError
-from tasks.parse import ParserModel, Vocabulary, legal_mask, oracle_examples, parse
+from tinyprop.cli import main
+from tinyprop.tasks.arcstandard import NONE, NULL, ROOT, SHIFT, Configuration, feature_tokens, features, oracle_transitions
+from tinyprop.tasks.conllu import Sentence, locate_treebank, read_conllu, read_splits, write_conllu
+from tinyprop.tasks.files import DataError
+from tinyprop.tasks.parse import ParserModel, Vocabulary, legal_mask, oracle_examples, parse
 from tinyprop.gradcheck import grad_check, numerical_gradient
 from tinyprop.layers import Cube, Embedding, Embeddings
 

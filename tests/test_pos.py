@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli import main
-from tasks.conllu import Sentence, locate_treebank, read_conllu
-from tasks.files import DataError, model_file_arrays, read_model_file, write_npz
-from tasks.pos import UNKNOWN, TaggerModel, TaggerTask, TagVocabulary, load_model, word_shape
+from tinyprop.cli import main
+from tinyprop.tasks.conllu import Sentence, locate_treebank, read_conllu
+from tinyprop.tasks.files import DataError, model_file_arrays, read_model_file, write_npz
+from tinyprop.tasks.pos import UNKNOWN, TaggerModel, TaggerTask, TagVocabulary, load_model, word_shape
 from tinyprop.layers import SoftmaxCrossEntropy
 from tinyprop.optim import Adam
 
@@ -55,7 +55,7 @@ def test_tagger_loss_is_the_mean_over_the_words_whose_tag_was_seen_in_training()
 
 
 def test_evaluation_tags_sentences_of_one_length_together_and_scores_as_one_at_a_time(monkeypatch):
-    monkeypatch.setattr("tasks.pos.EVALUATION_BATCH", 2)
+    monkeypatch.setattr("tinyprop.tasks.pos.EVALUATION_BATCH", 2)
     train = [Sentence(forms=["The", "cat", "sat", "."], xpos=["DT", "NN", "VBD", "."]),
              Sentence(forms=["A", "dog", "ran"], xpos=["DT", "NN", "VBD"])] * 2
     vocabulary = TagVocabulary(train)

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from tasks.config import ConfigError, make_settings
-from tasks.training import (ERASE_LAST_LINE, Timers, TrainingDiverged, format_record, make_optimizer, peak_memory_mb,
+from tinyprop.tasks.config import ConfigError, make_settings
+from tinyprop.tasks.training import (ERASE_LAST_LINE, Timers, TrainingDiverged, format_record, make_optimizer, peak_memory_mb,
                             start_run, train)
 from tinyprop.optim import SGD, AdaGrad, Adam
 from tinyprop.parameter import Parameter
