@@ -1,4 +1,9 @@
-"""The `tinyprop` command line."""
+"""The `tinyprop` command line: train, resume and evaluate runs of the papers' tasks, and time the layers.
+
+It imports the tasks (and with them numpy and Numba) only when a command needs them, inside the
+handling of Ctrl-C, so that Ctrl-C at any moment ends with one line, not a traceback. SIGTERM
+ends a run as Ctrl-C does, with the shell's code for it (143; Ctrl-C: 130).
+"""
 import os
 
 # One BLAS thread unless the user says otherwise: at the papers' mini-batch sizes the
@@ -7,34 +12,75 @@ import os
 # with one). Set before numpy is imported, which reads it once.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import itertools  # noqa: E402
 import json  # noqa: E402
-import time  # noqa: E402
+import signal  # noqa: E402
 
 import click  # noqa: E402
 
-from tinyprop.tasks import mnist, parse, pos  # noqa: E402
-from tinyprop.tasks.config import (LSTM_NETS, MNIST_NETS, OPTIMIZERS, OPTION_NAMES, PARSE_DEFAULTS, POS_DEFAULTS,  # noqa: E402
-                          ConfigError, Settings, make_settings, read_nnmnist_config)
-from tinyprop.tasks.files import DataError, check_writable, read_model_file  # noqa: E402
-from tinyprop.tasks.training import TrainingDiverged  # noqa: E402
 from tinyprop import __version__  # noqa: E402
 
-USER_ERRORS = (ConfigError, DataError, TrainingDiverged)
+TASK_NAMES = ("mnist", "parse", "pos")  # tinyprop.tasks.TASKS, without importing the tasks
+# the options that go before or after a task's name
+COMMON = {"out_dir": "--out", "seed": "--seed", "data_dir": "--data-dir", "config_path": "--config"}
 
 
-def new_run_dir(name, net):
-    """Create and return runs/NAME-NET-TIME, or runs/NAME-NET-TIME-2 ... if a run started in the same
-    second (a seed sweep in parallel, say) took that name: creating the folder is what claims it."""
-    stem = os.path.join("runs", f"{name}-{net}-{time.strftime('%Y%m%d-%H%M%S')}")
-    os.makedirs("runs", exist_ok=True)
-    for attempt in itertools.count(1):
-        path = stem if attempt == 1 else f"{stem}-{attempt}"
+def stop(signum):
+    """Raise KeyboardInterrupt on SIGTERM too, remembering which signal stopped the process."""
+    stop.signum = signum
+    raise KeyboardInterrupt
+
+
+stop.signum = signal.SIGINT
+
+
+def stopped(interrupt):
+    """The one line a stopped command ends with, and the shell's exit code for the signal."""
+    from tinyprop.tasks.run import RunInterrupted
+    if isinstance(interrupt, RunInterrupted) and interrupt.resumable:
+        click.echo(f"\nstopped: {interrupt.out_dir} holds the run so far; continue it with: tinyprop train --resume "
+                   f"{interrupt.out_dir}", err=True)
+    else:
+        click.echo("\nstopped", err=True)
+    raise SystemExit(128 + stop.signum) from None
+
+
+class Main(click.Group):
+    """The top command: Ctrl-C and SIGTERM, while the arguments are read (and the tasks imported) or a
+    command runs, end with `stopped`."""
+
+    def main(self, *args, **kwargs):
+        signal.signal(signal.SIGTERM, lambda signum, frame: stop(signum))
+        return super().main(*args, **kwargs)
+
+    def make_context(self, *args, **kwargs):
         try:
-            os.mkdir(path)
-            return path
-        except FileExistsError:
-            continue
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt as interrupt:
+            stopped(interrupt)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as interrupt:
+            stopped(interrupt)
+
+
+def carry_out(work):
+    """Do `work`; input errors, unwritable files and a lack of memory end as one-line messages."""
+    from tinyprop.tasks.files import DataError
+    from tinyprop.tasks.settings import ConfigError
+    from tinyprop.tasks.training import TrainingDiverged
+    try:
+        return work()
+    except (ConfigError, DataError, TrainingDiverged) as error:
+        raise click.ClickException(str(error)) from error
+    except OSError as error:  # an output folder or file that cannot be created or written
+        if error.filename is None:
+            raise
+        raise click.ClickException(f"{error.filename}: {error.strerror or error}") from error
+    except MemoryError as error:
+        raise click.ClickException(f"out of memory: {error}; the sizes asked for (--hidden, --batch, ...) are too "
+                                   "large for this machine") from error
 
 
 def not_empty(ctx, param, value):
@@ -44,153 +90,23 @@ def not_empty(ctx, param, value):
     return value
 
 
-RUN_FILES = ("config.json", "metrics.jsonl", "model.npz", "summary.json")
-
-
-def missing_folders(path):
-    """The folders that creating `path` would make: path and its missing parents, outermost first."""
-    missing = []
-    path = os.path.abspath(path)
-    while not os.path.isdir(path):
-        missing.insert(0, path)
-        path = os.path.dirname(path)
-    return missing
-
-
-def claim_out_dir(out_dir):
-    """Create --out (or accept an existing folder that holds no run's files); returns the folders made."""
-    previous = [name for name in RUN_FILES if os.path.exists(os.path.join(out_dir, name))]
-    if previous:
-        raise ConfigError(f"--out {out_dir}: already holds a run ({', '.join(previous)}); give another folder, "
-                          "or remove those files to train into it again")
-    made = missing_folders(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
-    return made
-
-
-def config_goes_first(ctx, param, value):
-    if value is not None:
-        raise click.UsageError("--config goes before the task name: tinyprop train --config FILE.json [mnist OPTIONS]")
-
-
-def run_task(name, run, out_dir, settings_from_inputs):
-    """Check the settings and the output folder, then train (into a new runs/NAME-NET-TIME unless --out);
-    input errors and unwritable folders end as one-line messages, not tracebacks."""
-    made = []  # the folders this run created, outermost first
-    claimed = None  # the run's folder, once it has one
-    try:
-        settings = settings_from_inputs()
-        if out_dir is None:
-            made = missing_folders("runs")
-            claimed = new_run_dir(name, settings.net)
-            made.append(claimed)
-        else:
-            out_dir = os.path.normpath(out_dir)  # x/y/../z makes x/y too, which missing_folders would not see
-            made = claim_out_dir(out_dir)
-            claimed = out_dir
-        run(settings, claimed, log=click.echo)
-    except USER_ERRORS as error:
-        raise click.ClickException(str(error)) from error
-    except OSError as error:  # an output folder or file that cannot be created or written
-        raise file_error(error) from error
-    except MemoryError as error:
-        raise click.ClickException(f"out of memory: {error}; the sizes asked for (--hidden, --batch, ...) are too "
-                                   "large for this machine") from error
-    except KeyboardInterrupt:
-        written = [name for name in RUN_FILES if claimed and os.path.exists(os.path.join(claimed, name))]
-        if written:
-            kept = ", ".join(name + (" (the best dev's until now)" if name == "model.npz" else "") for name in written)
-            click.echo(f"\nstopped: {claimed} holds the run so far ({kept}) and no summary.json; to train into it "
-                       "again, remove those files", err=True)
-        else:
-            click.echo("\nstopped", err=True)
-        raise SystemExit(130) from None  # the shell's code for a Ctrl-C
-    finally:
-        # the folders made for a run stopped before it wrote anything (refused data, Ctrl-C) go again
-        for folder in reversed(made):
-            if not os.path.isdir(folder) or os.listdir(folder):
-                break
-            os.rmdir(folder)
-
-
-def file_error(error):
-    """A one-line message for a file that cannot be written (or read); other OS errors (a closed pipe,
-    say) go on as they are."""
-    if error.filename is None:
-        raise error
-    return click.ClickException(f"{error.filename}: {error.strerror or error}")
-
-
-@click.group(context_settings=dict(help_option_names=["-h", "--help"]))
-@click.version_option(__version__, prog_name="tinyprop")
-def main():
-    """tinyprop: minimal-effort backpropagation (meProp) on the CPU.
-
-    \b
-    tinyprop train mnist --net mlptop --k 80     train the papers' MNIST MLP with meProp
-    tinyprop train --config FILE.json            train from an nnmnist JSON config
-    tinyprop train parse --net mlptop --k 20     train the dependency parser with meProp
-    tinyprop train pos --net lstmtop --k 10      train the BiLSTM part-of-speech tagger with meProp
-    tinyprop evaluate --model runs/X/model.npz   re-evaluate a saved model
-    tinyprop bench                               time dense and meProp backward passes
-    """
-
-
-class TrainCommands(click.Group):
-    """`tinyprop train`'s own option is --config; a task's options go after the task's name."""
-
-    def parse_args(self, ctx, args):
-        try:
-            return super().parse_args(ctx, args)
-        except click.NoSuchOption as error:
-            if any(error.option_name in param.opts for command in self.commands.values() for param in command.params):
-                error.message = (f"{error.message.rstrip('.')} (a task's options go after its name: tinyprop train "
-                                 f"--config FILE.json mnist {error.option_name} ...)")
-            raise
-
-
-@main.group(cls=TrainCommands, invoke_without_command=True)
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), callback=not_empty,
-              help="An nnmnist JSON config (keys ClipBound ... TrainTop); options after the task name override it.")
-@click.pass_context
-def train(ctx, config_path):
-    """Train a model on a task. Without a task name, --config trains what its NetType says."""
-    ctx.obj = dict(config_path=config_path)
-    if ctx.invoked_subcommand is None:
-        if not config_path:
-            raise click.UsageError("name a task (tinyprop train mnist ...) or give --config FILE.json")
-        ctx.invoke(train_mnist)
-
-
-def training_options(task, batch_unit, example_unit, data_help, defaults=None):
-    """The options every task has, with the task's defaults (those that differ from Settings') in their help.
-    A mini-batch counts `batch_unit`, --max-examples `example_unit` (a parser's mini-batch is of transitions,
-    its splits of sentences)."""
-    def default(field):
-        return (defaults or {}).get(field, getattr(Settings, field))
+def common_options(task=None):
+    """--out, --seed, --data-dir and --config, which go before or after the task's name."""
+    seed_help = "Random seed; negative: from the clock (the seed used is recorded)."
+    data_help = "Folder with the task's data; else $TINYPROP_DATA."
+    if task is not None:
+        settings = task.Settings
+        seed_help = _with_default(settings, "seed")
+        data_help = _with_default(settings, "data_dir")
+    out_default = f"runs/{task.name}-NET-TIME" if task is not None else "runs/TASK-NET-TIME"
     options = [
-        click.option("--batch", type=int, help=f"{batch_unit} per mini-batch.  [default: {default('batch')}]"),
-        click.option("--epochs", type=int, help=f"Epochs.  [default: {default('epochs')}]"),
-        click.option("--iter-per-epoch", type=int,
-                     help=f"Parts per epoch; dev is scored after each.  [default: {default('iter_per_epoch')}]"),
-        click.option("--optim", type=click.Choice(OPTIMIZERS), help=f"Optimizer.  [default: {default('optim')}]"),
-        click.option("--lr", type=float, help=f"Learning rate.  [default: {default('lr')}]"),
-        click.option("--seed", type=int,
-                     help=f"Random seed; negative: from the clock (recorded).  [default: {default('seed')}]"),
-        click.option("--dense-updates", is_flag=True, default=None,
-                     help="Update every row every step (as the authors' Adam does), not only rows that received "
-                          "gradient: meProp's unselected rows and unused embedding rows then move on their "
-                          "momentum (MNIST's dense mlp and cnn update every row anyway and refuse it)."),
-        click.option("--clip-bound", type=float,
-                     help=f"Clip each gradient entry to [-c, c]; 0: off.  [default: {default('clip_bound')}]"),
-        click.option("--train-cycle", type=int,
-                     help="meSimp: epochs per cycle; cycles 0, 2, ... prune, 1, 3, ... do not "
-                          "(with 5: epochs 1-5, 11-15 prune).  "
-                          f"[default: {default('train_cycle')}]"),
-        click.option("--max-examples", type=int, help=f"Use at most N {example_unit} of each split (quick runs)."),
-        click.option("--data-dir", type=click.Path(file_okay=False), callback=not_empty, help=data_help),
         click.option("--out", "out_dir", type=click.Path(file_okay=False), callback=not_empty,
-                     help=f"Output folder.  [default: runs/{task}-NET-TIME]"),
+                     help=f"The run's folder, new (the run makes it).  [default: {out_default}]"),
+        click.option("--seed", type=int, help=seed_help),
+        click.option("--data-dir", type=click.Path(file_okay=False), callback=not_empty, help=data_help),
+        click.option("--config", "config_path", type=click.Path(dir_okay=False), callback=not_empty,
+                     help="Settings from a JSON file: an nnmnist config (keys ClipBound ... TrainTop: MNIST) or a "
+                          "run's config.json; options override it."),
     ]
 
     def apply(command):
@@ -200,93 +116,153 @@ def training_options(task, batch_unit, example_unit, data_help, defaults=None):
     return apply
 
 
-@train.command("mnist")
-@click.option("--net", type=click.Choice(MNIST_NETS),
-              help="mlp: dense MLP; mlptop: meProp top-k; mlprand: random k; mlpvar: meSimp; cnn: dense CNN; "
-                   "cnntop: CNN with spatial top-k.  [default: mlp]")
-@click.option("--k", type=int, help="Rows kept per example (with --unified, per mini-batch) in the hidden (fully "
-                                    "connected) layers' backward.  [default: 80]")
-@click.option("--k-ratio", type=float, help="cnntop: share of each feature map's positions kept by the "
-                                          "convolutions' spatial top-k.  [default: 0.05]")
-@click.option("--unified", is_flag=True, default=None, help="mlptop with one top-k set per mini-batch.")
-@click.option("--hidden", type=int, help="MLP: hidden layer size.  [default: 500]")
-@click.option("--layers", type=int, help="MLP: linear layers, counting the output layer.  [default: 3]")
-@click.option("--dropout", type=float, help="Dropout rate after each hidden layer.  [default: 0]")
-@click.option("--l2", type=float, help="L2 regularisation factor.  [default: 0]")
-@click.option("--decay-rate", type=float, help="SGD learning-rate decay (nnmnist's DecayRate).  [default: 0.09]")
-@click.option("--eps", type=float, help="AdaGrad epsilon.  [default: 1e-6]")
-@click.option("--prune", type=float, help="mlpvar: prune rate; a unit is removed when fewer than this share of "
-                                        "the examples since the last pruning had it in their top-k.  [default: 0.1]")
-@training_options("mnist", "Examples", "examples",
-                  "Folder with the MNIST files; else $TINYPROP_DATA, else ~/.cache/tinyprop (downloaded).")
-@click.option("--config", hidden=True, expose_value=False, callback=config_goes_first)
-@click.pass_context
-def train_mnist(ctx, out_dir, **options):
-    """Train the papers' MNIST MLP (784-500-500-10, ReLU, Adam, batch 10) or CNN.
+def _with_default(settings, name):
+    from tinyprop.tasks.settings import about
+    default = settings.defaults_for(name)
+    return about(settings, name).help + (f"  [default: {default}]" if default else "")
 
-    Writes config.json, metrics.jsonl, model.npz (at the best dev) and summary.json to --out.
-    With --config, the settings the file leaves out take nnmnist's defaults, not those shown here.
+
+def setting_options(settings):
+    """A task's options, as its settings class describes them (help, type, choices, default)."""
+    from tinyprop.tasks.settings import about, value_type
+    options = []
+    for field in settings.fields():
+        description = about(settings, field.name)
+        if not description.option or field.name in ("seed", "data_dir"):
+            continue
+        name, help = "--" + field.name.replace("_", "-"), _with_default(settings, field.name)
+        kind = value_type(field)
+        if kind is bool:
+            options.append(click.option(name, is_flag=True, default=None, help=help))
+        else:
+            options.append(click.option(name, type=click.Choice(description.choices) if description.choices
+                                        else kind, help=help))
+    return options
+
+
+class TrainCommands(click.Group):
+    """`tinyprop train`'s tasks, made from their settings classes when first asked for."""
+
+    def list_commands(self, ctx):
+        return list(TASK_NAMES)
+
+    def get_command(self, ctx, name):
+        from tinyprop.tasks import TASKS, task_class
+        if name not in TASKS:
+            return None
+        task = task_class(name)
+
+        @click.pass_context
+        def train_task(ctx, **options):
+            train_with(ctx, name, options)
+        for option in reversed(setting_options(task.Settings)):
+            train_task = option(train_task)
+        train_task = common_options(task)(train_task)
+        doc = (task.Settings.__doc__ or "").split("\n\n")[0]
+        return click.command(name, help=f"{doc}\n\nWrites config.json, metrics.jsonl, model.npz (the best dev's), "
+                                        "a checkpoint after each evaluation and, at the end, summary.json to --out.",
+                             short_help=f"Train the {name} task.")(train_task)
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as error:
+            if any(error.option_name in param.opts for name in TASK_NAMES
+                   for param in self.get_command(ctx, name).params):
+                error.message = (f"{error.message.rstrip('.')} (a task's options go after its name: tinyprop train "
+                                 f"mnist {error.option_name} ...)")
+            raise
+
+
+def train_with(ctx, name, options):
+    """Settings from the defaults, --config and the options, then the run."""
+    from tinyprop.tasks import task_class
+    from tinyprop.tasks.run import run
+    from tinyprop.tasks.settings import make_settings
+    common = dict(ctx.obj or {})
+    for key in COMMON:
+        if options.get(key) is not None:
+            if common.get(key) is not None:
+                raise click.UsageError(f"{COMMON[key]} given twice, before and after the task's name; give it once")
+            common[key] = options[key]
+    options = {key: value for key, value in options.items() if key not in COMMON}
+    options.update(seed=common.get("seed"), data_dir=common.get("data_dir"))
+
+    def train():
+        cls = task_class(name)
+        config = read_config(cls, common["config_path"]) if common.get("config_path") else None
+        settings = make_settings(cls.Settings, config, options)
+        return run(name, settings, common.get("out_dir"), log=click.echo)
+    carry_out(train)
+
+
+def read_config(cls, path):
+    """(path, {field: value}) of --config: a run's config.json (its task must be this one) or an nnmnist file."""
+    from tinyprop.tasks.settings import ConfigError, read_nnmnist_config
+    saved = config_task(path)
+    if saved is not None:
+        if saved[0] != cls.name:
+            raise ConfigError(f"{path}: the config of a {saved[0]} run, not of a {cls.name} run")
+        return path, {name: value for name, value in saved[1].items() if value is not None}
+    if not cls.Settings.nnmnist:
+        raise ConfigError(f"{path}: nnmnist configs are MNIST's; the {cls.name} task takes its settings as options "
+                          "or from a run's config.json")
+    return read_nnmnist_config(cls.Settings, path)
+
+
+def config_task(path):
+    """(task, settings) if `path` is a run's config.json (it has "task" and "settings"), else None."""
+    try:
+        with open(path, encoding="utf-8-sig") as stream:
+            raw = json.load(stream)
+    except (OSError, ValueError):
+        return None  # read_nnmnist_config says what is wrong with it
+    if isinstance(raw, dict) and isinstance(raw.get("settings"), dict) and "task" in raw:
+        return raw["task"], raw["settings"]
+    return None
+
+
+@click.group(cls=Main, context_settings=dict(help_option_names=["-h", "--help"]))
+@click.version_option(__version__, prog_name="tinyprop")
+def main():
+    """tinyprop: minimal-effort backpropagation (meProp) on the CPU.
+
+    \b
+    tinyprop train mnist --net mlptop --k 80     train the papers' MNIST MLP with meProp
+    tinyprop train --config FILE.json            train from an nnmnist JSON config (or a run's config.json)
+    tinyprop train --resume runs/X               continue an interrupted run from its last checkpoint
+    tinyprop train parse --net mlptop --k 20     train the dependency parser with meProp
+    tinyprop train pos --net lstmtop --k 10      train the BiLSTM part-of-speech tagger with meProp
+    tinyprop evaluate --model runs/X             re-evaluate a saved model
+    tinyprop bench                               time dense and meProp backward passes
     """
-    config_path = (ctx.obj or {}).get("config_path")
-    run_task("mnist", mnist.run, out_dir,
-             lambda: make_settings(read_nnmnist_config(config_path) if config_path else {}, options,
-                                   config_path=config_path))
 
 
-EWT_HELP = "Folder with ud-english-ewt/en_ewt-ud-{train,dev,test}.conllu; else $TINYPROP_DATA."
-
-
-def no_config_file(ctx, task):
-    if (ctx.obj or {}).get("config_path"):
-        raise click.UsageError(f"--config reads nnmnist (MNIST) configs; the {task} takes its settings as options")
-
-
-@train.command("parse")
-@click.option("--net", type=click.Choice(("mlp", "mlptop", "mlpvar")),
-              help="mlp: dense; mlptop: meProp on the hidden and output layers; mlpvar: meSimp.  [default: mlp]")
-@click.option("--k", type=int,
-              help="Top-k of the hidden layer (and of the output layer, unless --k-out).  [default: 20]")
-@click.option("--k-out", type=int, help="Top-k of the output layer.  [default: --k]")
-@click.option("--hidden", type=int, help="Hidden layer size.  [default: 500]")
-@click.option("--prune", type=float, help="mlpvar: prune rate; a unit is removed when fewer than this share of "
-                                        "the transitions since the last pruning had it in their top-k.  [default: 0.1]")
-@click.option("--dropout", type=float,
-              help="Dropout rate on the hidden layer, as Chen and Manning; 0: none, the papers' Table 2.  "
-                   "[default: 0.5]")
-@training_options("parse", "Transitions", "sentences", EWT_HELP, PARSE_DEFAULTS)
+@main.group(cls=TrainCommands, invoke_without_command=True)
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False, exists=True), callback=not_empty,
+              help="Continue the interrupted run in this folder from its last checkpoint (no other options: its "
+                   "config.json has them).")
+@common_options()
 @click.pass_context
-def train_parse(ctx, out_dir, **options):
-    """Train Chen and Manning's transition parser (48 features, hidden 500, cube) on UD English EWT.
+def train(ctx, resume_dir, **common):
+    """Train a model on a task, or resume a run. Without a task name, --config trains what its NetType (or a
+    run's config.json) says.
 
-    Writes config.json, metrics.jsonl, model.npz (at the best dev UAS) and summary.json to --out.
+    --out, --seed, --data-dir and --config go before or after the task's name.
     """
-    no_config_file(ctx, "parser")
-    run_task("parse", parse.run, out_dir, lambda: make_settings({}, options, defaults=PARSE_DEFAULTS,
-                                                                  names=OPTION_NAMES))
-
-
-@train.command("pos")
-@click.option("--net", type=click.Choice(LSTM_NETS),
-              help="lstm: dense BiLSTM; lstmtop: meProp top-k on every gate; lstmvar: meSimp.  [default: lstm]")
-@click.option("--k", type=int, help="Top-k of each gate's gradient, per time step.  [default: 10]")
-@click.option("--hidden", type=int, help="LSTM units per direction.  [default: 500]")
-@click.option("--prune", type=float, help="lstmvar: prune rate; a unit is removed when fewer than this share of "
-                                        "the time steps since the last pruning had it in some gate's top-k.  "
-                                        "[default: 0.08]")
-@click.option("--dropout", type=float,
-              help="Dropout rate on the BiLSTM's output, as the papers' Table 4; 0: none, their Table 2.  "
-                   "[default: 0.5]")
-@training_options("pos", "Sentences", "sentences", EWT_HELP, POS_DEFAULTS)
-@click.pass_context
-def train_pos(ctx, out_dir, **options):
-    """Train the papers' tagger (BiLSTM, 500 units per direction, one sentence per mini-batch) on the
-    XPOS (Penn Treebank) tags of UD English EWT.
-
-    Writes config.json, metrics.jsonl, model.npz (at the best dev accuracy) and summary.json to --out.
-    """
-    no_config_file(ctx, "tagger")
-    run_task("pos", pos.run, out_dir, lambda: make_settings({}, options, defaults=POS_DEFAULTS, nets=LSTM_NETS,
-                                                              names=OPTION_NAMES))
+    ctx.obj = common
+    if resume_dir is not None:
+        if ctx.invoked_subcommand is not None or any(value is not None for value in common.values()):
+            raise click.UsageError("--resume takes no other options: the run's config.json has them")
+        from tinyprop.tasks.run import resume
+        carry_out(lambda: resume(resume_dir, log=click.echo))
+    elif ctx.invoked_subcommand is None:
+        if not common.get("config_path"):
+            raise click.UsageError("name a task (tinyprop train mnist ...), or give --config FILE.json or --resume "
+                                   "DIR")
+        saved = config_task(common["config_path"])
+        name = saved[0] if saved and saved[0] in TASK_NAMES else "mnist"
+        ctx.invoke(TrainCommands.get_command(train, ctx, name))
 
 
 @main.command()
@@ -305,27 +281,14 @@ def evaluate(model_path, data_dir, output, all_examples):
     have moved, on the data found as training finds it. A run with --max-examples is re-scored
     on the same first N of each split, unless --all-examples.
     """
-    if os.path.isdir(model_path):
-        if not os.path.isfile(os.path.join(model_path, "model.npz")):
-            raise click.BadParameter(f"the folder {model_path} holds no model.npz; give a run's folder (tinyprop "
-                                     "train's --out) or a model file", param_hint="'--model'")
-        model_path = os.path.join(model_path, "model.npz")
-    try:
-        task_name = read_model_file(model_path)[0].get("task")
-        if output and task_name != "parse":
-            raise click.UsageError("--output writes parsed trees; it is for parser models")
+    from tinyprop.tasks.files import check_writable
+    from tinyprop.tasks.run import evaluate as evaluate_model
+
+    def work():
         if output:
             check_writable(output)
-        if task_name == "parse":
-            parse.evaluate_saved(model_path, data_dir, output, click.echo, all_examples)
-        elif task_name == "pos":
-            pos.evaluate_saved(model_path, data_dir, click.echo, all_examples)
-        else:
-            mnist.evaluate_saved(model_path, data_dir, click.echo, all_examples)
-    except USER_ERRORS as error:
-        raise click.ClickException(str(error)) from error
-    except OSError as error:  # --output cannot be written
-        raise file_error(error) from error
+        evaluate_model(model_path, data_dir, all_examples, output, log=click.echo)
+    carry_out(work)
 
 
 @main.command()

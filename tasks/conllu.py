@@ -11,7 +11,10 @@ from dataclasses import dataclass, field
 
 from tinyprop.tasks.files import DataError, write_bytes
 
+# Numeric fields are ASCII digits only ([0-9], not \d, which matches any Unicode digit; and not int(), which also
+# takes "+3", " 3", "3_0" and Arabic-Indic digits).
 WORD_ID = re.compile(r"[1-9][0-9]*\Z")
+HEAD = re.compile(r"[0-9]+\Z")
 SKIPPED_ID = re.compile(r"([1-9][0-9]*-[1-9][0-9]*|(0|[1-9][0-9]*)\.[1-9][0-9]*)\Z")  # ranges, empty nodes (0.1 too)
 TREEBANK_FILES = {"train": "en_ewt-ud-train.conllu", "dev": "en_ewt-ud-dev.conllu", "test": "en_ewt-ud-test.conllu"}
 
@@ -78,8 +81,9 @@ def read_conllu(path):
                 continue
             if not WORD_ID.match(fields[0]) or int(fields[0]) != len(current.forms) + 1:
                 raise DataError(f"{path}, line {number}: word ID {fields[0]!r}, expected {len(current.forms) + 1}")
-            if not fields[6].isdigit():
-                raise DataError(f"{path}, line {number}: HEAD {fields[6]!r} is not a word number")
+            if not HEAD.match(fields[6]):
+                raise DataError(f"{path}, line {number}: HEAD {fields[6]!r} is not a word number "
+                                "(ASCII digits: a word's ID, or 0 for the root)")
             if int(fields[6]) == int(fields[0]):
                 raise DataError(f"{path}, line {number}: word {fields[0]} is its own HEAD; a word's head is "
                                 "another word or 0, the root")
@@ -129,3 +133,14 @@ def write_conllu(path, sentences, heads, deprels):
             out.append(line)
         out.append("")
     write_bytes(path, ("\n".join(out) + "\n").encode("utf-8"))
+
+
+EWT_HELP = "Folder with ud-english-ewt/en_ewt-ud-{train,dev,test}.conllu; else $TINYPROP_DATA."
+
+
+def check_saved_vocabulary(path, meta, keys):
+    """A saved model's vocabulary (its description's "vocabulary") must be a JSON object with `keys`."""
+    vocabulary = meta.get("vocabulary")
+    if not isinstance(vocabulary, dict) or any(key not in vocabulary for key in keys):
+        raise DataError(f"{path}: the model description has no vocabulary of {', '.join(keys)}; the file is "
+                        "damaged or from an older tinyprop: train the model again")

@@ -66,17 +66,9 @@ def write_bytes(path, data):
     _atomic_write(path, lambda stream: stream.write(data))
 
 
-def model_file_arrays(params, meta):
-    """What model.npz holds: each parameter's value under its name, and the model description
-    (a JSON object with at least "task") under "meta"."""
-    arrays = {param.name: param.value for param in params}
-    arrays["meta"] = np.array(json.dumps(meta))
-    return arrays
-
-
-def read_model_file(path, task=None, keys=()):
+def read_model_file(path, keys=()):
     """(meta, arrays) of a model.npz written by training: the model description and the parameters.
-    With `task`, the file must hold a model of that task, whose description has `keys`."""
+    The description must have `keys`."""
     not_a_model = f"{path}: not a tinyprop model file (the model.npz that `tinyprop train` writes)"
     try:
         with np.load(path, allow_pickle=False) as saved:
@@ -88,8 +80,6 @@ def read_model_file(path, task=None, keys=()):
         raise DataError(f"{not_a_model}: {error}") from error
     if not isinstance(meta, dict):
         raise DataError(f"{not_a_model}: its description is a JSON {type(meta).__name__}, not an object")
-    if task is not None and meta.get("task") != task:
-        raise DataError(f"{path}: a model of task {meta.get('task')!r}, not {task}")
     missing = [key for key in keys if key not in meta]
     if missing:
         raise DataError(f"{path}: the model description lacks {', '.join(missing)}; was it written by an "
@@ -102,39 +92,6 @@ def training_data(paths, max_examples):
     return dict(data_files={key: os.path.abspath(path) for key, path in paths.items()}, max_examples=max_examples)
 
 
-def evaluation_data(meta, data_dir, locate, log, all_examples=False):
-    """The data files to score a saved model on, and how many examples of each split to take, logged.
-
-    The files: those found in `data_dir` if it is given, else the files the model was trained on while
-    they are all in place, else those `locate(None)` finds. The count: the run's --max-examples (None:
-    all), unless `all_examples`."""
-    recorded = meta.get("data_files") or {}
-    missing = [path for path in recorded.values() if not os.path.isfile(path)]
-    if data_dir is None and recorded and not missing:
-        paths = recorded
-    else:
-        if data_dir is None and missing:
-            log(f"the model's training data is not all in place ({', '.join(missing)} missing); looking for the "
-                "data as training does")
-        paths = locate(data_dir)
-    folders = sorted({os.path.dirname(os.path.abspath(path)) for path in paths.values()})
-    limit = None if all_examples else meta.get("max_examples")
-    sliced = f"; only the first {limit} of each split, as in training" if limit else ""
-    log(f"data: {', '.join(folders)}{sliced}")
-    return paths, limit
-
-
-def load_parameters(path, model, arrays):
-    """Copy saved arrays into the model's parameters, checking that each is there with its shape."""
-    for param in model.params():
-        if param.name not in arrays:
-            raise DataError(f"{path}: no array for {param.name}; the file does not match its model description")
-        if arrays[param.name].shape != param.shape:
-            raise DataError(f"{path}: {param.name} has shape {arrays[param.name].shape}, "
-                            f"the model description says {param.shape}")
-        param.value[...] = arrays[param.name]
-
-
 def append_jsonl(path, record):
     """Append one JSON object as a line; each line is written whole with one write call."""
     try:
@@ -142,3 +99,18 @@ def append_jsonl(path, record):
             stream.write(json.dumps(record) + "\n")
     except OSError as error:
         raise naming(error, path) from error
+
+
+def read_jsonl_prefix(path, lines):
+    """The text of the first `lines` lines of a JSON-lines file."""
+    with open(path, encoding="utf-8") as stream:
+        return "".join(line for _, line in zip(range(lines), stream))
+
+
+def read_json(path):
+    """A JSON file that tinyprop wrote; one it cannot read is a DataError naming it."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            return json.load(stream)
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: cannot read it ({error})") from error

@@ -20,18 +20,22 @@ import sys
 import time
 import urllib.request
 import zlib
+from dataclasses import dataclass
+from typing import Optional
 
 import click
 import numpy as np
 
-from tinyprop.tasks.files import (DataError, evaluation_data, load_parameters, model_file_arrays, read_model_file,
-                         training_data, write_bytes)
-from tinyprop.tasks.config import CNN_HIDDEN, CNN_NETS, ConfigError, resolve_seed
-from tinyprop.tasks.training import (OPTIMIZER_CLASSES, ClassifierTask, make_optimizer, param_count, start_run, train,
-                            write_summary)
+from tinyprop.tasks.files import DataError, training_data, write_bytes
+from tinyprop.tasks.settings import ConfigError, Settings, about, retold, setting
+from tinyprop.tasks.training import OPTIMIZER_CLASSES, Task
 from tinyprop.layers import Conv2d, Dropout, Linear, MaxPool2d, ReLU, Reshape, Sequential
-from tinyprop.mesimp import Simplifier
 
+MLP_NETS = ("mlp", "mlptop", "mlprand", "mlpvar")
+CNN_NETS = ("cnn", "cnntop")
+MNIST_NETS = MLP_NETS + CNN_NETS
+MEPROP_NETS = ("mlptop", "mlprand", "mlpvar", "cnntop")
+CNN_HIDDEN = 512  # the papers' CNN: fully connected 512 after the convolutions
 DEV_SIZE = 5000
 FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -221,6 +225,29 @@ class Mnist:
         """Keep the first `limit` examples of each split (for quick runs and tests; None: all)."""
         self.splits = {split: (images[:limit], labels[:limit]) for split, (images, labels) in self.splits.items()}
 
+    def size(self, split):
+        return self.splits[split][1].shape[0]
+
+    @property
+    def train_size(self):
+        return self.size("train")
+
+    @property
+    def n_inputs(self):
+        return self.splits["train"][0].shape[1]
+
+    def count_text(self, split):
+        return f"{self.size(split)} examples"
+
+    def check_labels(self, count, what, advice):
+        """Every label below `count` (`what` says where the count comes from), else a DataError naming the file."""
+        for split, (_, labels) in self.splits.items():
+            if labels.size and labels.max() >= count:
+                path = self.paths["test_labels" if split == "test" else "train_labels"]
+                raise DataError(f"{path}: label {labels.max()} in the {split} set, but {what} {count} (labels 0 to "
+                                f"{count - 1}): if the file should hold MNIST's 0-9, it is damaged; for a data set of "
+                                f"more classes, {advice}")
+
 
 def scale_pixels(images):
     """uint8 pixels (batch, 784) -> float32 in [0, 1]."""
@@ -278,22 +305,136 @@ def linear_layers(model):
     return [layer for layer in model.layers if isinstance(layer, Linear)]
 
 
-class MnistTask(ClassifierTask):
-    """Data, model and evaluation of the MNIST task, driven by tasks.training.train."""
+@dataclass
+class MnistSettings(Settings):
+    """The papers' MNIST setting (TKDE 2018, Section 3.1 and Table 2): the MLP 784-500-500-10, ReLU, Adam,
+    mini-batch 10, 20 epochs, meProp k 80; nnmnist's config files set the same fields by its keys."""
 
-    def __init__(self, data, model, optimizer, meta, simplifier=None):
-        super().__init__(model, optimizer, meta, simplifier)
-        self.data = data
+    net: str = retold(Settings, "net", "mlp", choices=MNIST_NETS,
+                      help="mlp: dense MLP; mlptop: meProp top-k; mlprand: random k; mlpvar: meSimp; cnn: dense "
+                           "CNN; cnntop: CNN with spatial top-k.")
+    dense_updates: bool = retold(Settings, "dense_updates", nets=MEPROP_NETS,
+                                 help=about(Settings, "dense_updates").help + " (The dense nets update every row "
+                                      "anyway.)")
+    hidden: int = retold(Settings, "hidden", nets=MLP_NETS, help="MLP: hidden layer size.")
+    k: Optional[int] = retold(Settings, "k", nets=MEPROP_NETS,
+                              help="Rows kept per example (with --unified, per mini-batch) in the hidden (fully "
+                                   "connected) layers' backward.")
+    dropout: float = retold(Settings, "dropout", help="Dropout rate after each hidden layer.")
+    prune: float = retold(Settings, "prune", nets=("mlpvar",))
+    train_cycle: int = retold(Settings, "train_cycle", nets=("mlpvar",))
+    max_examples: Optional[int] = retold(Settings, "max_examples")
+    data_dir: Optional[str] = retold(Settings, "data_dir", help="Folder with the MNIST files; else $TINYPROP_DATA, "
+                                                             "else ~/.cache/tinyprop (downloaded).")
+    layers: int = setting(3, "MLP: linear layers, counting the output layer.", key="Layers", nets=MLP_NETS, at_least=1)
+    k_ratio: float = setting(0.05, "cnntop: share of each feature map's positions kept by the convolutions' "
+                                   "spatial top-k.", nets=("cnntop",), above=0, at_most=1)
+    unified: bool = setting(False, "mlptop with one top-k set per mini-batch.", nets=("mlptop",))
+    label_count: int = setting(10, "Classes.", key="LabelCount", at_least=2, option=False)
+    train_file: Optional[str] = setting(None, "Training images.", key="TrainFile", option=False, path=True)
+    train_label_file: Optional[str] = setting(None, "Training labels.", key="TrainLabelFile", option=False, path=True)
+    test_file: Optional[str] = setting(None, "Test images.", key="TestFile", option=False, path=True)
+    test_label_file: Optional[str] = setting(None, "Test labels.", key="TestLabelFile", option=False, path=True)
+
+    meprop_nets = MEPROP_NETS
+    simplified_nets = ("mlpvar",)
+    nnmnist = True
+    nnmnist_defaults = dict(batch=100, k=160)  # where nnmnist's Config() differs from the papers' MNIST setting
+
+    def unused_by(self, name):
+        if name in ("hidden", "dropout") and self.net in MLP_NETS and self.layers == 1:
+            return "a single linear layer"
+        return super().unused_by(name)
+
+    def check(self, fail):
+        if self.net in MLP_NETS and self.meprop and self.layers < 2:
+            fail("layers", f"{self.net} applies meProp to hidden layers, so it needs Layers >= 2, got {self.layers}")
+        hidden = CNN_HIDDEN if self.net in CNN_NETS else self.hidden
+        if self.meprop and not self.k < hidden:
+            fail("k", f"k must be smaller than the hidden size {hidden}, got {self.k}")
+
+
+class MnistTask(Task):
+    """The papers' MNIST task: the MLP or CNN on the 55,000 / 5,000 / 10,000 split."""
+
+    Settings = MnistSettings
+    name = "mnist"
+
+    def __init__(self, data, model, meta):
+        super().__init__(data, model, meta)
         # evaluation batch size: it does not change the results; the CNN's patches are large
         self.eval_batch = 50 if meta["net"] in CNN_NETS else 1000
+        self.n_classes = meta["sizes"][-1]
+
+    @classmethod
+    def locate(cls, settings):
+        return locate_files(settings.data_dir, dict(
+            train_images=settings.train_file, train_labels=settings.train_label_file,
+            test_images=settings.test_file, test_labels=settings.test_label_file))
+
+    @classmethod
+    def load(cls, paths, limit, splits=None, meta=None):
+        data = Mnist(paths)
+        data.keep_first(limit)
+        return data
+
+    @classmethod
+    def check(cls, settings, data):
+        data.check_labels(settings.label_count, "LabelCount is", "set LabelCount in an nnmnist config (--config)")
+        if settings.net in MLP_NETS:
+            check_fits_in_memory(mlp_sizes(settings, data), settings)
+
+    @classmethod
+    def check_saved(cls, meta, data):
+        data.check_labels(meta["sizes"][-1], "the model has", "train a model with more outputs (LabelCount)")
+
+    @classmethod
+    def describe(cls, settings, data):
+        cnn = settings.net in CNN_NETS
+        sizes = [data.n_inputs, CNN_HIDDEN, settings.label_count] if cnn else mlp_sizes(settings, data)
+        return dict(task="mnist", net=settings.net, sizes=sizes, k=settings.k, unified=bool(settings.unified),
+                    k_ratio=settings.k_ratio, **training_data(data.paths, settings.max_examples))
+
+    @classmethod
+    def build_model(cls, meta, rng, dropout=0.0):
+        """The MLP or CNN a model description names."""
+        if meta["net"] in CNN_NETS:
+            return build_cnn(meta["net"], meta["k"], meta["k_ratio"], dropout, meta["sizes"][-1], rng)
+        return build_mlp(meta["sizes"], meta["net"], meta["k"], meta["unified"], dropout, rng)
+
+    @classmethod
+    def check_description(cls, path, meta, arrays):
+        """The sizes of a saved description, against its arrays, before the model is built."""
+        sizes = meta.get("sizes")
+        if not (isinstance(sizes, list) and len(sizes) >= 2 and all(type(size) is int and size > 0 for size in sizes)):
+            raise DataError(f"{path}: sizes {sizes!r} are not a list of positive whole numbers")
+        k = meta.get("k")
+        if meta["net"] in MEPROP_NETS and not (type(k) is int and k > 0):
+            raise DataError(f"{path}: k {k!r} is not a positive whole number, as {meta['net']} needs")
+        names = ["fc1", "fc2"] if meta["net"] in CNN_NETS else [f"layer{i}" for i in range(1, len(sizes))]
+        for name, width in zip(names, sizes[1:]):
+            shape = arrays.get(f"{name}.weight", np.empty((0, 0))).shape
+            if shape[:1] != (width,):
+                raise DataError(f"{path}: {name}.weight has shape {shape}, the model description says {width} rows")
+
+    @classmethod
+    def simplified_pairs(cls, model):
+        linears = linear_layers(model)
+        return zip(linears[:-1], linears[1:])
 
     @property
     def train_size(self):
-        return self.data.splits["train"][1].shape[0]
+        return self.data.train_size
+
+    def describe_run(self, settings):
+        return f"{describe(self.meta)}, train {self.train_size} dev {self.data.size('dev')} test {self.data.size('test')}"
 
     def product_layers(self):
         """The layers whose backward is a matrix product, timed as the papers' "backprop time"."""
         return [layer for layer in self.model.layers if isinstance(layer, (Linear, Conv2d))]
+
+    def product_layers_text(self):
+        return "convolution and linear layers" if self.meta["net"] in CNN_NETS else "linear layers"
 
     def train_step(self, indices):
         """One mini-batch: forward, backward, update. Returns (summed loss, correct, predictions)."""
@@ -312,12 +453,26 @@ class MnistTask(ClassifierTask):
                 correct += int((logits.argmax(axis=1) == targets).sum())
         return total_loss / labels.shape[0], 100.0 * correct / labels.shape[0], {}
 
-    def sizes(self):
-        """Input size, then the widths of the fully connected layers (meSimp changes the hidden ones)."""
-        return self.meta["sizes"][:1] + [layer.n_out for layer in linear_layers(self.model)]
+    def hidden_sizes(self):
+        """The widths of the hidden fully connected layers (meSimp changes them)."""
+        return [layer.n_out for layer in linear_layers(self.model)][:-1]
 
-    def model_arrays(self):
-        return model_file_arrays(self.model.params(), dict(self.meta, sizes=self.sizes()))
+    def current_meta(self):
+        return dict(self.meta, sizes=self.meta["sizes"][:1] + self.hidden_sizes() + self.meta["sizes"][-1:])
+
+    def summary_fields(self, settings):
+        return dict(k=self.meta["k"], unified=self.meta["unified"], k_ratio=self.meta["k_ratio"])
+
+    def simplified_fields(self, saved_model, log):
+        """How much faster the saved (simplified) model decodes the test set than an unsimplified one."""
+        unsimplified = build_mlp(self.meta["sizes"][:1] + self.simplifier.original_sizes + self.meta["sizes"][-1:],
+                                 rng=np.random.default_rng(0))
+        fields = dict(decode_time_s=self.decoding_seconds(saved_model()),
+                      decode_time_unsimplified_s=self.decoding_seconds(unsimplified))
+        fields["decode_speedup"] = fields["decode_time_unsimplified_s"] / fields["decode_time_s"]
+        log(f"the saved model decodes the test set in {fields['decode_time_s']:.3f}s, unsimplified "
+            f"{fields['decode_time_unsimplified_s']:.3f}s ({fields['decode_speedup']:.1f}x)")
+        return fields
 
     def decoding_seconds(self, model, repeats=5):
         """Median time of a forward pass over the test set."""
@@ -331,36 +486,23 @@ class MnistTask(ClassifierTask):
         return float(np.median(times))
 
 
-def load_model(path):
-    """(meta, model) from a model.npz written by training."""
-    meta, arrays = read_model_file(path, "mnist", ("net", "sizes", "k", "unified", "k_ratio"))
-    model = build_model(meta)
-    load_parameters(path, model, arrays)
-    return meta, model
+def mlp_sizes(settings, data):
+    """Input, hidden..., output sizes of the MLP the settings describe."""
+    return [data.n_inputs] + [settings.hidden] * (settings.layers - 1) + [settings.label_count]
 
 
-def build_model(meta, dropout=0.0, rng=None):
-    """The MLP or CNN a model description (as saved in model.npz) names."""
-    if meta["net"] in CNN_NETS:
-        return build_cnn(meta["net"], meta["k"], meta["k_ratio"], dropout, meta["sizes"][-1], rng)
-    return build_mlp(meta["sizes"], meta["net"], meta["k"], meta["unified"], dropout, rng)
-
-
-def check_fits_in_memory(n_in, settings):
+def check_fits_in_memory(sizes, settings):
     """Refuse an MLP whose parameters, with their gradients and optimizer state, cannot fit in this
     machine's memory, before building it (a --layers of millions would build small layers for hours)."""
-    h, n_layers, n_out = settings.hidden, settings.layers, settings.label_count
-    if n_layers == 1:
-        count = (n_in + 1) * n_out
-    else:  # (inputs + bias) x outputs of: the first layer, the n_layers - 2 hidden-to-hidden ones, the last
-        count = (n_in + 1) * h + (n_layers - 2) * (h + 1) * h + (h + 1) * n_out
+    count = sum((n_in + 1) * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))  # weights and biases
     arrays = 2 + len(OPTIMIZER_CLASSES[settings.optim].state_names)  # value, gradient, the optimizer's state
     needed = count * arrays * np.dtype(np.float32).itemsize
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if needed > memory:
+        n_layers, h = len(sizes) - 1, sizes[1]
         hidden = f"{h}x{n_layers - 1}-" if n_layers > 1 else ""
         options = f"--layers {n_layers}, --hidden {h}" if n_layers > 1 else f"--layers {n_layers}"
-        raise ConfigError(f"the MLP {n_in}-{hidden}{n_out} ({options}) has {count:,} parameters: "
+        raise ConfigError(f"the MLP {sizes[0]}-{hidden}{sizes[-1]} ({options}) has {count:,} parameters: "
                           f"{needed / 2 ** 30:,.1f} GiB with their gradients and {settings.optim}'s state, and this "
                           f"machine has {memory / 2 ** 30:.1f} GiB; use fewer or narrower layers", "layers")
 
@@ -373,71 +515,3 @@ def describe(meta):
     sparsity = f" k={meta['k']}" if meta["k"] else ""
     unified = " unified" if meta["unified"] else ""
     return f"{meta['net']}{sparsity}{unified}: sizes {'-'.join(map(str, meta['sizes']))}"
-
-
-def run(settings, out_dir, log=print):
-    """Train the MNIST MLP or CNN that `settings` describe; write config.json, metrics.jsonl, model.npz and
-    summary.json."""
-    seed = resolve_seed(settings.seed)
-    explicit = dict(train_images=settings.train_file, train_labels=settings.train_label_file,
-                    test_images=settings.test_file, test_labels=settings.test_label_file)
-    data = Mnist(locate_files(settings.data_dir, explicit))
-    data.keep_first(settings.max_examples)
-    for split, (_, labels) in data.splits.items():
-        if labels.max() >= settings.label_count:
-            path = data.paths["test_labels" if split == "test" else "train_labels"]
-            raise DataError(f"{path}: label {labels.max()} in the {split} set, but LabelCount is "
-                            f"{settings.label_count} (labels 0 to {settings.label_count - 1}): if the file should "
-                            "hold MNIST's 0-9, it is damaged; for a data set of more classes, set LabelCount in an "
-                            "nnmnist config (--config)")
-    n_in = data.splits["train"][0].shape[1]
-    if not settings.cnn:
-        check_fits_in_memory(n_in, settings)
-    hidden = [CNN_HIDDEN] if settings.cnn else [settings.hidden] * (settings.layers - 1)
-    sizes = [n_in] + hidden + [settings.label_count]
-    meta = dict(task="mnist", net=settings.net, sizes=sizes, k=settings.k if settings.meprop else None,
-                unified=settings.unified, k_ratio=settings.k_ratio if settings.net == "cnntop" else None,
-                **training_data(data.paths, settings.max_examples))
-    rng = np.random.default_rng(seed)
-    model = build_model(meta, settings.dropout, rng)
-    optimizer = make_optimizer(settings, model.params(), data.splits["train"][1].shape[0])
-    simplifier = None
-    if settings.net == "mlpvar":
-        linears = linear_layers(model)
-        simplifier = Simplifier(zip(linears[:-1], linears[1:]), settings.prune)
-    task = MnistTask(data, model, optimizer, meta, simplifier)
-    start_run(task, settings, seed, out_dir, ignored=("k_out",))
-    log(f"mnist {describe(meta)}, seed {seed}, train {task.train_size} dev {data.splits['dev'][1].shape[0]} test {data.splits['test'][1].shape[0]}, "
-        f"writing to {out_dir}")
-    summary = dict(task="mnist", net=settings.net, k=meta["k"], unified=settings.unified, k_ratio=meta["k_ratio"],
-                   epochs=settings.epochs, seed=seed)
-    summary.update(train(task, settings, seed, out_dir, log))
-    summary.update(param_count=param_count(model.params()),
-                   hidden_sizes=task.sizes()[1:-1])
-    if task.simplifier is not None:
-        _, saved = load_model(os.path.join(out_dir, "model.npz"))  # the model whose test score is reported
-        summary.update(original_hidden_sizes=sizes[1:-1], prune=settings.prune, train_cycle=settings.train_cycle,
-                       decode_time_s=task.decoding_seconds(saved),
-                       decode_time_unsimplified_s=task.decoding_seconds(build_mlp(sizes, rng=rng)))
-        summary["decode_speedup"] = summary["decode_time_unsimplified_s"] / summary["decode_time_s"]
-        log(f"final sizes {task.simplifier.describe()}; the saved model's (best dev) {summary['saved_hidden_sizes']} "
-            f"decode the test set in {summary['decode_time_s']:.3f}s, unsimplified "
-            f"{summary['decode_time_unsimplified_s']:.3f}s ({summary['decode_speedup']:.1f}x)")
-    write_summary(out_dir, summary)
-    layers = "convolution and linear layers" if settings.cnn else "linear layers"
-    log(f"best dev {summary['best_dev_acc']:.2f} (epoch {summary['best_epoch']} part {summary['best_part']}), "
-        f"test {summary['test_acc']:.2f}; train {summary['train_time_s']:.1f}s, backward of {layers} "
-        f"{summary['linear_backward_time_s']:.1f}s, peak memory {summary['peak_memory_mb']:.0f} MB")
-    return summary
-
-
-def evaluate_saved(model_path, data_dir=None, log=print, all_examples=False):
-    """Re-score a saved MNIST model on dev and test (on all their examples if `all_examples`)."""
-    meta, model = load_model(model_path)
-    paths, limit = evaluation_data(meta, data_dir, locate_files, log, all_examples)
-    data = Mnist(paths)
-    data.keep_first(limit)
-    task = MnistTask(data, model, optimizer=None, meta=meta)
-    for split in ("dev", "test"):
-        loss, accuracy, _ = task.evaluate(split)
-        log(f"{split}: accuracy {accuracy:.2f}%  loss {loss:.4f}  ({data.splits[split][1].shape[0]} examples)")

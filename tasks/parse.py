@@ -10,19 +10,18 @@ scores UAS and LAS without punctuation (UPOS PUNCT).
 Words are lower-cased; those seen fewer than twice in training share the UNKNOWN id.
 """
 import collections
-import dataclasses
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 from tinyprop.tasks.arcstandard import (NULL, ROOT, SHIFT, UNKNOWN, Configuration, features, oracle_transitions,
                               transition_count)
-from tinyprop.tasks.config import MNIST_ONLY, ConfigError, resolve_seed
-from tinyprop.tasks.conllu import locate_treebank, read_splits, write_conllu
-from tinyprop.tasks.files import (DataError, evaluation_data, load_parameters, model_file_arrays, read_model_file,
-                         training_data)
-from tinyprop.tasks.training import ClassifierTask, make_optimizer, param_count, start_run, train, write_summary
 from tinyprop.layers import Cube, Dropout, Embedding, Embeddings, Linear, Sequential
-from tinyprop.mesimp import Simplifier
+from tinyprop.tasks.conllu import EWT_HELP, check_saved_vocabulary, locate_treebank, read_splits, write_conllu
+from tinyprop.tasks.files import DataError, training_data
+from tinyprop.tasks.settings import ConfigError, Settings, retold, setting
+from tinyprop.tasks.training import Task
 
 N_WORDS, N_TAGS, N_LABELS = 18, 18, 12  # Chen and Manning's 48 features
 EMBEDDING_DIM = 50
@@ -153,98 +152,163 @@ def attachment_scores(sentences, heads, labels, vocabulary):
     return 100.0 * unlabeled / total, 100.0 * labeled / total
 
 
-class ParseTask(ClassifierTask):
-    """The parsing task as tasks.training.train drives it: a classifier of oracle transitions; its
-    training accuracy is the transitions', its dev and test scores are UAS (and LAS)."""
+PARSE_NETS = ("mlp", "mlptop", "mlpvar")
 
-    score_name = "uas"
 
-    def __init__(self, splits, vocabulary, model, optimizer, meta, simplifier=None):
-        super().__init__(model, optimizer, meta, simplifier)
-        self.splits = splits  # name -> sentences
-        self.vocabulary = vocabulary
-        self.feats, self.targets, self.skipped = oracle_examples(splits["train"], vocabulary)
+@dataclass
+class ParseSettings(Settings):
+    """The papers' parsing setting (TKDE 2018, Section 3.1 and Table 2): mini-batches of 10,000 transitions,
+    k 20. EWT gives 392k training transitions (WSJ: 1.9M), so 40 updates an epoch; at Adam's usual 0.001
+    the parser reached 52 UAS on dev after 3 epochs, at 0.01 (Chen and Manning's rate, with AdaGrad) 84.
+    Dropout 0.5 on the hidden layer is Chen and Manning's (the papers' Table 4; their Table 2 has none): on
+    EWT, 5 times smaller than WSJ, both parsers overfit without it, and meProp the more (README)."""
+
+    net: str = retold(Settings, "net", "mlp", choices=PARSE_NETS,
+                      help="mlp: dense; mlptop: meProp on the hidden and output layers; mlpvar: meSimp.")
+    batch: int = retold(Settings, "batch", 10000, help="Transitions per mini-batch.")
+    epochs: int = retold(Settings, "epochs", 10)
+    iter_per_epoch: int = retold(Settings, "iter_per_epoch", 2)
+    lr: float = retold(Settings, "lr", 0.01)
+    k: Optional[int] = retold(Settings, "k", 20, nets=("mlptop", "mlpvar"),
+                              help="Top-k of the hidden layer (and of the output layer, unless --k-out).")
+    dropout: float = retold(Settings, "dropout", 0.5, help="Dropout rate on the hidden layer, as Chen and Manning; "
+                                                          "0: none, the papers' Table 2.")
+    prune: float = retold(Settings, "prune", nets=("mlpvar",),
+                          help="mlpvar: prune rate; a unit is removed when fewer than this share of the transitions "
+                               "since the last pruning had it in their top-k.")
+    train_cycle: int = retold(Settings, "train_cycle", nets=("mlpvar",))
+    max_examples: Optional[int] = retold(Settings, "max_examples", help="Use at most N sentences of each split "
+                                                                      "(quick runs).")
+    data_dir: Optional[str] = retold(Settings, "data_dir", help=EWT_HELP)
+    k_out: Optional[int] = setting(None, "Top-k of the output layer.", nets=("mlptop", "mlpvar"), at_least=1,
+                                   default_text="--k")
+
+    meprop_nets = ("mlptop", "mlpvar")
+    simplified_nets = ("mlpvar",)
+
+    def check(self, fail):
+        if self.meprop and not self.k < self.hidden:
+            fail("k", f"k must be smaller than the hidden size {self.hidden}, got {self.k}")
+
+
+class ParseData:
+    """The treebank's sentences, the vocabulary (from the training sentences, or a saved model's) and, with
+    the training split, its oracle's examples (`oracle_examples`)."""
+
+    def __init__(self, paths, sentences, vocabulary):
+        self.paths, self.sentences, self.vocabulary = paths, sentences, vocabulary
+        if "train" in sentences:
+            self.feats, self.targets, self.skipped = oracle_examples(sentences["train"], vocabulary)
 
     @property
     def train_size(self):
         return self.targets.shape[0]
 
+    @property
+    def n_transitions(self):
+        return transition_count(len(self.vocabulary.labels))
+
+    def count_text(self, split):
+        return f"{len(self.sentences[split])} sentences, punctuation excluded"
+
+
+class ParseTask(Task):
+    """The parsing task as the shared loop drives it: a classifier of oracle transitions; its training
+    accuracy is the transitions', its dev and test scores are UAS (and LAS)."""
+
+    Settings = ParseSettings
+    name = "parse"
+    score_name = "uas"
+
+    def __init__(self, data, model, meta):
+        super().__init__(data, model, meta)
+        self.splits = data.sentences
+        self.vocabulary = data.vocabulary
+        self.n_classes = data.n_transitions
+        self.parsed = {}  # split -> (heads, labels) of its last evaluation
+
+    @classmethod
+    def locate(cls, settings):
+        return locate_treebank(settings.data_dir)
+
+    @classmethod
+    def load(cls, paths, limit, splits=("train", "dev", "test"), meta=None):
+        sentences = read_splits(paths, limit, splits)
+        vocabulary = Vocabulary.from_json(meta["vocabulary"]) if meta else Vocabulary(sentences["train"])
+        return ParseData(paths, sentences, vocabulary)
+
+    @classmethod
+    def check(cls, settings, data):
+        k_out = settings.k_out or settings.k
+        if k_out is not None and not k_out < data.n_transitions:
+            raise ConfigError(f"--k-out: must be smaller than the {data.n_transitions} transitions, got {k_out}",
+                              "k_out")
+
+    @classmethod
+    def describe(cls, settings, data):
+        return dict(task="parse", net=settings.net, k=settings.k, k_out=settings.k_out or settings.k,
+                    hidden=settings.hidden, vocabulary=data.vocabulary.to_json(),
+                    **training_data(data.paths, settings.max_examples))
+
+    @classmethod
+    def build_model(cls, meta, rng, dropout=0.0):
+        return ParserModel(Vocabulary.from_json(meta["vocabulary"]), meta["hidden"], meta["k"], meta["k_out"],
+                           dropout, rng)
+
+    @classmethod
+    def check_description(cls, path, meta, arrays):
+        """The sizes of a saved description, against its arrays, before the model is built."""
+        check_saved_vocabulary(path, meta, ("words", "tags", "labels"))
+        hidden = meta.get("hidden")
+        if not (type(hidden) is int and hidden > 0):
+            raise DataError(f"{path}: hidden {hidden!r} is not a positive whole number")
+        shape = arrays.get("hidden.weight", np.empty((0, 0))).shape
+        if shape[:1] != (hidden,):
+            raise DataError(f"{path}: hidden.weight has shape {shape}, the model description says {hidden} rows")
+
+    @classmethod
+    def simplified_pairs(cls, model):
+        return [(model.hidden_layer, model.output)]
+
+    @property
+    def train_size(self):
+        return self.data.train_size
+
+    def describe_run(self, settings):
+        k = f" k={settings.k} k-out={self.meta['k_out']}" if settings.k else ""
+        sentences = len(self.splits["train"]) - self.data.skipped
+        return (f"{settings.net}{k}: hidden {settings.hidden}, {self.n_classes} transitions; {self.train_size} "
+                f"training transitions from {sentences} sentences ({self.data.skipped} non-projective, which "
+                "arc-standard cannot derive, skipped)")
+
+    def summary_fields(self, settings):
+        return dict(k=settings.k, k_out=self.meta["k_out"], skipped_non_projective=self.data.skipped,
+                    train_transitions=self.train_size)
+
+    def hidden_sizes(self):
+        return [self.model.hidden_layer.n_out]
+
+    def current_meta(self):
+        return dict(self.meta, hidden=self.model.hidden_layer.n_out)
+
     def product_layers(self):
         return [self.model.hidden_layer, self.model.output]
 
+    def product_layers_text(self):
+        return "linear layers"
+
     def train_step(self, indices):
-        return self.step(self.feats[indices], self.targets[indices])
+        return self.step(self.data.feats[indices], self.data.targets[indices])
 
     def evaluate(self, split):
         """(NaN loss: greedy parsing has none, UAS %, {"las": LAS %})."""
         with self.evaluating():
-            heads, labels = parse(self.model, self.splits[split], self.vocabulary)
-        uas, las = attachment_scores(self.splits[split], heads, labels, self.vocabulary)
+            self.parsed[split] = parse(self.model, self.splits[split], self.vocabulary)
+        uas, las = attachment_scores(self.splits[split], *self.parsed[split], self.vocabulary)
         return float("nan"), uas, dict(las=las)
 
-    def model_arrays(self):
-        meta = dict(self.meta, hidden=self.model.hidden_layer.n_out, vocabulary=self.vocabulary.to_json())
-        return model_file_arrays(self.model.params(), meta)
-
-
-def load_model(path):
-    """(meta, vocabulary, model) from a model.npz written by `tinyprop train parse`."""
-    meta, arrays = read_model_file(path, "parse", ("vocabulary", "hidden", "k", "k_out"))
-    vocabulary = Vocabulary.from_json(meta["vocabulary"])
-    model = ParserModel(vocabulary, meta["hidden"], meta["k"], meta["k_out"])
-    load_parameters(path, model, arrays)
-    return meta, vocabulary, model
-
-
-def run(settings, out_dir, log=print):
-    """Train the parser `settings` describe; write config.json, metrics.jsonl, model.npz, summary.json."""
-    seed = resolve_seed(settings.seed)
-    paths = locate_treebank(settings.data_dir)
-    splits = read_splits(paths, settings.max_examples)
-    vocabulary = Vocabulary(splits["train"])
-    n_transitions = transition_count(len(vocabulary.labels))
-    k = settings.k if settings.meprop else None
-    k_out = (settings.k_out or settings.k) if settings.meprop else None
-    if k_out is not None and not 1 <= k_out < n_transitions:
-        raise ConfigError(f"--k-out: must be at least 1 and smaller than the {n_transitions} transitions, got {k_out}")
-    rng = np.random.default_rng(seed)
-    model = ParserModel(vocabulary, settings.hidden, k, k_out, settings.dropout, rng)
-    simplifier = Simplifier([(model.hidden_layer, model.output)], settings.prune) if settings.net == "mlpvar" else None
-    meta = dict(task="parse", net=settings.net, k=k, k_out=k_out, **training_data(paths, settings.max_examples))
-    task = ParseTask(splits, vocabulary, model, None, meta, simplifier)
-    task.optimizer = make_optimizer(settings, model.params(), task.train_size)
-    start_run(task, dataclasses.replace(settings, k_out=k_out), seed, out_dir, ignored=MNIST_ONLY)
-    log(f"parse {settings.net}{f' k={k} k-out={k_out}' if k else ''}: hidden {settings.hidden}, "
-        f"{n_transitions} transitions, seed {seed}; {task.train_size} training transitions from "
-        f"{len(splits['train']) - task.skipped} sentences ({task.skipped} non-projective, which arc-standard "
-        f"cannot derive, skipped); "
-        f"writing to {out_dir}")
-    summary = dict(task="parse", net=settings.net, k=k, k_out=k_out, epochs=settings.epochs, seed=seed,
-                   skipped_non_projective=task.skipped, train_transitions=task.train_size)
-    summary.update(train(task, settings, seed, out_dir, log))
-    summary.update(param_count=param_count(model.params()),
-                   hidden_sizes=[model.hidden_layer.n_out])
-    if simplifier is not None:
-        summary.update(original_hidden_sizes=[settings.hidden], prune=settings.prune, train_cycle=settings.train_cycle)
-        log(f"final hidden size {simplifier.describe()}")
-    write_summary(out_dir, summary)
-    log(f"best dev UAS {summary['best_dev_acc']:.2f} LAS {summary['best_dev_las']:.2f} (epoch "
-        f"{summary['best_epoch']} part {summary['best_part']}), test UAS {summary['test_acc']:.2f} LAS "
-        f"{summary['test_las']:.2f}; train {summary['train_time_s']:.1f}s, backward of linear layers "
-        f"{summary['linear_backward_time_s']:.1f}s, peak memory {summary['peak_memory_mb']:.0f} MB")
-    return summary
-
-
-def evaluate_saved(model_path, data_dir=None, output=None, log=print, all_examples=False):
-    """Re-score a saved parser on dev and test (on all their sentences if `all_examples`); with `output`,
-    write the parsed test set as CoNLL-U."""
-    meta, vocabulary, model = load_model(model_path)
-    paths, limit = evaluation_data(meta, data_dir, locate_treebank, log, all_examples)
-    for split, sentences in read_splits(paths, limit, ("dev", "test")).items():
-        heads, labels = parse(model, sentences, vocabulary)
-        uas, las = attachment_scores(sentences, heads, labels, vocabulary)
-        log(f"{split}: UAS {uas:.2f}%  LAS {las:.2f}%  ({len(sentences)} sentences, punctuation excluded)")
-        if output and split == "test":
-            write_conllu(output, sentences, heads, [[vocabulary.labels[label] for label in sentence_labels]
-                                                    for sentence_labels in labels])
-            log(f"wrote {output}")
+    def write_output(self, path):
+        """The test set as last evaluated, as CoNLL-U."""
+        heads, labels = self.parsed["test"]
+        write_conllu(path, self.splits["test"], heads, [[self.vocabulary.labels[label] for label in sentence_labels]
+                                                         for sentence_labels in labels])

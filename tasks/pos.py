@@ -16,15 +16,17 @@ papers do not say theirs):
 The output layer, 1000 -> tags, stays dense, as in the papers (it is small).
 """
 import collections
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
-from tinyprop.tasks.config import MNIST_ONLY, resolve_seed
-from tinyprop.tasks.conllu import locate_treebank, read_splits
-from tinyprop.tasks.files import evaluation_data, load_parameters, model_file_arrays, read_model_file, training_data
-from tinyprop.tasks.training import ClassifierTask, make_optimizer, param_count, start_run, train, write_summary
 from tinyprop.layers import BiLSTM, Dropout, Embedding, Embeddings, Layer, Linear
-from tinyprop.mesimp import ColumnBlock, Simplifier
+from tinyprop.mesimp import ColumnBlock
+from tinyprop.tasks.conllu import EWT_HELP, check_saved_vocabulary, locate_treebank, read_splits
+from tinyprop.tasks.files import DataError, training_data
+from tinyprop.tasks.settings import Settings, retold
+from tinyprop.tasks.training import Task
 
 UNKNOWN = 0
 WORD_DIM, SUFFIX_DIM, SHAPE_DIM = 100, 30, 10
@@ -127,15 +129,125 @@ class TaggerModel(Layer):
         self.dropout.train(mode)
 
 
-class TaggerTask(ClassifierTask):
-    """The tagging task as tasks.training.train drives it: sentences are the training examples."""
+LSTM_NETS = ("lstm", "lstmtop", "lstmvar")
 
-    def __init__(self, splits, vocabulary, model, optimizer, meta, simplifier=None):
-        super().__init__(model, optimizer, meta, simplifier)
-        self.encoded = {split: [vocabulary.encode(sentence) for sentence in sentences]
-                        for split, sentences in splits.items()}
-        self.vocabulary = vocabulary
+
+@dataclass
+class PosSettings(Settings):
+    """The papers' tagging setting (TKDE 2018, Section 3.1 and Table 2): one sentence per mini-batch, Adam,
+    meProp k 10; their best iterations were 3 (dense) and 4 (meProp). meSimp: prune 0.08 (Table 10) with
+    meSimp in every epoch. Dropout 0.5 on the BiLSTM's output is the papers' Table 4 tagging setting (their
+    Table 2 has none): on EWT, 4 times smaller than WSJ, meProp at k 10 ends 0.43 below dense without it,
+    0.07 with it (README)."""
+
+    net: str = retold(Settings, "net", "lstm", choices=LSTM_NETS,
+                      help="lstm: dense BiLSTM; lstmtop: meProp top-k on every gate; lstmvar: meSimp.")
+    batch: int = retold(Settings, "batch", 1, help="Sentences per mini-batch.")
+    epochs: int = retold(Settings, "epochs", 5)
+    iter_per_epoch: int = retold(Settings, "iter_per_epoch", 4)
+    hidden: int = retold(Settings, "hidden", help="LSTM units per direction.")
+    k: Optional[int] = retold(Settings, "k", 10, nets=("lstmtop", "lstmvar"),
+                              help="Top-k of each gate's gradient, per time step.")
+    dropout: float = retold(Settings, "dropout", 0.5, help="Dropout rate on the BiLSTM's output, as the papers' "
+                                                          "Table 4; 0: none, their Table 2.")
+    prune: float = retold(Settings, "prune", 0.08, nets=("lstmvar",),
+                          help="lstmvar: prune rate; a unit is removed when fewer than this share of the time steps "
+                               "since the last pruning had it in some gate's top-k.")
+    train_cycle: int = retold(Settings, "train_cycle", nets=("lstmvar",))
+    max_examples: Optional[int] = retold(Settings, "max_examples", help="Use at most N sentences of each split "
+                                                                      "(quick runs).")
+    data_dir: Optional[str] = retold(Settings, "data_dir", help=EWT_HELP)
+
+    meprop_nets = ("lstmtop", "lstmvar")
+    simplified_nets = ("lstmvar",)
+
+    def check(self, fail):
+        if self.meprop and not self.k < self.hidden:
+            fail("k", f"k must be smaller than the hidden size {self.hidden}, got {self.k}")
+
+
+class TaggerData:
+    """The treebank's sentences, its tag vocabulary (from the training sentences, or a saved model's), and
+    each sentence encoded: (ids (words, 3), tag ids (words,))."""
+
+    def __init__(self, paths, sentences, vocabulary):
+        self.paths, self.sentences, self.vocabulary = paths, sentences, vocabulary
+        self.encoded = {split: [vocabulary.encode(sentence) for sentence in split_sentences]
+                        for split, split_sentences in sentences.items()}
+
+    @property
+    def train_size(self):
+        return len(self.encoded["train"])
+
+    def count_text(self, split):
+        return f"{sum(len(sentence) for sentence in self.sentences[split])} words"
+
+
+class TaggerTask(Task):
+    """The tagging task as the shared loop drives it: sentences are the training examples."""
+
+    Settings = PosSettings
+    name = "pos"
+
+    def __init__(self, data, model, meta):
+        super().__init__(data, model, meta)
+        self.encoded = data.encoded
+        self.vocabulary = data.vocabulary
+        self.n_classes = len(self.vocabulary.tags)
         self._evaluation_batches = {}
+
+    @classmethod
+    def locate(cls, settings):
+        return locate_treebank(settings.data_dir)
+
+    @classmethod
+    def load(cls, paths, limit, splits=("train", "dev", "test"), meta=None):
+        sentences = read_splits(paths, limit, splits)
+        vocabulary = TagVocabulary.from_json(meta["vocabulary"]) if meta else TagVocabulary(sentences["train"])
+        return TaggerData(paths, sentences, vocabulary)
+
+    @classmethod
+    def describe(cls, settings, data):
+        return dict(task="pos", net=settings.net, k=settings.k, hidden=[settings.hidden] * 2,
+                    vocabulary=data.vocabulary.to_json(), **training_data(data.paths, settings.max_examples))
+
+    @classmethod
+    def build_model(cls, meta, rng, dropout=0.0):
+        return TaggerModel(TagVocabulary.from_json(meta["vocabulary"]), meta["hidden"], meta["k"], dropout, rng)
+
+    @classmethod
+    def check_description(cls, path, meta, arrays):
+        """The sizes of a saved description, against its arrays, before the model is built."""
+        check_saved_vocabulary(path, meta, ("words", "suffixes", "tags"))
+        hidden = meta.get("hidden")
+        if not (isinstance(hidden, list) and len(hidden) == 2 and all(type(h) is int and h > 0 for h in hidden)):
+            raise DataError(f"{path}: hidden {hidden!r} is not two positive whole numbers")
+        for direction, size in zip(("forward", "backward"), hidden):
+            shape = arrays.get(f"bilstm.{direction}.recurrent_weight", np.empty((0, 0))).shape
+            if shape != (4 * size, size):
+                raise DataError(f"{path}: bilstm.{direction}.recurrent_weight has shape {shape}, the model "
+                                f"description says {(4 * size, size)}")
+
+    @classmethod
+    def simplified_pairs(cls, model):
+        directions = model.bilstm.directions
+        return [(lstm, ColumnBlock(model.output, directions, position)) for position, lstm in enumerate(directions)]
+
+    def describe_run(self, settings):
+        words = sum(len(sentence) for sentence in self.data.sentences["train"])
+        return (f"{settings.net}{f' k={settings.k}' if settings.k else ''}: BiLSTM {settings.hidden} per direction, "
+                f"{len(self.vocabulary.tags)} tags, {len(self.vocabulary.words)} word types; {self.train_size} "
+                f"training sentences ({words} words)")
+
+    def summary_fields(self, settings):
+        return dict(k=settings.k, train_sentences=self.train_size,
+                    train_words=sum(len(sentence) for sentence in self.data.sentences["train"]))
+
+    def hidden_sizes(self):
+        return self.model.hidden_sizes()
+
+    def product_layers_text(self):
+        return "the LSTMs and the output layer"
 
     @property
     def train_size(self):
@@ -188,66 +300,3 @@ class TaggerTask(ClassifierTask):
                  np.stack([tags for _, tags in group[first:first + EVALUATION_BATCH]]))
                 for group in by_length.values() for first in range(0, len(group), EVALUATION_BATCH)]
         return self._evaluation_batches[split]
-
-    def model_arrays(self):
-        meta = dict(self.meta, hidden=self.model.hidden_sizes(), vocabulary=self.vocabulary.to_json())
-        return model_file_arrays(self.model.params(), meta)
-
-
-def load_model(path):
-    """(meta, vocabulary, model) from a model.npz written by `tinyprop train pos`."""
-    meta, arrays = read_model_file(path, "pos", ("vocabulary", "hidden", "k"))
-    vocabulary = TagVocabulary.from_json(meta["vocabulary"])
-    model = TaggerModel(vocabulary, meta["hidden"], meta["k"])
-    load_parameters(path, model, arrays)
-    return meta, vocabulary, model
-
-
-def run(settings, out_dir, log=print):
-    """Train the tagger `settings` describe; write config.json, metrics.jsonl, model.npz, summary.json."""
-    seed = resolve_seed(settings.seed)
-    paths = locate_treebank(settings.data_dir)
-    splits = read_splits(paths, settings.max_examples)
-    vocabulary = TagVocabulary(splits["train"])
-    k = settings.k if settings.meprop else None
-    rng = np.random.default_rng(seed)
-    model = TaggerModel(vocabulary, (settings.hidden, settings.hidden), k, settings.dropout, rng)
-    directions = model.bilstm.directions
-    simplifier = None
-    if settings.net == "lstmvar":
-        simplifier = Simplifier([(lstm, ColumnBlock(model.output, directions, position))
-                                 for position, lstm in enumerate(directions)], settings.prune)
-    meta = dict(task="pos", net=settings.net, k=k, **training_data(paths, settings.max_examples))
-    task = TaggerTask(splits, vocabulary, model, None, meta, simplifier)
-    task.optimizer = make_optimizer(settings, model.params(), task.train_size)
-    start_run(task, settings, seed, out_dir, ignored=MNIST_ONLY + ("k_out",))
-    words = sum(len(sentence) for sentence in splits["train"])
-    log(f"pos {settings.net}{f' k={k}' if k else ''}: BiLSTM {settings.hidden} per direction, "
-        f"{len(vocabulary.tags)} tags, {len(vocabulary.words)} word types, seed {seed}; {task.train_size} training "
-        f"sentences ({words} words); writing to {out_dir}")
-    summary = dict(task="pos", net=settings.net, k=k, epochs=settings.epochs, seed=seed,
-                   train_sentences=task.train_size, train_words=words)
-    summary.update(train(task, settings, seed, out_dir, log))
-    summary.update(param_count=param_count(model.params()),
-                   hidden_sizes=model.hidden_sizes())
-    if simplifier is not None:
-        summary.update(original_hidden_sizes=[settings.hidden] * 2, prune=settings.prune,
-                       train_cycle=settings.train_cycle)
-        log(f"final hidden sizes (forward, backward) {simplifier.describe()}")
-    write_summary(out_dir, summary)
-    log(f"best dev {summary['best_dev_acc']:.2f} (epoch {summary['best_epoch']} part {summary['best_part']}), "
-        f"test {summary['test_acc']:.2f}; train {summary['train_time_s']:.1f}s, backward of the LSTMs and the "
-        f"output layer {summary['linear_backward_time_s']:.1f}s, peak memory {summary['peak_memory_mb']:.0f} MB")
-    return summary
-
-
-def evaluate_saved(model_path, data_dir=None, log=print, all_examples=False):
-    """Re-score a saved tagger on dev and test (on all their sentences if `all_examples`)."""
-    meta, vocabulary, model = load_model(model_path)
-    paths, limit = evaluation_data(meta, data_dir, locate_treebank, log, all_examples)
-    splits = read_splits(paths, limit, ("dev", "test"))
-    task = TaggerTask(splits, vocabulary, model, None, meta)
-    for split in ("dev", "test"):
-        loss, accuracy, _ = task.evaluate(split)
-        words = sum(len(sentence) for sentence in splits[split])
-        log(f"{split}: accuracy {accuracy:.2f}%  loss {loss:.4f}  ({words} words)")

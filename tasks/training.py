@@ -1,8 +1,10 @@
-"""The training loop shared by the tasks, as in nnmnist.
+"""What every task shares: the Task it declares, the training loop (as in nnmnist), and its checkpoints.
 
-Each epoch the training set is shuffled and cut into IterPerEpoch parts. After each
-part the dev set is evaluated; when dev improves, the test set is evaluated and the
-model saved. The result reported is the test accuracy at the best dev.
+Each epoch the training set is shuffled and cut into IterPerEpoch parts. After each part the
+dev set is evaluated; when dev improves, the test set is evaluated and the model saved. The
+result reported is the test accuracy at the best dev. After each part's metrics line, the
+loop writes a checkpoint of its whole state (`Checkpoint`), from which `--resume` goes on as
+if the run had not stopped.
 
 meSimp (a task whose `simplifier` is not None) trains in cycles of TrainCycle epochs
 (TKDE 2018, Section 2.2, "Cycled Training"): the optimizer is re-initialised at the
@@ -15,130 +17,90 @@ MaxEpoch simplifies throughout. Each metrics line of a meSimp run has `hidden_si
 of the model it scores, and after a pruning `pruned_sizes`; the summary has
 `saved_hidden_sizes` and `saved_param_count`, those of the model in model.npz (whose test
 score it reports), beside the task's final `hidden_sizes` and `param_count`.
-
-A task gives: `train_size`, `train_step(indices)` -> (summed loss, correct count, predictions made),
-`evaluate(split)` -> (mean loss, accuracy %, {other score: value}), `product_layers()`, `model_arrays()`,
-`model` (its `params()`), `optimizer`, `simplifier` (or None), `timers` (a Timers it fills in during
-train_step), `score_name` (what the log calls evaluate's accuracy) and `meta` (the model description
-that model.npz keeps; start_run records its `data_files`).
 """
-import dataclasses
+import json
+import math
 import os
 import resource
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import click
 import numpy as np
 
-from tinyprop.tasks.config import ConfigError
-from tinyprop.tasks.files import append_jsonl, write_json, write_npz
 from tinyprop.layers import SoftmaxCrossEntropy
 from tinyprop.optim import SGD, AdaGrad, Adam
-
-
-@dataclass
-class Timers:
-    """Seconds summed over the run, as in the papers' tables."""
-    forward: float = 0.0
-    backward: float = 0.0
-    update: float = 0.0
+from tinyprop.tasks.files import append_jsonl, read_jsonl_prefix, write_json, write_npz
 
 
 class TrainingDiverged(Exception):
     pass
 
 
-def peak_memory_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# A part whose mean training loss per prediction exceeds this many times the untrained model's (ln of the
+# number of classes, for uniform scores) has diverged: a model that bad assigns its targets e^-(that) or less.
+DIVERGED_FACTOR = 100
 
 
-def check_parts(task, settings):
-    if settings.iter_per_epoch > task.train_size:
-        raise ConfigError(f"--iter-per-epoch (IterPerEpoch): {settings.iter_per_epoch} parts of an epoch, but the "
-                          f"training set has only {task.train_size} examples to cut into them")
+class Task:
+    """A task as the shared run drives it: one subclass per task module, registered in tinyprop.tasks.
 
+    Class-level steps, in the order the run takes them (settings -> data -> model -> task):
+      `Settings`                                   its settings class (tinyprop.tasks.settings)
+      `locate(settings)` -> {key: path}            its data files
+      `load(paths, limit, splits, meta=None)`      the data (encoded with meta's vocabulary, if given)
+      `check(settings, data)`                      what only the data can tell: ConfigError or DataError
+      `describe(settings, data)` -> meta           the model description that model.npz keeps
+      `build_model(meta, rng, dropout)` -> model   the model a description names
+      `simplified_pairs(model)`                    meSimp's (layer, consumer) pairs
+    An instance, made of (data, model, meta), gives what the loop drives: `train_size`,
+    `train_step(indices)` -> (summed loss, correct, predictions), `evaluate(split)` -> (mean loss, score %,
+    {other score: value}), `product_layers()` (the papers' "backprop time"), `hidden_sizes()`, `n_classes`,
+    and what it adds to the log (`describe_run`) and the summary (`summary_fields`).
+    """
 
-def start_run(task, settings, seed, out_dir, ignored=()):
-    """Check what only the data can tell, then create out_dir with config.json: the settings but those
-    the task ignores, the seed used and the data files (those the task's model description records,
-    tasks.files.training_data)."""
-    check_parts(task, settings)
-    os.makedirs(out_dir, exist_ok=True)
-    used = {name: value for name, value in dataclasses.asdict(settings).items() if name not in ignored}
-    write_json(os.path.join(out_dir, "config.json"), dict(used, seed_used=seed, data_files=task.meta["data_files"]))
+    Settings = None
+    name = None
+    score_name = "acc"  # what the log calls evaluate's score
+    splits = ("train", "dev", "test")
 
-
-def train(task, settings, seed, out_dir, log=print):
-    """Run the epochs; write metrics.jsonl, model.npz (at best dev) and summary.json to out_dir
-    (which start_run has made, after its checks)."""
-    rng = np.random.default_rng(seed)
-    metrics_path = os.path.join(out_dir, "metrics.jsonl")
-    open(metrics_path, "w").close()
-    best = {"dev_acc": -1.0, "test_acc": None, "epoch": None, "part": None}
-    start = time.perf_counter()
-    train_seconds = 0.0
-    for epoch in range(1, settings.epochs + 1):
-        cycle = (epoch - 1) // settings.train_cycle
-        if task.simplifier is not None and epoch > 1 and (epoch - 1) % settings.train_cycle == 0:
-            task.optimizer.reset()
-        parts = np.array_split(rng.permutation(task.train_size), settings.iter_per_epoch)
-        for part, indices in enumerate(parts, 1):
-            part_start = time.perf_counter()
-            with np.errstate(over="ignore", invalid="ignore"):  # a diverging run ends just below, with advice
-                loss, correct, count = train_part(task, indices, settings.batch, f"epoch {epoch} part {part}")
-            train_seconds += time.perf_counter() - part_start
-            if not np.isfinite(loss):
-                raise TrainingDiverged(f"epoch {epoch} part {part}: the training loss is {loss}; lower the "
-                                       "learning rate (--lr), or clip the gradients (a small --clip-bound)")
-            record = dict(epoch=epoch, part=part, train_loss=loss / count, train_acc=100.0 * correct / count)
-            record.update(evaluation(task, "dev"))
-            if task.simplifier is not None:
-                record["hidden_sizes"] = task.simplifier.sizes()  # of the model just evaluated
-            if record["dev_acc"] > best["dev_acc"]:
-                record.update(evaluation(task, "test"))
-                best = {key: value for key, value in record.items() if key.startswith(("dev_", "test_"))}
-                best.update(epoch=epoch, part=part)
-                if task.simplifier is not None:
-                    best.update(saved_hidden_sizes=record["hidden_sizes"],
-                                saved_param_count=param_count(task.model.params()))
-                write_npz(os.path.join(out_dir, "model.npz"), task.model_arrays())
-            if task.simplifier is not None and cycle % 2 == 0:
-                task.simplifier.prune()
-                record["pruned_sizes"] = task.simplifier.sizes()
-            record["elapsed_s"] = time.perf_counter() - start
-            append_jsonl(metrics_path, record)
-            log(format_record(record, settings, task.score_name))
-            if "pruned_sizes" in record:
-                log(f"  dims: {task.simplifier.describe()}")
-    summary = {f"best_{key}" if key.startswith("dev_") else key: value
-               for key, value in best.items() if key not in ("epoch", "part", "dev_loss", "test_loss")}
-    summary.update(
-        best_epoch=best["epoch"], best_part=best["part"],
-        train_time_s=train_seconds, forward_time_s=task.timers.forward, backward_time_s=task.timers.backward,
-        # the papers' "backprop time": every matrix-product layer (Linear, and Conv2d, LSTM where the task has them)
-        linear_backward_time_s=sum(layer.backward_seconds for layer in task.product_layers()),
-        update_time_s=task.timers.update, wall_time_s=time.perf_counter() - start,
-        peak_memory_mb=peak_memory_mb(),
-    )
-    return summary
-
-
-class ClassifierTask:
-    """What the classifier tasks share: the model, its optimizer, meSimp (or None), the softmax
-    loss, the timers, and the training step. `score_name`: what `evaluate`'s accuracy is, in the log."""
-
-    score_name = "acc"
-
-    def __init__(self, model, optimizer, meta, simplifier=None):
+    def __init__(self, data, model, meta):
+        self.data = data
         self.model = model
-        self.optimizer = optimizer
         self.meta = meta
-        self.simplifier = simplifier
         self.loss = SoftmaxCrossEntropy()
         self.timers = Timers()
+        self.optimizer = None
+        self.simplifier = None
+        self.rng = None  # the model's random stream (dropout, random k), set by the run
+
+    @classmethod
+    def check(cls, settings, data):
+        """What only the data can tell; the base has nothing to check."""
+
+    @classmethod
+    def simplified_pairs(cls, model):
+        raise NotImplementedError(f"{cls.name} has no meSimp net")
+
+    def current_meta(self):
+        """The model description with the current (meSimp-simplified) sizes."""
+        return dict(self.meta, hidden=self.hidden_sizes())
+
+    def model_arrays(self):
+        """What model.npz holds: each parameter's value under its name, and the description under "meta"."""
+        arrays = {param.name: param.value for param in self.model.params()}
+        arrays["meta"] = np.array(json.dumps(self.current_meta()))
+        return arrays
+
+    def summary_fields(self, settings):
+        """What the task adds to summary.json."""
+        return {}
+
+    def simplified_fields(self, saved_model, log):
+        """What a meSimp run adds to summary.json; saved_model() gives the model in model.npz."""
+        return {}
 
     def step(self, x, targets):
         """One mini-batch: gradients, then the update. Returns (summed loss, correct, predictions)."""
@@ -179,9 +141,191 @@ class ClassifierTask:
             self.model.train(True)
 
 
+@dataclass
+class Timers:
+    """Seconds summed over the run, as in the papers' tables."""
+    forward: float = 0.0
+    backward: float = 0.0
+    update: float = 0.0
+
+
+def peak_memory_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def param_count(params):
     """How many numbers the parameters hold."""
     return int(sum(param.value.size for param in params))
+
+
+@dataclass
+class Progress:
+    """Where a run is, besides its arrays: what a checkpoint's "progress" holds.
+
+    epoch, parts_done: the last part trained; shuffle_state: the shuffling generator's state at that
+    epoch's start (its permutation is drawn again on resume); metrics_lines: how many lines of
+    metrics.jsonl the checkpoint covers; best: the best dev's scores and place; the seconds so far.
+    """
+    epoch: int = 1
+    parts_done: int = 0
+    shuffle_state: dict = None
+    metrics_lines: int = 0
+    best: dict = None
+    train_seconds: float = 0.0
+    elapsed_seconds: float = 0.0
+
+
+CHECKPOINT = "checkpoint.npz"
+
+
+class Checkpoint:
+    """A run's whole state, written atomically to OUT/checkpoint.npz after each evaluation.
+
+    Arrays: every parameter ("param/NAME") and its optimizer state ("state/NAME/MOMENT"), the best
+    dev's model.npz arrays ("best/NAME"; resume writes model.npz from them, so that the two never
+    disagree), meSimp's record ("record/I/FIELD"). JSON ("progress"): `Progress`, the optimizer's step
+    count, the model's random state, the timers (each product layer's backward too), the current model
+    description (meSimp's sizes), meSimp's other record fields and original sizes.
+    """
+
+    @staticmethod
+    def write(out_dir, task, progress, best_arrays):
+        arrays = {}
+        for param in task.model.params():
+            arrays[f"param/{param.name}"] = param.value
+            arrays.update({f"state/{param.name}/{name}": value for name, value in param.state.items()})
+        arrays.update({f"best/{name}": value for name, value in (best_arrays or {}).items()})
+        records = []
+        if task.simplifier is not None:
+            for i, record in enumerate(task.simplifier.records):
+                kept = {}
+                for name, value in vars(record).items():
+                    if isinstance(value, np.ndarray):
+                        arrays[f"record/{i}/{name}"] = value
+                    else:
+                        kept[name] = value
+                records.append(kept)
+        state = dict(
+            progress=asdict(progress), optimizer_steps=task.optimizer.steps,
+            model_rng=task.rng.bit_generator.state, timers=asdict(task.timers),
+            layer_backward_seconds=[layer.backward_seconds for layer in task.product_layers()],
+            meta=task.current_meta(), records=records,
+            original_sizes=task.simplifier.original_sizes if task.simplifier is not None else None)
+        arrays["progress"] = np.array(json.dumps(state))
+        write_npz(os.path.join(out_dir, CHECKPOINT), arrays)
+
+    @staticmethod
+    def read(out_dir):
+        """(state, arrays) of OUT/checkpoint.npz, or None if the run stopped before its first evaluation."""
+        path = os.path.join(out_dir, CHECKPOINT)
+        if not os.path.exists(path):
+            return None
+        with np.load(path, allow_pickle=False) as saved:
+            arrays = {name: saved[name] for name in saved.files}
+        return json.loads(str(arrays.pop("progress"))), arrays
+
+    @staticmethod
+    def restore(task, state, arrays):
+        """Put a checkpoint's state into a task built from its model description; returns
+        (Progress, the best dev's model.npz arrays or None)."""
+        for param in task.model.params():
+            param.value[...] = arrays[f"param/{param.name}"]
+            for name in param.state:
+                param.state[name][...] = arrays[f"state/{param.name}/{name}"]
+        task.optimizer.steps = state["optimizer_steps"]
+        task.rng.bit_generator.state = state["model_rng"]
+        task.timers = Timers(**state["timers"])
+        for layer, seconds in zip(task.product_layers(), state["layer_backward_seconds"]):
+            layer.backward_seconds = seconds
+        if task.simplifier is not None:
+            task.simplifier.original_sizes = state["original_sizes"]
+            for i, (record, kept) in enumerate(zip(task.simplifier.records, state["records"])):
+                vars(record).update(kept)
+                vars(record).update({name[len(f"record/{i}/"):]: value for name, value in arrays.items()
+                                     if name.startswith(f"record/{i}/")})
+        best = {name[len("best/"):]: value for name, value in arrays.items() if name.startswith("best/")}
+        return Progress(**state["progress"]), best or None
+
+
+def train(task, settings, seed, out_dir, log=print, resumed=None):
+    """Run the epochs; write metrics.jsonl, model.npz (at best dev) and a checkpoint after each part.
+    `resumed`: (Progress, best model arrays) from a checkpoint, to go on from. Returns the summary's
+    training fields."""
+    shuffle = np.random.default_rng(seed)
+    metrics_path = os.path.join(out_dir, "metrics.jsonl")
+    progress, best_arrays = resumed or (Progress(best={"dev_acc": -1.0}), None)
+    if resumed is None:
+        open(metrics_path, "w").close()
+    start = time.perf_counter() - progress.elapsed_seconds
+    bound = DIVERGED_FACTOR * math.log(task.n_classes)
+    for epoch in range(progress.epoch, settings.epochs + 1):
+        cycle = (epoch - 1) // settings.train_cycle if task.simplifier is not None else None
+        if epoch == progress.epoch and progress.shuffle_state is not None:
+            shuffle.bit_generator.state = progress.shuffle_state  # this epoch's permutation, drawn again
+            first_part = progress.parts_done + 1
+        else:
+            first_part = 1
+            if task.simplifier is not None and epoch > 1 and (epoch - 1) % settings.train_cycle == 0:
+                task.optimizer.reset()
+        shuffle_state = shuffle.bit_generator.state
+        parts = np.array_split(shuffle.permutation(task.train_size), settings.iter_per_epoch)
+        for part in range(first_part, settings.iter_per_epoch + 1):
+            part_start = time.perf_counter()
+            with np.errstate(over="ignore", invalid="ignore"):  # a diverging run ends just below, with advice
+                loss, correct, count = train_part(task, parts[part - 1], settings.batch, f"epoch {epoch} part {part}")
+            progress.train_seconds += time.perf_counter() - part_start
+            if not loss / count <= bound:  # NaN too
+                raise TrainingDiverged(
+                    f"epoch {epoch} part {part}: the mean training loss is {loss / count:.4g} per prediction, above "
+                    f"{DIVERGED_FACTOR} x ln({task.n_classes}) = {bound:.0f} ({DIVERGED_FACTOR} times an untrained "
+                    "model's): training has diverged; lower the learning rate (--lr), or clip the gradients (a "
+                    "small --clip-bound)")
+            record = dict(epoch=epoch, part=part, train_loss=loss / count, train_acc=100.0 * correct / count)
+            record.update(evaluation(task, "dev"))
+            if task.simplifier is not None:
+                record["hidden_sizes"] = task.simplifier.sizes()  # of the model just evaluated
+            if record["dev_acc"] > progress.best["dev_acc"]:
+                record.update(evaluation(task, "test"))
+                progress.best = {key: value for key, value in record.items() if key.startswith(("dev_", "test_"))}
+                progress.best.update(epoch=epoch, part=part)
+                if task.simplifier is not None:
+                    progress.best.update(saved_hidden_sizes=record["hidden_sizes"],
+                                         saved_param_count=param_count(task.model.params()))
+                best_arrays = task.model_arrays()
+                write_npz(os.path.join(out_dir, "model.npz"), best_arrays)
+            if task.simplifier is not None and cycle % 2 == 0:
+                task.simplifier.prune()
+                record["pruned_sizes"] = task.simplifier.sizes()
+            record["elapsed_s"] = time.perf_counter() - start
+            append_jsonl(metrics_path, record)
+            progress.epoch, progress.parts_done, progress.shuffle_state = epoch, part, shuffle_state
+            progress.metrics_lines += 1
+            progress.elapsed_seconds = time.perf_counter() - start
+            Checkpoint.write(out_dir, task, progress, best_arrays)
+            log(format_record(record, settings, task.score_name))
+            if "pruned_sizes" in record:
+                log(f"  dims: {task.simplifier.describe()}")
+    best = progress.best
+    summary = {f"best_{key}" if key.startswith("dev_") else key: value
+               for key, value in best.items() if key not in ("epoch", "part", "dev_loss", "test_loss")}
+    summary.update(
+        best_epoch=best["epoch"], best_part=best["part"],
+        train_time_s=progress.train_seconds, forward_time_s=task.timers.forward,
+        backward_time_s=task.timers.backward,
+        # the papers' "backprop time": every matrix-product layer (Linear, and Conv2d, LSTM where the task has them)
+        linear_backward_time_s=sum(layer.backward_seconds for layer in task.product_layers()),
+        update_time_s=task.timers.update, wall_time_s=time.perf_counter() - start,
+        peak_memory_mb=peak_memory_mb(),
+    )
+    return summary
+
+
+def truncate_metrics(out_dir, lines):
+    """Keep the first `lines` lines of metrics.jsonl: those a checkpoint covers (a kill may have added one)."""
+    path = os.path.join(out_dir, "metrics.jsonl")
+    kept = read_jsonl_prefix(path, lines)
+    with open(path, "w", encoding="utf-8") as stream:
+        stream.write(kept)
 
 
 def evaluation(task, split):
@@ -232,16 +376,16 @@ def format_record(record, settings, score_name="acc"):
     return line + f"  {record['elapsed_s']:.1f}s"
 
 
-def write_summary(out_dir, summary):
-    write_json(os.path.join(out_dir, "summary.json"), summary)
-
-
 OPTIMIZER_CLASSES = {"adam": Adam, "adagrad": AdaGrad, "sgd": SGD}
 
 
 def make_optimizer(settings, params, train_size):
     """The optimizer nnmnist's OptType names, with its ClipBound, L2RegFactor, DecayRate and Eps."""
-    common = dict(clip_bound=settings.clip_bound, l2=settings.l2, dense_updates=settings.dense_updates)
+    common = dict(clip_bound=settings.clip_bound, l2=settings.l2, dense_updates=bool(settings.dense_updates))
     own = {"adam": {}, "adagrad": dict(eps=settings.eps),
            "sgd": dict(decay_rate=settings.decay_rate, decay_steps=train_size or 1)}[settings.optim]
     return OPTIMIZER_CLASSES[settings.optim](params, lr=settings.lr, **own, **common)
+
+
+def write_summary(out_dir, summary):
+    write_json(os.path.join(out_dir, "summary.json"), summary)

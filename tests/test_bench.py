@@ -31,6 +31,7 @@ def test_linear_bench_reports_ratios_to_both_dense_references():
             assert entry[f"vs_{reference}"] == pytest.approx(variants[reference]["median_us"] / entry["median_us"])
 
 
+@pytest.mark.data
 def test_epoch_compare_reports_medians_ratios_and_the_phases_within_each_epoch(mnist_dir):
     """benchmarks/epoch_compare.py on 300 images: each tinyprop variant's forward, backward and update
     fit within its epoch, and the printed ratios are the dense median over each variant's."""

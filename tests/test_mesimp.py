@@ -110,6 +110,7 @@ def test_a_model_pruned_below_k_is_rebuilt_with_k_capped():
     assert model.layers[0].k == 60 and model.layers[-1].k is None
 
 
+@pytest.mark.data
 def test_mlpvar_end_to_end_on_a_slice(tmp_path, mnist_dir):
     out = tmp_path / "run"
     result = CliRunner().invoke(main, [

@@ -161,6 +161,7 @@ def test_data_dir_comes_from_the_option_then_the_environment(monkeypatch):
     assert mnist.resolve_data_dir()[1] == "cache"
 
 
+@pytest.mark.data
 def test_download_verifies_the_canonical_checksums(tmp_path, monkeypatch, mnist_dir):
     """Mirrors here are file:// folders. The shared train images are a rebuilt copy whose sha256
     is not the canonical one (see the data README), so their download must be refused."""
@@ -181,6 +182,7 @@ def test_download_verifies_the_canonical_checksums(tmp_path, monkeypatch, mnist_
                                          "train-labels-idx1-ubyte.gz"]
 
 
+@pytest.mark.data
 def test_download_goes_on_to_the_next_mirror_after_a_bad_checksum(tmp_path, mnist_dir):
     folder = mnist_dir
     bad, good = tmp_path / "bad", tmp_path / "good"

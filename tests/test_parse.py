@@ -17,11 +17,6 @@ from tinyprop.layers import Cube, Embedding, Embeddings
 WORD = "{id}\t{form}\t_\t{upos}\tX\t_\t{head}\t{rel}\t_\t_"
 
 
-@pytest.fixture(scope="module")
-def ewt_dir(mnist_dir):
-    return os.path.join(os.path.dirname(mnist_dir), "ud-english-ewt")
-
-
 def test_reader_skips_multiword_tokens_and_empty_nodes(tmp_path):
     path = tmp_path / "a.conllu"
     path.write_text("# text = don't go\n"
@@ -64,6 +59,7 @@ def test_heads_that_do_not_form_a_tree_are_refused(tmp_path):
         read_conllu(str(path))
 
 
+@pytest.mark.data
 def test_oracle_reproduces_every_projective_training_tree(ewt_dir):
     sentences = read_conllu(os.path.join(ewt_dir, "en_ewt-ud-train.conllu"))
     labels = sorted({label for sentence in sentences for label in sentence.deprels})
@@ -228,6 +224,7 @@ def test_written_trees_replace_heads_relations_and_clear_enhanced_dependencies(t
     assert [tuple(line.split("\t")[6:9]) for line in lines[1:3]] == [("2", "dep", "_"), ("0", "root", "_")]
 
 
+@pytest.mark.data
 def test_parse_end_to_end_through_the_command_line(tmp_path, ewt_dir):
     out = tmp_path / "run"
     result = CliRunner().invoke(main, [
@@ -296,3 +293,22 @@ def test_greedy_parsing_takes_only_legal_transitions(tiny_treebank):
             return scores
     heads, labels = parse(PrefersLeftArcs(), sentences, vocabulary)
     assert heads == [[2, 3, 0], [2, 3, 0]] and labels[0] == [0, 0, 0]
+
+
+@pytest.mark.parametrize("word_id,head,message", [
+    ("1", "\u0661", r"line 2: HEAD '\u0661' is not a word number \(ASCII digits"),  # Arabic-Indic one: int() reads 1
+    ("1", "\u00b2", r"line 2: HEAD '\u00b2' is not a word number"),  # superscript two: isdigit(), but int() fails
+    ("1", "+2", r"line 2: HEAD '\+2' is not a word number"),
+    ("1", " 2", r"line 2: HEAD ' 2' is not a word number"),
+    ("1", "0_0", r"line 2: HEAD '0_0' is not a word number"),
+    ("\u0663", "0", r"line 2: word ID '\u0663', expected 1"),
+    ("1-\u0662", "_", r"line 2: word ID '1-\u0662', expected 1"),  # a range or an empty node is ASCII digits too
+    ("\u0661.1", "_", r"line 2: word ID '\u0661.1', expected 1"),
+])
+def test_numeric_fields_are_ascii_digits(tmp_path, word_id, head, message):
+    path = tmp_path / "bad.conllu"
+    path.write_text("# a comment\n" + WORD.format(id=word_id, form="w", upos="X", head=head, rel="root") + "\n\n",
+                    encoding="utf-8")
+    with pytest.raises(DataError, match=message) as error:
+        read_conllu(str(path))
+    assert "bad.conllu" in str(error.value)

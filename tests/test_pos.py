@@ -15,8 +15,8 @@ from tinyprop.optim import Adam
 
 
 @pytest.fixture(scope="module")
-def data_dir(mnist_dir):
-    return os.path.dirname(mnist_dir)
+def data_dir(ewt_dir):
+    return os.path.dirname(ewt_dir)
 
 
 @pytest.mark.parametrize("form, shape", [("walked", 0), ("London", 4), ("USA", 8), ("iPhone", 12), ("1990s", 2),
@@ -120,6 +120,7 @@ def train_pos(tmp_path, data_dir, *options):
     return out, json.load(open(out / "summary.json")), result.output
 
 
+@pytest.mark.data
 @pytest.mark.parametrize("net", [["--net", "lstm"], ["--net", "lstmtop", "--k", "5"]])
 def test_tagger_learns_from_a_slice_and_evaluate_reproduces_it(tmp_path, data_dir, net):
     out, summary, output = train_pos(tmp_path, data_dir, *net)
@@ -141,6 +142,7 @@ def test_tagger_learns_from_a_slice_and_evaluate_reproduces_it(tmp_path, data_di
     assert f"test: accuracy {summary['test_acc']:.2f}%" in evaluated.output
 
 
+@pytest.mark.data
 def test_lstmvar_shrinks_each_direction_on_its_own(tmp_path, data_dir):
     out, summary, output = train_pos(tmp_path, data_dir, "--net", "lstmvar", "--k", "2", "--prune", "0.2")
     forward, backward = summary["hidden_sizes"]

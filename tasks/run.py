@@ -1,0 +1,293 @@
+"""One run for every task: `run`, `resume` and `evaluate`, what the command line calls, callable from Python.
+
+    from tinyprop.tasks.run import run
+    from tinyprop.tasks.mnist import MnistSettings
+    summary = run("mnist", MnistSettings(net="mlptop", k=80, epochs=2), "runs/quick")
+
+A run goes settings -> data -> model -> task -> loop -> files. Its folder is claimed with
+os.mkdir (of two runs started on one folder, the second is refused) and locked while it
+trains; it holds config.json (the settings, the seed used and where the run came from:
+tinyprop.tasks.provenance), metrics.jsonl, model.npz (the best dev's model), checkpoint.npz
+(the whole state after the last evaluation; removed when the run ends) and, at the end,
+summary.json. `resume(folder)` goes on from the checkpoint and ends with the files the run
+would have written had it not stopped.
+"""
+import dataclasses
+import fcntl
+import glob
+import itertools
+import os
+import time
+from contextlib import contextmanager
+
+import numpy as np
+
+from tinyprop.mesimp import Simplifier
+from tinyprop.tasks import task_class
+from tinyprop.tasks.files import DataError, read_json, read_model_file, write_json, write_npz
+from tinyprop.tasks.provenance import file_record, provenance
+from tinyprop.tasks.settings import ConfigError, resolve_seed
+from tinyprop.tasks.training import CHECKPOINT, Checkpoint, make_optimizer, param_count, train, truncate_metrics, \
+    write_summary
+
+RUN_FILES = ("config.json", "metrics.jsonl", "model.npz", CHECKPOINT, "summary.json")
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C (or SIGTERM, which the command line turns into one). out_dir: its folder,
+    or None if it stopped before it had one; resumable: whether the folder holds a run to resume."""
+
+    def __init__(self, out_dir, resumable):
+        super().__init__(out_dir)
+        self.out_dir, self.resumable = out_dir, resumable
+
+
+def run(task_name, settings, out_dir=None, log=print):
+    """Train task `task_name` with `settings` (its Settings class) into the new folder `out_dir` (default:
+    runs/TASK-NET-TIME); returns the summary."""
+    cls = task_class(task_name)
+    if not isinstance(settings, cls.Settings):
+        raise ConfigError(f"the {task_name} task takes {cls.Settings.__name__}, got {type(settings).__name__}")
+    settings = settings.checked()
+    made = claim_folder(out_dir or default_folder(task_name, settings.net), default=out_dir is None)
+    out_dir = made[-1]
+    try:
+        with locked(out_dir):
+            seed = resolve_seed(settings.seed)
+            paths = cls.locate(settings)
+            data = cls.load(paths, settings.max_examples)
+            check_data(cls, settings, data)
+            meta = cls.describe(settings, data)
+            task = build_task(cls, settings, data, meta, seed)
+            write_json(os.path.join(out_dir, "config.json"),
+                       dict(task=task_name, settings=dataclasses.asdict(settings), seed_used=seed,
+                            provenance=provenance(paths)))
+            log(f"{task_name} {task.describe_run(settings)}, seed {seed}; writing to {out_dir}")
+            return finish(task, settings, seed, out_dir, train(task, settings, seed, out_dir, log), log)
+    except KeyboardInterrupt as interrupt:
+        resumable = os.path.exists(os.path.join(out_dir, "config.json"))
+        raise RunInterrupted(out_dir if resumable else None, resumable) from interrupt
+    finally:
+        for folder in reversed(made):  # the folders made for a run that stopped before writing anything go again
+            if not os.path.isdir(folder) or os.listdir(folder):
+                break
+            os.rmdir(folder)
+
+
+def resume(out_dir, log=print):
+    """Go on with the run in `out_dir` from its last checkpoint (from the start, if it stopped before its
+    first evaluation); returns the summary. The data must be the files the run started with."""
+    config_path = os.path.join(out_dir, "config.json")
+    if not os.path.isfile(config_path):
+        raise ConfigError(f"--resume {out_dir}: holds no config.json; give the folder of a run (tinyprop train's "
+                          "--out)")
+    if os.path.exists(os.path.join(out_dir, "summary.json")):
+        raise ConfigError(f"--resume {out_dir}: the run has finished (summary.json); there is nothing to resume")
+    config = read_json(config_path)
+    cls = task_class(config.get("task"), f"{config_path}: ")
+    settings = cls.Settings(**config["settings"]).checked(source={name: config_path for name in config["settings"]})
+    seed = config["seed_used"]
+    try:
+        with locked(out_dir):
+            for temporary in glob.glob(os.path.join(out_dir, ".tmp-*")):  # a write that a kill interrupted
+                os.unlink(temporary)
+            paths = unchanged_data(config, config_path)
+            saved = Checkpoint.read(out_dir)
+            meta = saved[0]["meta"] if saved else None
+            data = cls.load(paths, settings.max_examples, meta=meta)
+            task = build_task(cls, settings, data, meta or cls.describe(settings, data), seed)
+            resumed = None
+            if saved:
+                progress, best = Checkpoint.restore(task, *saved)
+                write_npz(os.path.join(out_dir, "model.npz"), best)
+                truncate_metrics(out_dir, progress.metrics_lines)
+                resumed = progress, best
+                log(f"resuming {out_dir} after epoch {progress.epoch} part {progress.parts_done}")
+            else:
+                if os.path.exists(os.path.join(out_dir, "model.npz")):
+                    os.unlink(os.path.join(out_dir, "model.npz"))
+                log(f"resuming {out_dir} from the start: it stopped before its first evaluation")
+            return finish(task, settings, seed, out_dir, train(task, settings, seed, out_dir, log, resumed), log)
+    except KeyboardInterrupt as interrupt:
+        raise RunInterrupted(out_dir, True) from interrupt
+
+
+def build_task(cls, settings, data, meta, seed):
+    """The model a description names, with its random stream, optimizer and (meSimp) simplifier, as a task."""
+    rng = np.random.default_rng(seed)
+    task = cls(data, cls.build_model(meta, rng, settings.dropout or 0.0), meta)
+    task.rng = rng
+    task.optimizer = make_optimizer(settings, task.model.params(), task.train_size)
+    if settings.net in settings.simplified_nets:
+        task.simplifier = Simplifier(cls.simplified_pairs(task.model), settings.prune)
+    return task
+
+
+def check_data(cls, settings, data):
+    """What only the data can tell, in one place, before the model is built."""
+    if settings.iter_per_epoch > data.train_size:
+        raise ConfigError(f"{settings.name_of('iter_per_epoch')}: {settings.iter_per_epoch} parts of an epoch, but "
+                          f"the training set has only {data.train_size} examples to cut into them", "iter_per_epoch")
+    cls.check(settings, data)
+
+
+def finish(task, settings, seed, out_dir, training, log):
+    """summary.json from the loop's figures and the task's; the checkpoint goes once it is written."""
+    summary = dict(task=task.name, net=settings.net, seed=seed, epochs=settings.epochs, **task.summary_fields(settings))
+    summary.update(training)
+    summary.update(param_count=param_count(task.model.params()), hidden_sizes=task.hidden_sizes())
+    if task.simplifier is not None:
+        summary.update(original_hidden_sizes=task.simplifier.original_sizes, prune=settings.prune,
+                       train_cycle=settings.train_cycle)
+        log(f"final sizes {task.simplifier.describe()}; the saved model's (best dev) {summary['saved_hidden_sizes']}")
+        summary.update(task.simplified_fields(lambda: load_model(os.path.join(out_dir, "model.npz"))[2], log))
+    write_summary(out_dir, summary)
+    os.unlink(os.path.join(out_dir, CHECKPOINT))
+    names = [key[len("best_dev_"):] for key in summary if key.startswith("best_dev_")]
+    scores, tests = (" ".join(f"{task.score_name if name == 'acc' else name} {summary[f'{split}_{name}']:.2f}"
+                              for name in names) for split in ("best_dev", "test"))
+    log(f"best dev {scores} (epoch {summary['best_epoch']} part {summary['best_part']}), test {tests}; train "
+        f"{summary['train_time_s']:.1f}s, backward of {task.product_layers_text()} "
+        f"{summary['linear_backward_time_s']:.1f}s, peak memory {summary['peak_memory_mb']:.0f} MB")
+    return summary
+
+
+def evaluate(model_path, data_dir=None, all_examples=False, output=None, log=print):
+    """Score a saved model (a model.npz, or the run folder that holds it) on dev and test: on the files it
+    was trained on, unless `data_dir` names others or they have moved, and on the run's --max-examples
+    unless `all_examples`. `output`: a file for the task's predictions on test (the parser's CoNLL-U).
+    Returns {split: (loss, score, {other: value})}."""
+    if os.path.isdir(model_path):
+        if not os.path.isfile(os.path.join(model_path, "model.npz")):
+            raise ConfigError(f"the folder {model_path} holds no model.npz; give a run's folder (tinyprop train's "
+                              "--out) or a model file")
+        model_path = os.path.join(model_path, "model.npz")
+    cls, meta, model = load_model(model_path)
+    if output and not hasattr(cls, "write_output"):
+        raise ConfigError(f"--output writes a task's predictions; {cls.name} models have none to write")
+    paths, limit = evaluation_data(cls, meta, data_dir, log, all_examples)
+    data = cls.load(paths, limit, ("dev", "test"), meta=meta)
+    cls.check_saved(meta, data)
+    task = cls(data, model, meta)
+    scores = {}
+    for split in ("dev", "test"):
+        scores[split] = task.evaluate(split)
+        loss, score, others = scores[split]
+        shown = "  ".join([f"{cls.score_name} {score:.2f}%"] + [f"{name} {value:.2f}%" for name, value in others.items()]
+                          + ([f"loss {loss:.4f}"] if not np.isnan(loss) else []))
+        log(f"{split}: {shown}  ({data.count_text(split)})")
+    if output:
+        task.write_output(output)
+        log(f"wrote {output}")
+    return scores
+
+
+def load_model(path):
+    """(task class, meta, model) of a model.npz: its description checked, its arrays put in."""
+    meta, arrays = read_model_file(path)
+    cls = task_class(meta.get("task"), f"{path}: ")
+    net = meta.get("net")
+    nets = cls.Settings.__dataclass_fields__["net"].metadata["about"].choices
+    if net not in nets:
+        raise DataError(f"{path}: net {net!r} is not a {cls.name} net ({', '.join(nets)}); the file is damaged or "
+                        "from another program")
+    for name, array in arrays.items():
+        if not np.isfinite(array).all():
+            raise DataError(f"{path}: {name} holds values that are not finite (NaN or infinite); the model is "
+                            "unusable: train it again")
+    try:
+        cls.check_description(path, meta, arrays)
+        model = cls.build_model(meta, np.random.default_rng(0))
+    except MemoryError as error:
+        raise DataError(f"{path}: the model it describes does not fit in this machine's memory") from error
+    for param in model.params():
+        if param.name not in arrays:
+            raise DataError(f"{path}: no array for {param.name}; the file does not match its model description")
+        if arrays[param.name].shape != param.shape:
+            raise DataError(f"{path}: {param.name} has shape {arrays[param.name].shape}, "
+                            f"the model description says {param.shape}")
+        param.value[...] = arrays[param.name]
+    return cls, meta, model
+
+
+def evaluation_data(cls, meta, data_dir, log, all_examples=False):
+    """The data files to score a saved model on, and how many examples of each split to take, logged.
+
+    The files: those found in `data_dir` if it is given, else the files the model was trained on while
+    they are all in place, else those found as training finds them. The count: the run's --max-examples
+    (None: all), unless `all_examples`."""
+    recorded = meta.get("data_files") or {}
+    missing = [path for path in recorded.values() if not os.path.isfile(path)]
+    if data_dir is None and recorded and not missing:
+        paths = recorded
+    else:
+        if data_dir is None and missing:
+            log(f"the model's training data is not all in place ({', '.join(missing)} missing); looking for the "
+                "data as training does")
+        paths = cls.locate(cls.Settings(data_dir=data_dir))
+    folders = sorted({os.path.dirname(os.path.abspath(path)) for path in paths.values()})
+    limit = None if all_examples else meta.get("max_examples")
+    sliced = f"; only the first {limit} of each split, as in training" if limit else ""
+    log(f"data: {', '.join(folders)}{sliced}")
+    return paths, limit
+
+
+def unchanged_data(config, config_path):
+    """The data files a run started with, checked to be the same (size and sha256) before it resumes."""
+    paths = {}
+    for key, recorded in config["provenance"]["data_files"].items():
+        try:
+            now = file_record(recorded["path"])
+        except OSError as error:
+            raise DataError(f"{recorded['path']}: the run read it ({config_path}) and it cannot be read now "
+                            f"({error.strerror}); resuming needs the same data") from error
+        if now["sha256"] != recorded["sha256"]:
+            raise DataError(f"{recorded['path']}: changed since the run started (sha256 {now['sha256'][:12]}..., "
+                            f"was {recorded['sha256'][:12]}...); resuming needs the same data")
+        paths[key] = recorded["path"]
+    return paths
+
+
+def default_folder(task_name, net):
+    return os.path.join("runs", f"{task_name}-{net}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def claim_folder(path, default=False):
+    """Make the run's folder with os.mkdir, so that of two runs started on one folder the second is refused;
+    a default name taken by a run started in the same second gets -2, -3, ... Returns the folders made,
+    outermost first (the missing parents, then the run's)."""
+    path = os.path.normpath(path)  # x/y/../z makes x/y too, which the parents' list would not see
+    made = []
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.isdir(parent):
+        made.insert(0, parent)
+        parent = os.path.dirname(parent)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    for attempt in itertools.count(1):
+        candidate = path if attempt == 1 else f"{path}-{attempt}"
+        try:
+            os.mkdir(candidate)
+            return made + [candidate]
+        except FileExistsError:
+            if default:
+                continue
+            held = [name for name in RUN_FILES if os.path.exists(os.path.join(candidate, name))]
+            what = f"holds a run ({', '.join(held)})" if held else "exists"
+            advice = f"; continue it with: tinyprop train --resume {candidate}" \
+                if "config.json" in held and "summary.json" not in held else ""
+            raise ConfigError(f"--out {candidate}: {what}; give a new folder (the run makes it){advice}") from None
+
+
+@contextmanager
+def locked(out_dir):
+    """Hold an exclusive lock on the run's folder: a second process resuming it is refused at once."""
+    handle = os.open(out_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"{out_dir}: another process is training into it") from None
+        yield
+    finally:
+        os.close(handle)
+

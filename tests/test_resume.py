@@ -1,0 +1,154 @@
+"""Checkpoints and exact resume: a run interrupted anywhere and resumed ends with the files of the run left alone."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from tinyprop.tasks import task_class
+from tinyprop.tasks.files import DataError
+from tinyprop.tasks.run import RunInterrupted, resume, run
+from tinyprop.tasks.settings import ConfigError
+from tinyprop.tasks.training import Checkpoint
+
+pytestmark = pytest.mark.data
+
+MNIST = dict(max_examples=300, epochs=2, iter_per_epoch=2, seed=3)
+POS = dict(max_examples=30, hidden=40, epochs=2, iter_per_epoch=2, seed=3)
+PARSE = dict(max_examples=60, hidden=60, batch=500, epochs=2, iter_per_epoch=2, seed=3)
+RUNS = {  # every net that trains differently, with dropout where it draws random numbers
+    "mnist-mlp": ("mnist", dict(MNIST, net="mlp", dropout=0.2)),
+    "mnist-mlptop": ("mnist", dict(MNIST, net="mlptop", k=40)),
+    "mnist-unified": ("mnist", dict(MNIST, net="mlptop", k=40, unified=True, optim="sgd", lr=0.05)),
+    "mnist-mlprand": ("mnist", dict(MNIST, net="mlprand", k=40, optim="adagrad", lr=0.01)),
+    "mnist-mlpvar": ("mnist", dict(MNIST, net="mlpvar", k=160, train_cycle=1, epochs=3, dropout=0.2)),
+    "mnist-cnntop": ("mnist", dict(MNIST, net="cnntop", k=40, max_examples=60, dropout=0.2)),
+    "pos-lstmtop": ("pos", dict(POS, net="lstmtop", k=5)),
+    "pos-lstmvar": ("pos", dict(POS, net="lstmvar", k=5, prune=0.3, train_cycle=1, epochs=3)),
+    "parse-mlptop": ("parse", dict(PARSE, net="mlptop", k=10)),
+    "parse-mlpvar": ("parse", dict(PARSE, net="mlpvar", k=20, train_cycle=1, epochs=3, prune=0.2)),
+}
+
+
+@pytest.fixture(scope="module")
+def data_root():
+    return os.environ.get("TINYPROP_DATA") or os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+
+
+def settings_of(name, data_dir):
+    task, options = RUNS[name]
+    return task, task_class(task).Settings(data_dir=data_dir, **options)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data_root):
+    """Each run left alone, once: {name: its folder}."""
+    folders = {}
+
+    def get(name):
+        if name not in folders:
+            task, settings = settings_of(name, data_root)
+            folders[name] = str(tmp_path_factory.mktemp(name) / "run")
+            run(task, settings, folders[name], log=lambda line: None)
+        return folders[name]
+    return get
+
+
+class Stop:
+    """Raise KeyboardInterrupt at the n-th call of a function, before it or after it returns."""
+
+    def __init__(self, monkeypatch, owner, name, n, after=False):
+        self.calls, self.n, self.after = 0, n, after
+        original = getattr(owner, name)
+
+        def wrapped(*args, **kwargs):
+            self.calls += 1
+            if self.calls == self.n and not self.after:
+                raise KeyboardInterrupt
+            result = original(*args, **kwargs)
+            if self.calls == self.n:
+                raise KeyboardInterrupt
+            return result
+        monkeypatch.setattr(owner, name, staticmethod(wrapped) if isinstance(owner.__dict__.get(name), staticmethod)
+                            else wrapped)
+
+
+def interrupt_and_resume(tmp_path, monkeypatch, data_root, name, where, n):
+    """Run `name`, interrupted as `where` says at its n-th occasion, then resume it; returns the folder."""
+    task, settings = settings_of(name, data_root)
+    cls = task_class(task)
+    with monkeypatch.context() as patch:
+        if where == "in a part":  # the n-th training step
+            Stop(patch, cls, "train_step", n)
+        elif where == "after a save":  # right after the n-th checkpoint
+            Stop(patch, Checkpoint, "write", n, after=True)
+        elif where == "before a save":  # after the n-th metrics line and model.npz, before its checkpoint
+            Stop(patch, Checkpoint, "write", n)
+        with pytest.raises(RunInterrupted) as stopped:
+            run(task, settings, str(tmp_path / "run"), log=lambda line: None)
+    assert stopped.value.out_dir == str(tmp_path / "run") and stopped.value.resumable
+    open(tmp_path / "run" / ".tmp-abc123model.npz", "wb").close()  # what a kill during a write leaves
+    summary = resume(str(tmp_path / "run"), log=lambda line: None)
+    assert not (tmp_path / "run" / ".tmp-abc123model.npz").exists()
+    assert summary["test_acc"] == json.load(open(tmp_path / "run" / "summary.json"))["test_acc"]
+    return tmp_path / "run"
+
+
+def assert_same_run(resumed, alone):
+    """The same model.npz bit for bit, the same metrics lines and summary values, times aside."""
+    with np.load(os.path.join(resumed, "model.npz")) as a, np.load(os.path.join(alone, "model.npz")) as b:
+        assert sorted(a.files) == sorted(b.files)
+        for name in a.files:
+            assert np.array_equal(a[name], b[name]), name
+
+    def untimed(record):
+        return {key: value for key, value in record.items()
+                if not key.endswith(("_s", "_mb")) and key != "decode_speedup"}
+    lines = [[untimed(json.loads(line)) for line in open(os.path.join(folder, "metrics.jsonl"))]
+             for folder in (resumed, alone)]
+    assert lines[0] == lines[1]
+    summaries = [untimed(json.load(open(os.path.join(folder, "summary.json")))) for folder in (resumed, alone)]
+    assert summaries[0] == summaries[1]
+    assert not os.path.exists(os.path.join(resumed, "checkpoint.npz"))
+
+
+CASES = [  # (run, where, n): a part's step, right after or before a checkpoint, and the first part
+    ("mnist-mlp", "in a part", 40), ("mnist-mlp", "in a part", 3),
+    ("mnist-mlptop", "after a save", 1), ("mnist-mlptop", "before a save", 2), ("mnist-mlptop", "in a part", 50),
+    ("mnist-unified", "in a part", 20),
+    ("mnist-mlprand", "after a save", 2),
+    ("mnist-mlpvar", "in a part", 40), ("mnist-mlpvar", "before a save", 3), ("mnist-mlpvar", "after a save", 4),
+    ("mnist-cnntop", "in a part", 5),
+    ("pos-lstmtop", "in a part", 25), ("pos-lstmtop", "before a save", 1),
+    ("pos-lstmvar", "after a save", 2), ("pos-lstmvar", "in a part", 50),
+    ("parse-mlptop", "in a part", 3), ("parse-mlptop", "after a save", 2),
+    ("parse-mlpvar", "before a save", 3), ("parse-mlpvar", "in a part", 8),
+]
+
+
+@pytest.mark.parametrize("name, where, n", CASES)
+def test_a_resumed_run_ends_as_the_run_left_alone(tmp_path, monkeypatch, data_root, uninterrupted, name, where, n):
+    resumed = interrupt_and_resume(tmp_path, monkeypatch, data_root, name, where, n)
+    assert_same_run(resumed, uninterrupted(name))
+
+
+def test_resume_refuses_a_finished_run_and_a_folder_without_one(tmp_path, uninterrupted):
+    with pytest.raises(ConfigError, match="has finished"):
+        resume(uninterrupted("mnist-mlptop"))
+    with pytest.raises(ConfigError, match="holds no config.json"):
+        resume(str(tmp_path))
+
+
+def test_resume_refuses_data_that_changed_since_the_run_started(tmp_path, monkeypatch, data_root):
+    treebank = tmp_path / "data"
+    shutil.copytree(os.path.join(data_root, "ud-english-ewt"), treebank)
+    _, settings = settings_of("pos-lstmtop", str(treebank))
+    with monkeypatch.context() as patch:
+        Stop(patch, Checkpoint, "write", 1, after=True)
+        with pytest.raises(RunInterrupted):
+            run("pos", settings, str(tmp_path / "run"), log=lambda line: None)
+    with open(treebank / "en_ewt-ud-dev.conllu", "a") as stream:
+        stream.write("# an added comment\n")
+    with pytest.raises(DataError, match="en_ewt-ud-dev.conllu: changed since the run started"):
+        resume(str(tmp_path / "run"))
