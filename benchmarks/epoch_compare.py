@@ -23,8 +23,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from tinyprop.tasks.config import make_settings  # noqa: E402
-from tinyprop.tasks.mnist import Mnist, MnistTask, build_mlp, locate_files, scale_pixels  # noqa: E402
+from tinyprop.tasks.mnist import Mnist, MnistSettings, MnistTask, build_mlp, locate_files, scale_pixels  # noqa: E402
 from tinyprop.tasks.training import Timers, make_optimizer  # noqa: E402
 
 SIZES = [784, 500, 500, 10]
@@ -33,10 +32,10 @@ BATCH = 10
 
 
 def tinyprop_epoch(net, k, data, seed, unified=False):
-    settings = make_settings({}, dict(net=net, k=None if net == "mlp" else k, unified=unified))
+    settings = MnistSettings(net=net, k=None if net == "mlp" else k, unified=unified).checked()
     model = build_mlp(SIZES, net, k, unified, rng=np.random.default_rng(seed))
-    optimizer = make_optimizer(settings, model.params(), data.splits["train"][1].shape[0])
-    task = MnistTask(data, model, optimizer, meta=dict(net=net))
+    task = MnistTask(data, model, meta=dict(net=net, sizes=SIZES))
+    task.optimizer = make_optimizer(settings, model.params(), task.train_size)
     order_rng = np.random.default_rng(seed)
     task.train_step(np.arange(BATCH))  # compile the kernels (or load them from Numba's cache) before any timing
 

@@ -10,6 +10,7 @@ scores UAS and LAS without punctuation (UPOS PUNCT).
 Words are lower-cased; those seen fewer than twice in training share the UNKNOWN id.
 """
 import collections
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -190,6 +191,9 @@ class ParseSettings(Settings):
         if self.meprop and not self.k < self.hidden:
             fail("k", f"k must be smaller than the hidden size {self.hidden}, got {self.k}")
 
+    def resolved(self):
+        return dataclasses.replace(self, k_out=self.k_out or self.k)
+
 
 class ParseData:
     """The treebank's sentences, the vocabulary (from the training sentences, or a saved model's) and, with
@@ -239,14 +243,14 @@ class ParseTask(Task):
 
     @classmethod
     def check(cls, settings, data):
-        k_out = settings.k_out or settings.k
+        k_out = settings.k_out
         if k_out is not None and not k_out < data.n_transitions:
             raise ConfigError(f"--k-out: must be smaller than the {data.n_transitions} transitions, got {k_out}",
                               "k_out")
 
     @classmethod
     def describe(cls, settings, data):
-        return dict(task="parse", net=settings.net, k=settings.k, k_out=settings.k_out or settings.k,
+        return dict(task="parse", net=settings.net, k=settings.k, k_out=settings.k_out,
                     hidden=settings.hidden, vocabulary=data.vocabulary.to_json(),
                     **training_data(data.paths, settings.max_examples))
 

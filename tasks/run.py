@@ -13,6 +13,7 @@ summary.json. `resume(folder)` goes on from the checkpoint and ends with the fil
 would have written had it not stopped.
 """
 import dataclasses
+import errno
 import fcntl
 import glob
 import itertools
@@ -162,9 +163,10 @@ def evaluate(model_path, data_dir=None, all_examples=False, output=None, log=pri
             raise ConfigError(f"the folder {model_path} holds no model.npz; give a run's folder (tinyprop train's "
                               "--out) or a model file")
         model_path = os.path.join(model_path, "model.npz")
-    cls, meta, model = load_model(model_path)
-    if output and not hasattr(cls, "write_output"):
-        raise ConfigError(f"--output writes a task's predictions; {cls.name} models have none to write")
+    meta, arrays = read_model_file(model_path)
+    if output and not hasattr(task_class(meta.get("task"), f"{model_path}: "), "write_output"):
+        raise ConfigError(f"--output writes a task's predictions; {meta['task']} models have none to write")
+    cls, meta, model = build_saved(model_path, *checked_description(model_path, meta, arrays))
     paths, limit = evaluation_data(cls, meta, data_dir, log, all_examples)
     data = cls.load(paths, limit, ("dev", "test"), meta=meta)
     cls.check_saved(meta, data)
@@ -173,7 +175,8 @@ def evaluate(model_path, data_dir=None, all_examples=False, output=None, log=pri
     for split in ("dev", "test"):
         scores[split] = task.evaluate(split)
         loss, score, others = scores[split]
-        shown = "  ".join([f"{cls.score_name} {score:.2f}%"] + [f"{name} {value:.2f}%" for name, value in others.items()]
+        title = "accuracy" if cls.score_name == "acc" else cls.score_name.upper()
+        shown = "  ".join([f"{title} {score:.2f}%"] + [f"{name.upper()} {value:.2f}%" for name, value in others.items()]
                           + ([f"loss {loss:.4f}"] if not np.isnan(loss) else []))
         log(f"{split}: {shown}  ({data.count_text(split)})")
     if output:
@@ -184,7 +187,16 @@ def evaluate(model_path, data_dir=None, all_examples=False, output=None, log=pri
 
 def load_model(path):
     """(task class, meta, model) of a model.npz: its description checked, its arrays put in."""
-    meta, arrays = read_model_file(path)
+    return build_saved(path, *read_saved(path))
+
+
+def read_saved(path):
+    """(task class, meta, arrays) of a model.npz, the description checked against the arrays."""
+    return checked_description(path, *read_model_file(path))
+
+
+def checked_description(path, meta, arrays):
+    """(task class, meta, arrays), once the task and net are known, the arrays finite, the sizes as they say."""
     cls = task_class(meta.get("task"), f"{path}: ")
     net = meta.get("net")
     nets = cls.Settings.__dataclass_fields__["net"].metadata["about"].choices
@@ -195,8 +207,13 @@ def load_model(path):
         if not np.isfinite(array).all():
             raise DataError(f"{path}: {name} holds values that are not finite (NaN or infinite); the model is "
                             "unusable: train it again")
+    cls.check_description(path, meta, arrays)
+    return cls, meta, arrays
+
+
+def build_saved(path, cls, meta, arrays):
+    """The model of a checked description, with the saved arrays put in."""
     try:
-        cls.check_description(path, meta, arrays)
         model = cls.build_model(meta, np.random.default_rng(0))
     except MemoryError as error:
         raise DataError(f"{path}: the model it describes does not fit in this machine's memory") from error
@@ -260,6 +277,8 @@ def claim_folder(path, default=False):
     made = []
     parent = os.path.dirname(os.path.abspath(path))
     while not os.path.isdir(parent):
+        if os.path.exists(parent):
+            raise NotADirectoryError(errno.ENOTDIR, f"{parent} is a file, not a folder", path)
         made.insert(0, parent)
         parent = os.path.dirname(parent)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

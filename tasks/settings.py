@@ -161,10 +161,14 @@ class Settings:
             elif f.name in given and f.name not in source:
                 fail(f.name, f"{unused[f.name]} does not use it; leave it out")
         self.check(fail)
-        return dataclasses.replace(self, **{name: None for name, ignorer in unused.items() if ignorer})
+        return dataclasses.replace(self, **{name: None for name, ignorer in unused.items() if ignorer}).resolved()
 
     def check(self, fail):
         """Checks across fields (subclasses add theirs); `fail(name, problem)` raises."""
+
+    def resolved(self):
+        """The settings with defaults that follow from other fields filled in (subclasses: the parser's k_out)."""
+        return self
 
     @classmethod
     def defaults_for(cls, name):
@@ -267,7 +271,7 @@ def read_nnmnist_config(cls, path):
     for key, value in raw.items():
         if key not in keys:
             close = get_close_matches(key, keys, n=1)
-            hint = f"; did you mean {close[0]}?" if close else f"; the keys are {', '.join(keys)}"
+            hint = f"; did you mean {close[0]}?" if close else f"; the keys are {', '.join(sorted(keys))}"
             raise ConfigError(f"{path}: unknown key {key!r}{hint}")
         name = keys[key]
         kind = value_type(cls.__dataclass_fields__[name])

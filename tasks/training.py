@@ -81,6 +81,10 @@ class Task:
         """What only the data can tell; the base has nothing to check."""
 
     @classmethod
+    def check_saved(cls, meta, data):
+        """What only the data can tell about scoring a saved model on it; the base has nothing to check."""
+
+    @classmethod
     def simplified_pairs(cls, model):
         raise NotImplementedError(f"{cls.name} has no meSimp net")
 

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from tinyprop.tasks.files import (DataError, append_jsonl, check_writable, evaluation_data, load_parameters, write_bytes,
+from tinyprop.tasks.files import (DataError, append_jsonl, check_writable, write_bytes,
                          write_json)
 from tinyprop.layers import Linear, Sequential
 
@@ -41,19 +41,3 @@ def test_a_file_is_writable_where_its_nearest_existing_folder_is(tmp_path):
     with pytest.raises(NotADirectoryError) as raised:
         check_writable(str(tmp_path / "file" / "parsed.conllu"))
     assert raised.value.filename == str(tmp_path / "file" / "parsed.conllu")
-
-
-def test_load_parameters_refuses_an_array_of_another_shape_even_if_it_broadcasts():
-    model = Sequential([Linear(3, 4, rng=np.random.default_rng(0), name="a")])
-    arrays = {param.name: param.value.copy() for param in model.params()}
-    arrays["a.weight"] = np.ones((1, 3), np.float32)  # would broadcast over the 4 rows
-    with pytest.raises(DataError, match=r"m.npz: a.weight has shape \(1, 3\), the model description says \(4, 3\)"):
-        load_parameters("m.npz", model, arrays)
-
-
-def test_a_given_data_dir_is_used_without_mentioning_the_missing_recorded_files(tmp_path):
-    meta = dict(data_files=dict(test=str(tmp_path / "gone.conllu")), max_examples=None)
-    lines = []
-    found = dict(dev="/data/dev.conllu", test="/data/test.conllu")
-    assert evaluation_data(meta, "/data", lambda data_dir: found, lines.append) == (found, None)
-    assert lines == ["data: /data"]

@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from tinyprop.cli import main
-from tinyprop.tasks.mnist import build_mlp, load_model
+from tinyprop.tasks.mnist import build_mlp
+from tinyprop.tasks.run import load_model
 from tinyprop.mesimp import LinearActivityRecord, Simplifier
 from tinyprop.layers import Linear, SoftmaxCrossEntropy
 from tinyprop.optim import Adam
@@ -127,7 +128,7 @@ def test_mlpvar_end_to_end_on_a_slice(tmp_path, mnist_dir):
                for before, after in zip(records, records[1:]))
     final = summary["hidden_sizes"]
     assert final == records[-1]["pruned_sizes"] and summary["original_hidden_sizes"] == [500, 500]
-    _, saved = load_model(out / "model.npz")  # the model whose test score the summary reports
+    _, _, saved = load_model(out / "model.npz")  # the model whose test score the summary reports
     best = [r for r in records if (r["epoch"], r["part"]) == (summary["best_epoch"], summary["best_part"])][0]
     assert summary["saved_hidden_sizes"] == best["hidden_sizes"] == [layer.n_out for layer in saved.layers
                                                                      if isinstance(layer, Linear)][:-1]

@@ -199,6 +199,6 @@ def test_decoding_seconds_puts_the_task_model_back():
     class Data:
         splits = {"test": (np.zeros((3, 784), np.uint8), np.zeros(3, np.uint8))}
     model = mnist.build_mlp([784, 5, 10], rng=np.random.default_rng(0))
-    task = mnist.MnistTask(Data(), model, None, dict(net="mlp", sizes=[784, 5, 10]))
+    task = mnist.MnistTask(Data(), model, dict(net="mlp", sizes=[784, 5, 10]))
     assert task.decoding_seconds(mnist.build_mlp([784, 7, 10], rng=np.random.default_rng(1)), repeats=1) > 0
     assert task.model is model

@@ -8,10 +8,21 @@ from click.testing import CliRunner
 
 from tinyprop.cli import main
 from tinyprop.tasks.conllu import Sentence, locate_treebank, read_conllu
-from tinyprop.tasks.files import DataError, model_file_arrays, read_model_file, write_npz
-from tinyprop.tasks.pos import UNKNOWN, TaggerModel, TaggerTask, TagVocabulary, load_model, word_shape
+from tinyprop.tasks.pos import UNKNOWN, TaggerData, TaggerModel, TaggerTask, TagVocabulary, word_shape
+from tinyprop.tasks.run import load_model
 from tinyprop.layers import SoftmaxCrossEntropy
 from tinyprop.optim import Adam
+
+
+def tagging(sentences, vocabulary, model, meta=None):
+    """The tagging task on some splits' sentences, as evaluation makes it."""
+    return TaggerTask(TaggerData({}, sentences, vocabulary), model, meta or {})
+
+
+def saved_tagger(path):
+    """(meta, vocabulary, model) of a saved tagger."""
+    _, meta, model = load_model(path)
+    return meta, TagVocabulary.from_json(meta["vocabulary"]), model
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +61,7 @@ def test_tagger_loss_is_the_mean_over_the_words_whose_tag_was_seen_in_training()
     ids, tags = vocabulary.encode(dev)
     model.train(False)
     expected = SoftmaxCrossEntropy().forward(model.forward(ids)[:2], tags[:2]) / 2
-    loss, _, _ = TaggerTask({"dev": [dev]}, vocabulary, model, None, {}).evaluate("dev")
+    loss, _, _ = tagging({"dev": [dev]}, vocabulary, model, {}).evaluate("dev")
     assert loss == pytest.approx(expected, rel=1e-6)
 
 
@@ -65,7 +76,7 @@ def test_evaluation_tags_sentences_of_one_length_together_and_scores_as_one_at_a
     words = ["the", "cat", "dog", "sat", "ran", "a", "."]
     tags = ["DT", "NN", "VBD", ".", "UH"]  # UH: unseen in training
     dev = [Sentence(forms=list(rng.choice(words, n)), xpos=list(rng.choice(tags, n))) for n in (3, 5, 3, 1, 3, 5)]
-    task = TaggerTask({"dev": dev}, vocabulary, model, None, {})
+    task = tagging({"dev": dev}, vocabulary, model, {})
     shapes = sorted(ids.shape for ids, _ in task._batches_of_one_length("dev"))
     assert shapes == [(1, 1, 3), (1, 3, 3), (2, 3, 3), (2, 5, 3)]  # at most 2 sentences of one length a batch
     loss = correct = scored = 0
@@ -102,8 +113,8 @@ def test_tagger_dropout_acts_in_training_only_and_evaluation_turns_it_off():
     ahead, behind = model.bilstm.directions
     kept = np.concatenate([ahead.hidden, behind.hidden[::-1]], axis=1) * scale
     np.testing.assert_allclose(model.output.weight.grad, dlogits.T @ kept, rtol=1e-5, atol=1e-7)
-    task = TaggerTask({"dev": sentences}, vocabulary, model, None, {})
-    assert task.evaluate("dev")[:2] == TaggerTask({"dev": sentences}, vocabulary, plain, None, {}).evaluate("dev")[:2]
+    task = tagging({"dev": sentences}, vocabulary, model, {})
+    assert task.evaluate("dev")[:2] == tagging({"dev": sentences}, vocabulary, plain, {}).evaluate("dev")[:2]
     assert model.dropout.training  # evaluation turned dropout back on for training
     with pytest.raises(KeyError):
         task.evaluate("test")  # a split it does not have: fails inside the evaluation
@@ -124,17 +135,17 @@ def train_pos(tmp_path, data_dir, *options):
 @pytest.mark.parametrize("net", [["--net", "lstm"], ["--net", "lstmtop", "--k", "5"]])
 def test_tagger_learns_from_a_slice_and_evaluate_reproduces_it(tmp_path, data_dir, net):
     out, summary, output = train_pos(tmp_path, data_dir, *net)
-    config = json.load(open(out / "config.json"))  # the settings the tagger used, not the MNIST ones
+    config = json.load(open(out / "config.json"))["settings"]  # the settings the tagger used, not the MNIST ones
     assert config["hidden"] == 32 and not {"layers", "label_count", "unified", "k_out"} & set(config)
-    assert output.splitlines()[-1].startswith(f"best dev {summary['best_dev_acc']:.2f} (epoch ")
+    assert output.splitlines()[-1].startswith(f"best dev acc {summary['best_dev_acc']:.2f} (epoch ")
     assert output.endswith(f", peak memory {summary['peak_memory_mb']:.0f} MB\n")
     # 500 sentences, hidden 32, 3 epochs, seed 1: 81.0 (lstmtop k=5) and 81.4 (lstm) here; with the
     # LSTM's backward returning zeros (only the output layer learns) 19.1
     assert summary["test_acc"] > 76.0 and summary["hidden_sizes"] == [32, 32]
     assert summary["linear_backward_time_s"] > 0
-    meta, vocabulary, model = load_model(str(out / "model.npz"))  # the saved model is the best dev's
+    meta, vocabulary, model = saved_tagger(str(out / "model.npz"))  # the saved model is the best dev's
     dev = read_conllu(locate_treebank(data_dir)["dev"])[:500]
-    assert TaggerTask({"dev": dev}, vocabulary, model, None, meta).evaluate("dev")[1] == summary["best_dev_acc"]
+    assert tagging({"dev": dev}, vocabulary, model, meta).evaluate("dev")[1] == summary["best_dev_acc"]
     evaluated = CliRunner().invoke(main, ["evaluate", "--model", str(out / "model.npz"), "--data-dir", data_dir])
     assert evaluated.exit_code == 0, evaluated.output
     # the first 500 sentences of each split, as in training: the run's scores again
@@ -147,34 +158,26 @@ def test_lstmvar_shrinks_each_direction_on_its_own(tmp_path, data_dir):
     out, summary, output = train_pos(tmp_path, data_dir, "--net", "lstmvar", "--k", "2", "--prune", "0.2")
     forward, backward = summary["hidden_sizes"]
     assert summary["original_hidden_sizes"] == [32, 32] and forward < 32 and backward < 32
-    assert f"final hidden sizes (forward, backward) {forward}(32) {backward}(32)" in output
+    assert f"final sizes {forward}(32) {backward}(32)" in output
     assert summary["test_acc"] > 45.0
     evaluated = CliRunner().invoke(main, ["evaluate", "--model", str(out / "model.npz"), "--data-dir", data_dir])
     assert evaluated.exit_code == 0, evaluated.output
     assert "test: accuracy" in evaluated.output
     # the saved model is the one the summary scores, with its sizes (before later prunings)
-    meta, vocabulary, model = load_model(str(out / "model.npz"))
+    meta, vocabulary, model = saved_tagger(str(out / "model.npz"))
     assert model.hidden_sizes() == summary["saved_hidden_sizes"]
     dev = read_conllu(locate_treebank(data_dir)["dev"])[:500]
-    assert TaggerTask({"dev": dev}, vocabulary, model, None, meta).evaluate("dev")[1] == summary["best_dev_acc"]
+    assert tagging({"dev": dev}, vocabulary, model, meta).evaluate("dev")[1] == summary["best_dev_acc"]
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--net", "lstmtop", "--k", "40"], "k must be at least 1 and smaller than the hidden size 32"),
+    (["--net", "lstmtop", "--k", "40"], "Error: --k: k must be smaller than the hidden size 32, got 40"),
     (["--net", "lstm", "--batch", "0"], "Error: --batch: must be at least 1"),
 ])
 def test_bad_settings_stop_before_training(tmp_path, options, message):
     result = CliRunner().invoke(main, ["train", "pos", *options, "--hidden", "32", "--out", str(tmp_path / "x")])
     assert result.exit_code != 0 and message in result.output
     assert not (tmp_path / "x").exists()
-
-
-def test_a_model_file_of_another_task_is_refused(tmp_path):
-    path = tmp_path / "model.npz"
-    write_npz(str(path), model_file_arrays([], dict(task="parse")))
-    assert read_model_file(str(path), "parse")[0] == dict(task="parse")
-    with pytest.raises(DataError, match="a model of task 'parse', not pos"):
-        load_model(str(path))
 
 
 def tagger_setup():
@@ -187,7 +190,8 @@ def test_a_tagger_step_sums_its_sentences_gradients_into_one_update():
     vocabulary, model = tagger_setup()
     sentences = [Sentence(forms=["The", "cat", "sat"], xpos=["DT", "NN", "VBD"]), Sentence(forms=["sat"], xpos=["VBD"])]
     optimizer = Adam(model.params(), lr=0.01)
-    task = TaggerTask({"train": sentences}, vocabulary, model, optimizer, {})
+    task = tagging({"train": sentences}, vocabulary, model)
+    task.optimizer = optimizer
     expected_loss = expected_correct = 0
     for index in (0, 1):  # each sentence's loss and gradients alone, summed
         sentence_loss, sentence_correct = task.accumulate(*task.encoded["train"][index])
@@ -209,5 +213,5 @@ def test_tagger_accuracy_counts_an_unseen_tag_as_an_error():
     vocabulary, model = tagger_setup()
     model.output.bias.value[vocabulary.tags.index("DT")] = 100.0  # every word is tagged DT
     dev = Sentence(forms=["The", "cat", "sat"], xpos=["DT", "NN", "UH"])  # UH: unseen in training
-    _, accuracy, _ = TaggerTask({"dev": [dev]}, vocabulary, model, None, {}).evaluate("dev")
+    _, accuracy, _ = tagging({"dev": [dev]}, vocabulary, model, {}).evaluate("dev")
     assert accuracy == pytest.approx(100.0 / 3)  # 1 of 3 words, not 1 of the 2 whose tag is known

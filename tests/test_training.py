@@ -7,9 +7,11 @@ import time
 import numpy as np
 import pytest
 
-from tinyprop.tasks.config import ConfigError, make_settings
-from tinyprop.tasks.training import (ERASE_LAST_LINE, Timers, TrainingDiverged, format_record, make_optimizer, peak_memory_mb,
-                            start_run, train)
+from tinyprop.tasks.mnist import MnistSettings
+from tinyprop.tasks.run import check_data
+from tinyprop.tasks.settings import ConfigError
+from tinyprop.tasks.training import (ERASE_LAST_LINE, Task, Timers, TrainingDiverged, format_record, make_optimizer,
+                                     peak_memory_mb, train)
 from tinyprop.optim import SGD, AdaGrad, Adam
 from tinyprop.parameter import Parameter
 
@@ -20,12 +22,16 @@ class ScriptedTask:
     and the task is its own optimizer and simplifier (it records when they are called)."""
 
     train_size = 4
+    n_classes = 10
     score_name = "acc"
     meta = {"data_files": {}}
+    records = []
+    original_sizes = [1]
 
     def __init__(self, dev_scores=None, simplified=True, loss=0.0, correct=0, eval_seconds=0.0):
         self.simplifier = self if simplified else None
         self.optimizer = self.model = self
+        self.rng = np.random.default_rng(0)
         self.dev_scores = list(dev_scores or [])
         self.loss, self.correct, self.eval_seconds = loss, correct, eval_seconds
         self.steps = self.prunings = self.test_evaluations = 0
@@ -64,10 +70,17 @@ class ScriptedTask:
     def model_arrays(self):
         return {"w": np.zeros(1)}
 
+    def current_meta(self):
+        return self.meta
+
+
+def make_settings(options):
+    return MnistSettings(**options).checked()
+
 
 def test_the_test_score_reported_is_the_one_at_the_first_best_dev(tmp_path):
     task = ScriptedTask([50.0, 70.0, 70.0, 60.0], simplified=False)
-    settings = make_settings({}, dict(net="mlptop", epochs=2, iter_per_epoch=2, batch=2))
+    settings = make_settings(dict(net="mlptop", epochs=2, iter_per_epoch=2, batch=2))
     summary = train(task, settings, seed=0, out_dir=str(tmp_path), log=lambda line: None)
     assert task.test_evaluations == 2  # after dev 50 (better than nothing) and 70; not after the tie or 60
     assert (summary["best_epoch"], summary["best_part"]) == (1, 2)
@@ -76,7 +89,7 @@ def test_the_test_score_reported_is_the_one_at_the_first_best_dev(tmp_path):
 
 def test_cycles_prune_in_even_cycles_and_reset_the_optimizer_at_each_cycle_start(tmp_path):
     task = ScriptedTask()
-    settings = make_settings({}, dict(net="mlpvar", epochs=5, train_cycle=2, iter_per_epoch=2, batch=2))
+    settings = make_settings(dict(net="mlpvar", epochs=5, train_cycle=2, iter_per_epoch=2, batch=2))
     lines = []
     train(task, settings, seed=0, out_dir=str(tmp_path), log=lines.append)
     records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
@@ -87,15 +100,14 @@ def test_cycles_prune_in_even_cycles_and_reset_the_optimizer_at_each_cycle_start
 
 
 def test_more_parts_than_examples_is_a_config_error(tmp_path):
-    settings = make_settings({}, dict(net="mlpvar", epochs=1, iter_per_epoch=5))
-    with pytest.raises(ConfigError, match=r"--iter-per-epoch \(IterPerEpoch\): 5 parts of an epoch, "
+    settings = make_settings(dict(net="mlpvar", epochs=1, iter_per_epoch=5))
+    with pytest.raises(ConfigError, match=r"IterPerEpoch \(--iter-per-epoch\): 5 parts of an epoch, "
                                           r"but the training set has only 4 examples"):
-        start_run(ScriptedTask(), settings, seed=0, out_dir=str(tmp_path / "run"))
-    assert not (tmp_path / "run").exists()
+        check_data(Task, settings, ScriptedTask())
 
 
 def run_scripted(tmp_path, task, **options):
-    settings = make_settings({}, dict(dict(net="mlp", epochs=1, iter_per_epoch=2, batch=2), **options))
+    settings = make_settings(dict(dict(net="mlp", epochs=1, iter_per_epoch=2, batch=2), **options))
     return train(task, settings, seed=0, out_dir=str(tmp_path), log=lambda line: None)
 
 
@@ -131,7 +143,7 @@ def test_on_a_terminal_each_finished_progress_bar_is_erased_for_the_log_line(tmp
     terminal, lines = Terminal(), []
     monkeypatch.setattr("sys.stderr", terminal)
     monkeypatch.setenv("COLUMNS", str(columns))
-    settings = make_settings({}, dict(net="mlp", epochs=1, iter_per_epoch=2, batch=1))
+    settings = make_settings(dict(net="mlp", epochs=1, iter_per_epoch=2, batch=1))
     train(ScriptedTask(simplified=False), settings, seed=0, out_dir=str(tmp_path),
           log=lambda line: lines.append((line, terminal.screen)))
     for part, (line, bars) in enumerate(lines, 1):
@@ -148,13 +160,17 @@ def test_without_a_terminal_no_bar_is_drawn(tmp_path, monkeypatch):
     assert stream.getvalue() == ""
 
 
-def test_an_infinite_training_loss_is_divergence(tmp_path):
-    with pytest.raises(TrainingDiverged, match="the training loss is inf"):
-        run_scripted(tmp_path, ScriptedTask(simplified=False, loss=float("inf")))
+@pytest.mark.parametrize("loss, shown", [(float("inf"), "inf"), (float("nan"), "nan"), (2 * 231.0, "231")])
+def test_a_training_loss_far_above_an_untrained_models_is_divergence(tmp_path, loss, shown):
+    # two examples a part: a mean loss of 231 per example is above 100 x ln(10) = 230.3
+    with pytest.raises(TrainingDiverged, match=f"epoch 1 part 1: the mean training loss is {shown} per prediction, "
+                                               r"above 100 x ln\(10\) = 230 \(100 times an untrained model's\)"):
+        run_scripted(tmp_path, ScriptedTask(simplified=False, loss=loss))
+    run_scripted(tmp_path, ScriptedTask(simplified=False, loss=2 * 230.0))  # just below: trains on
 
 
 def test_format_record_marks_only_lines_with_a_test_score():
-    settings = make_settings({}, {})
+    settings = make_settings({})
     record = dict(epoch=1, part=2, train_loss=0.5, train_acc=80.0, dev_loss=0.25, dev_acc=90.0, elapsed_s=1.25)
     assert format_record(record, settings) == \
         "epoch  1 part 2/8  train loss 0.5000 acc 80.00  dev loss 0.2500 acc 90.00  1.2s"
@@ -172,7 +188,7 @@ def test_peak_memory_is_in_megabytes():
 def test_make_optimizer_passes_every_setting_on():
     def made(**options):
         param = Parameter(np.zeros((2, 2), np.float32), "w")
-        return make_optimizer(make_settings({}, options), [param], 300)
+        return make_optimizer(make_settings(options), [param], 300)
     adagrad = made(net="mlptop", optim="adagrad", eps=1e-3, dense_updates=True, clip_bound=2.0, l2=0.01, lr=0.05)
     assert isinstance(adagrad, AdaGrad)
     assert (adagrad.eps, adagrad.dense_updates, adagrad.clip_bound, adagrad.l2, adagrad.lr) == (1e-3, True, 2.0, 0.01,
