@@ -2,7 +2,8 @@
 
 It imports the tasks (and with them numpy and Numba) only when a command needs them, inside the
 handling of Ctrl-C, so that Ctrl-C at any moment ends with one line, not a traceback. SIGTERM
-ends a run as Ctrl-C does, with the shell's code for it (143; Ctrl-C: 130).
+ends a run as Ctrl-C does (tinyprop.__main__ sets that up), with the shell's code for it (143;
+Ctrl-C: 130).
 """
 import os
 
@@ -12,6 +13,7 @@ import os
 # with one). Set before numpy is imported, which reads it once.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import inspect  # noqa: E402
 import json  # noqa: E402
 import signal  # noqa: E402
 
@@ -45,12 +47,8 @@ def stopped(interrupt):
 
 
 class Main(click.Group):
-    """The top command: Ctrl-C and SIGTERM, while the arguments are read (and the tasks imported) or a
-    command runs, end with `stopped`."""
-
-    def main(self, *args, **kwargs):
-        signal.signal(signal.SIGTERM, lambda signum, frame: stop(signum))
-        return super().main(*args, **kwargs)
+    """The top command: Ctrl-C (and SIGTERM, which tinyprop.__main__ turns into one), while the arguments are
+    read (and the tasks imported) or a command runs, end with `stopped`."""
 
     def make_context(self, *args, **kwargs):
         try:
@@ -158,10 +156,12 @@ class TrainCommands(click.Group):
         for option in reversed(setting_options(task.Settings)):
             train_task = option(train_task)
         train_task = common_options(task)(train_task)
-        doc = (task.Settings.__doc__ or "").split("\n\n")[0]
-        return click.command(name, help=f"{doc}\n\nWrites config.json, metrics.jsonl, model.npz (the best dev's), "
-                                        "a checkpoint after each evaluation and, at the end, summary.json to --out.",
-                             short_help=f"Train the {name} task.")(train_task)
+        summary = inspect.cleandoc(task.__doc__).split("\n\n")[0]
+        defaults = inspect.cleandoc(task.Settings.__doc__).split("\n\n")[0]
+        return click.command(name, short_help=summary, help=(
+            f"{summary}\n\nDefaults: {defaults}\n\nWrites config.json (the settings, the seed used, where the run came "
+            "from), metrics.jsonl, model.npz (the best dev's), checkpoint.npz after each evaluation (tinyprop train "
+            "--resume DIR goes on from it) and, at the end, summary.json to --out."))(train_task)
 
     def parse_args(self, ctx, args):
         try:

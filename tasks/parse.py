@@ -217,8 +217,10 @@ class ParseData:
 
 
 class ParseTask(Task):
-    """The parsing task as the shared loop drives it: a classifier of oracle transitions; its training
-    accuracy is the transitions', its dev and test scores are UAS (and LAS)."""
+    """Train Chen and Manning's transition parser (48 features, hidden 500, cube) on UD English EWT.
+
+    A classifier of oracle transitions: its training accuracy is the transitions', its dev and test
+    scores are UAS (and LAS)."""
 
     Settings = ParseSettings
     name = "parse"

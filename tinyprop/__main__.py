@@ -1,4 +1,37 @@
-"""`python -m tinyprop`: the `tinyprop` command."""
-from tinyprop.cli import main
+"""`python -m tinyprop` and the `tinyprop` command.
 
-main(prog_name="tinyprop")
+Until the command line is imported, Ctrl-C and SIGTERM are noted, not raised, so that even
+in the first moments they end the command with its one-line `stopped`, not a traceback.
+"""
+import signal
+import sys
+
+AGAIN_AFTER = 0.01  # seconds: long enough to be out of the callback that dropped the interrupt
+
+
+def raise_again(unraisable):
+    """sys.unraisablehook: a Ctrl-C that lands in a ctypes callback (Numba's compiler runs some) would be
+    printed with a traceback and dropped; a timer raises it again once the callback has returned."""
+    if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+        signal.setitimer(signal.ITIMER_REAL, AGAIN_AFTER)
+    else:
+        sys.__unraisablehook__(unraisable)
+
+
+def run():
+    pending = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda signum, frame: pending.append(signum))
+    from tinyprop import cli
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda signum, frame: cli.stop(signum))
+    signal.signal(signal.SIGALRM, lambda signum, frame: cli.stop(cli.stop.signum))  # raise_again's timer
+    sys.unraisablehook = raise_again
+    if pending:
+        cli.stop.signum = pending[0]
+        cli.stopped(KeyboardInterrupt())
+    cli.main(prog_name="tinyprop")
+
+
+if __name__ == "__main__":
+    run()
