@@ -70,6 +70,12 @@ def ewt_dir():
     return data_folder("ud-english-ewt")
 
 
+@pytest.fixture(scope="session")
+def data_root(mnist_dir, ewt_dir):
+    """The data folder holding both mnist/ and ud-english-ewt/, as --data-dir and TINYPROP_DATA take it."""
+    return os.path.dirname(mnist_dir)
+
+
 @pytest.fixture
 def tiny_treebank(tmp_path):
     """The three EWT files in tmp_path, each the same two three-word sentences; returns them as read."""

@@ -1,6 +1,7 @@
 """End to end through the command line, on slices of the real MNIST data."""
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -34,6 +35,7 @@ def trained(tmp_path_factory, mnist_dir):
     return out, result.output
 
 
+@pytest.mark.data
 def test_mlptop_learns_mnist_from_a_slice(trained, mnist_dir):
     out, output = trained
     summary = json.load(open(out / "summary.json"))
@@ -61,6 +63,7 @@ def test_mlptop_learns_mnist_from_a_slice(trained, mnist_dir):
     assert files["train_labels"]["sha256"] == "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"
 
 
+@pytest.mark.data
 def test_output_files_get_the_usual_permissions(trained):
     out, _ = trained
     modes = {name: os.stat(out / name).st_mode & 0o777 for name in os.listdir(out)}
@@ -68,6 +71,7 @@ def test_output_files_get_the_usual_permissions(trained):
     assert len(set(modes.values())) == 1, modes  # the atomic writes as the plain append of metrics.jsonl
 
 
+@pytest.mark.data
 @pytest.mark.parametrize("model", ["model.npz", ""], ids=["model file", "run folder"])
 def test_evaluate_reproduces_the_saved_best_dev(trained, mnist_dir, model):
     out, _ = trained
@@ -117,6 +121,7 @@ def write_broken_model_files(folder, trained_model):
             ("nan.npz", "layer1.weight holds values that are not finite")]
 
 
+@pytest.mark.data
 def test_evaluate_refuses_broken_model_files_with_a_message(tmp_path, trained):
     out, _ = trained
     for name, message in write_broken_model_files(tmp_path, out / "model.npz"):
@@ -125,6 +130,7 @@ def test_evaluate_refuses_broken_model_files_with_a_message(tmp_path, trained):
         assert message in result.output and "pickle" not in result.output, (name, result.output)
 
 
+@pytest.mark.data
 def test_train_from_an_nnmnist_config_with_overrides(tmp_path, mnist_dir, monkeypatch):
     config = dict(NetType="mlprand", TrainTop=30, HiddenSize=100, MinibatchSize=10, MaxEpoch=1, IterPerEpoch=1,
                   RandomSeed=5, TrainFile="train-images-idx3-ubyte.gz", TrainLabelFile="train-labels-idx1-ubyte.gz")
@@ -240,6 +246,7 @@ def test_common_options_go_before_or_after_the_task_name_and_a_tasks_own_after_i
     assert result.exit_code == 2 and "--resume takes no other options" in result.output
 
 
+@pytest.mark.data
 def test_an_out_folder_that_holds_a_run_is_refused_and_left_as_it_was(tmp_path, trained, mnist_dir):
     out, _ = trained
     before = {name: (out / name).read_bytes() for name in os.listdir(out)}
@@ -254,6 +261,7 @@ def test_an_out_folder_that_holds_a_run_is_refused_and_left_as_it_was(tmp_path, 
         assert result.exit_code == 2 and f"Invalid value for '{option}': an empty path" in result.output
 
 
+@pytest.mark.data
 def test_an_out_folder_that_cannot_be_made_is_a_one_line_error(tmp_path, mnist_dir):
     (tmp_path / "file").write_text("")
     result = run("train", "mnist", "--max-examples", "100", "--data-dir", os.path.dirname(mnist_dir),
@@ -262,6 +270,7 @@ def test_an_out_folder_that_cannot_be_made_is_a_one_line_error(tmp_path, mnist_d
     assert "Traceback" not in result.output
 
 
+@pytest.mark.data
 def test_ctrl_c_during_training_says_how_to_resume(tmp_path, mnist_dir, monkeypatch):
     from tinyprop.tasks.training import train_part
 
@@ -290,6 +299,7 @@ def test_a_model_too_large_for_the_memory_is_a_one_line_error(tmp_path, monkeypa
         "784); the sizes asked for (--hidden, --batch, ...) are too large for this machine\n"
 
 
+@pytest.mark.data
 @pytest.mark.parametrize("sizes, message", [
     (["--layers", "100000000"], "the MLP 784-500x99999999-10 (--layers 100000000, --hidden 500) has "
                                 "25,049,999,896,510 parameters: 373,274.1 GiB with their gradients and adam's state"),
@@ -402,3 +412,18 @@ def test_bench_accepts_k_equal_to_out(stub_bench):
 def test_bench_refuses_a_batch_of_zero(stub_bench):
     result = run("bench", "--batch", 0, "--no-conv", "--no-parser", "--no-lstm", "--json")
     assert result.exit_code == 2 and "batch 0" in result.output and stub_bench == []
+
+
+@pytest.mark.data
+def test_sgd_diverging_under_the_default_clipping_stops_with_advice(tmp_path, mnist_dir):
+    """SGD at learning rate 1 (gradients clipped at 5) reaches a finite mean loss of about 2e5 in the first part:
+    not NaN, but 100 times an untrained model's ln(10) many times over."""
+    result = run("train", "mnist", "--optim", "sgd", "--lr", 1, "--max-examples", 1000, "--epochs", 1, "--seed", 1,
+                 "--data-dir", os.path.dirname(mnist_dir), "--out", tmp_path / "run")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert re.search(r"Error: epoch 1 part 1: the mean training loss is [0-9.e+]+ per prediction, above 100 x ln\(10\) "
+                     r"= 230 \(100 times an untrained model's\): training has diverged; lower the learning rate",
+                     result.output), result.output
+    result = run("train", "mnist", "--optim", "sgd", "--lr", 0.05, "--max-examples", 1000, "--epochs", 1, "--seed", 1,
+                 "--data-dir", os.path.dirname(mnist_dir), "--out", tmp_path / "fine")
+    assert result.exit_code == 0, result.output

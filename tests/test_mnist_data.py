@@ -136,6 +136,26 @@ def test_a_label_beyond_label_count_names_the_labels_file(tmp_path):
         "file should hold MNIST's 0-9, it is damaged" in result.output
 
 
+def test_evaluate_checks_its_data_as_training_does(tmp_path):
+    """A model trained on good files, scored on files with a label beyond its outputs or counts that differ."""
+    (tmp_path / "good").mkdir()
+    fake_mnist(tmp_path / "good")
+    result = CliRunner().invoke(main, ["train", "mnist", "--epochs", "1", "--iter-per-epoch", "1", "--hidden", "8",
+                                       "--data-dir", str(tmp_path / "good"), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    (tmp_path / "bad").mkdir()
+    fake_mnist(tmp_path / "bad")
+    write(tmp_path / "bad" / "t10k-labels-idx1-ubyte.gz", idx_bytes(np.full(20, 12)), compress=True)
+    result = CliRunner().invoke(main, ["evaluate", "--model", str(tmp_path / "run"), "--data-dir",
+                                       str(tmp_path / "bad")])
+    assert result.exit_code == 1 and "t10k-labels-idx1-ubyte.gz: label 12 in the test set, but the model has 10 " \
+        "(labels 0 to 9)" in result.output
+    write(tmp_path / "bad" / "t10k-labels-idx1-ubyte.gz", idx_bytes(np.zeros(19)), compress=True)
+    result = CliRunner().invoke(main, ["evaluate", "--model", str(tmp_path / "run"), "--data-dir",
+                                       str(tmp_path / "bad")])
+    assert result.exit_code == 1 and "has 20 images but" in result.output and "has 19 labels" in result.output
+
+
 def test_a_relative_config_path_is_looked_up_in_the_data_dir_not_the_working_folder(tmp_path, monkeypatch):
     data = tmp_path / "data"
     data.mkdir()

@@ -31,11 +31,6 @@ RUNS = {  # every net that trains differently, with dropout where it draws rando
 }
 
 
-@pytest.fixture(scope="module")
-def data_root():
-    return os.environ.get("TINYPROP_DATA") or os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
-
-
 def settings_of(name, data_dir):
     task, options = RUNS[name]
     return task, task_class(task).Settings(data_dir=data_dir, **options)

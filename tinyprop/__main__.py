@@ -3,6 +3,7 @@
 Until the command line is imported, Ctrl-C and SIGTERM are noted, not raised, so that even
 in the first moments they end the command with its one-line `stopped`, not a traceback.
 """
+import os
 import signal
 import sys
 
@@ -27,10 +28,20 @@ def run():
     signal.signal(signal.SIGTERM, lambda signum, frame: cli.stop(signum))
     signal.signal(signal.SIGALRM, lambda signum, frame: cli.stop(cli.stop.signum))  # raise_again's timer
     sys.unraisablehook = raise_again
-    if pending:
-        cli.stop.signum = pending[0]
-        cli.stopped(KeyboardInterrupt())
-    cli.main(prog_name="tinyprop")
+    try:
+        if pending:
+            cli.stop.signum = pending[0]
+            cli.stopped(KeyboardInterrupt())
+        cli.main(prog_name="tinyprop")
+    except SystemExit as stop:
+        if stop.code not in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+            raise
+        # stopped: leave without the interpreter's clean-up, whose finalizers of LLVM objects that an interrupt
+        # left half-made in Numba's compiler can crash (seen: SIGSEGV after the `stopped` line); every file
+        # the run wrote is closed
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(stop.code)
 
 
 if __name__ == "__main__":
