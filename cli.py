@@ -20,8 +20,8 @@ import signal  # noqa: E402
 import click  # noqa: E402
 
 from tinyprop import __version__  # noqa: E402
+from tinyprop.tasks import TASKS, task_class  # noqa: E402 (the registry; each task loads when asked for)
 
-TASK_NAMES = ("mnist", "parse", "pos")  # tinyprop.tasks.TASKS, without importing the tasks
 # the options that go before or after a task's name
 COMMON = {"out_dir": "--out", "seed": "--seed", "data_dir": "--data-dir", "config_path": "--config"}
 
@@ -142,10 +142,9 @@ class TrainCommands(click.Group):
     """`tinyprop train`'s tasks, made from their settings classes when first asked for."""
 
     def list_commands(self, ctx):
-        return list(TASK_NAMES)
+        return list(TASKS)
 
     def get_command(self, ctx, name):
-        from tinyprop.tasks import TASKS, task_class
         if name not in TASKS:
             return None
         task = task_class(name)
@@ -167,7 +166,7 @@ class TrainCommands(click.Group):
         try:
             return super().parse_args(ctx, args)
         except click.NoSuchOption as error:
-            if any(error.option_name in param.opts for name in TASK_NAMES
+            if any(error.option_name in param.opts for name in TASKS
                    for param in self.get_command(ctx, name).params):
                 error.message = (f"{error.message.rstrip('.')} (a task's options go after its name: tinyprop train "
                                  f"mnist {error.option_name} ...)")
@@ -176,7 +175,6 @@ class TrainCommands(click.Group):
 
 def train_with(ctx, name, options):
     """Settings from the defaults, --config and the options, then the run."""
-    from tinyprop.tasks import task_class
     from tinyprop.tasks.run import run
     from tinyprop.tasks.settings import make_settings
     common = dict(ctx.obj or {})
@@ -261,7 +259,8 @@ def train(ctx, resume_dir, **common):
             raise click.UsageError("name a task (tinyprop train mnist ...), or give --config FILE.json or --resume "
                                    "DIR")
         saved = config_task(common["config_path"])
-        name = saved[0] if saved and saved[0] in TASK_NAMES else "mnist"
+        name = saved[0] if saved and saved[0] in TASKS else next(
+            name for name in TASKS if task_class(name).Settings.nnmnist)  # the task that reads nnmnist files
         ctx.invoke(TrainCommands.get_command(train, ctx, name))
 
 

@@ -138,6 +138,22 @@ def write_conllu(path, sentences, heads, deprels):
 EWT_HELP = "Folder with ud-english-ewt/en_ewt-ud-{train,dev,test}.conllu; else $TINYPROP_DATA."
 
 
+class TreebankTask:
+    """What the tagger and the parser share, as a Task's first base: UD English EWT, read by split, and a
+    vocabulary of its training sentences (or a saved model's). Subclasses set `Vocabulary` (with
+    `from_json`) and `Data` (made of paths, {split: sentences}, vocabulary)."""
+
+    @classmethod
+    def locate(cls, settings):
+        return locate_treebank(settings.data_dir)
+
+    @classmethod
+    def load(cls, paths, limit, splits=tuple(TREEBANK_FILES), meta=None):
+        sentences = read_splits(paths, limit, splits)
+        vocabulary = cls.Vocabulary.from_json(meta["vocabulary"]) if meta else cls.Vocabulary(sentences["train"])
+        return cls.Data(paths, sentences, vocabulary)
+
+
 def check_saved_vocabulary(path, meta, keys):
     """A saved model's vocabulary (its description's "vocabulary") must be a JSON object with `keys`."""
     vocabulary = meta.get("vocabulary")

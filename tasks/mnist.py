@@ -323,7 +323,6 @@ class MnistSettings(Settings):
     dropout: float = retold(Settings, "dropout", help="Dropout rate after each hidden layer.")
     prune: float = retold(Settings, "prune", nets=("mlpvar",))
     train_cycle: int = retold(Settings, "train_cycle", nets=("mlpvar",))
-    max_examples: Optional[int] = retold(Settings, "max_examples")
     data_dir: Optional[str] = retold(Settings, "data_dir", help="Folder with the MNIST files; else $TINYPROP_DATA, "
                                                              "else ~/.cache/tinyprop (downloaded).")
     layers: int = setting(3, "MLP: linear layers, counting the output layer.", key="Layers", nets=MLP_NETS, at_least=1)

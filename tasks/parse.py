@@ -19,7 +19,7 @@ import numpy as np
 from tinyprop.tasks.arcstandard import (NULL, ROOT, SHIFT, UNKNOWN, Configuration, features, oracle_transitions,
                               transition_count)
 from tinyprop.layers import Cube, Dropout, Embedding, Embeddings, Linear, Sequential
-from tinyprop.tasks.conllu import EWT_HELP, check_saved_vocabulary, locate_treebank, read_splits, write_conllu
+from tinyprop.tasks.conllu import EWT_HELP, TreebankTask, check_saved_vocabulary, write_conllu
 from tinyprop.tasks.files import DataError, training_data
 from tinyprop.tasks.settings import ConfigError, Settings, retold, setting
 from tinyprop.tasks.training import Task
@@ -216,13 +216,15 @@ class ParseData:
         return f"{len(self.sentences[split])} sentences, punctuation excluded"
 
 
-class ParseTask(Task):
+class ParseTask(TreebankTask, Task):
     """Train Chen and Manning's transition parser (48 features, hidden 500, cube) on UD English EWT.
 
     A classifier of oracle transitions: its training accuracy is the transitions', its dev and test
     scores are UAS (and LAS)."""
 
     Settings = ParseSettings
+    Vocabulary = Vocabulary
+    Data = ParseData
     name = "parse"
     score_name = "uas"
 
@@ -232,16 +234,6 @@ class ParseTask(Task):
         self.vocabulary = data.vocabulary
         self.n_classes = data.n_transitions
         self.parsed = {}  # split -> (heads, labels) of its last evaluation
-
-    @classmethod
-    def locate(cls, settings):
-        return locate_treebank(settings.data_dir)
-
-    @classmethod
-    def load(cls, paths, limit, splits=("train", "dev", "test"), meta=None):
-        sentences = read_splits(paths, limit, splits)
-        vocabulary = Vocabulary.from_json(meta["vocabulary"]) if meta else Vocabulary(sentences["train"])
-        return ParseData(paths, sentences, vocabulary)
 
     @classmethod
     def check(cls, settings, data):

@@ -23,7 +23,7 @@ import numpy as np
 
 from tinyprop.layers import BiLSTM, Dropout, Embedding, Embeddings, Layer, Linear
 from tinyprop.mesimp import ColumnBlock
-from tinyprop.tasks.conllu import EWT_HELP, check_saved_vocabulary, locate_treebank, read_splits
+from tinyprop.tasks.conllu import EWT_HELP, TreebankTask, check_saved_vocabulary
 from tinyprop.tasks.files import DataError, training_data
 from tinyprop.tasks.settings import Settings, retold
 from tinyprop.tasks.training import Task
@@ -183,12 +183,14 @@ class TaggerData:
         return f"{sum(len(sentence) for sentence in self.sentences[split])} words"
 
 
-class TaggerTask(Task):
+class TaggerTask(TreebankTask, Task):
     """Train the papers' BiLSTM tagger on the XPOS (Penn Treebank) tags of UD English EWT.
 
     Sentences are the training examples."""
 
     Settings = PosSettings
+    Vocabulary = TagVocabulary
+    Data = TaggerData
     name = "pos"
 
     def __init__(self, data, model, meta):
@@ -197,16 +199,6 @@ class TaggerTask(Task):
         self.vocabulary = data.vocabulary
         self.n_classes = len(self.vocabulary.tags)
         self._evaluation_batches = {}
-
-    @classmethod
-    def locate(cls, settings):
-        return locate_treebank(settings.data_dir)
-
-    @classmethod
-    def load(cls, paths, limit, splits=("train", "dev", "test"), meta=None):
-        sentences = read_splits(paths, limit, splits)
-        vocabulary = TagVocabulary.from_json(meta["vocabulary"]) if meta else TagVocabulary(sentences["train"])
-        return TaggerData(paths, sentences, vocabulary)
 
     @classmethod
     def describe(cls, settings, data):

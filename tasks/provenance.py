@@ -76,6 +76,7 @@ def processor():
 def blas():
     """Each BLAS library loaded in the process: which, its version, the kernel it chose, its threads and file."""
     import numpy  # noqa: F401 -- loads NumPy's BLAS; threadpoolctl lists only the libraries already loaded
+    import scipy.linalg.cython_blas  # noqa: F401 -- SciPy's, which Numba's np.dot (the LSTM's products) calls
     from threadpoolctl import threadpool_info
     return [{"internal_api": info["internal_api"], "version": info.get("version"),
              "architecture": info.get("architecture"), "num_threads": info["num_threads"],

@@ -427,3 +427,16 @@ def test_sgd_diverging_under_the_default_clipping_stops_with_advice(tmp_path, mn
     result = run("train", "mnist", "--optim", "sgd", "--lr", 0.05, "--max-examples", 1000, "--epochs", 1, "--seed", 1,
                  "--data-dir", os.path.dirname(mnist_dir), "--out", tmp_path / "fine")
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.data
+def test_a_runs_config_json_is_a_config_file_too(tmp_path, trained):
+    out, _ = trained
+    result = run("train", "--config", out / "config.json", "--out", tmp_path / "again", "mnist", "--epochs", 1,
+                 "--max-examples", 500)
+    assert result.exit_code == 0, result.output
+    before, after = (json.load(open(folder / "config.json"))["settings"] for folder in (out, tmp_path / "again"))
+    assert after == dict(before, epochs=1, max_examples=500)
+    result = run("train", "--config", out / "config.json", "pos")
+    assert result.exit_code == 1 and f"{out / 'config.json'}: the config of a mnist run, not of a pos run" \
+        in result.output
