@@ -85,7 +85,15 @@ def resume(out_dir, log=print):
     if os.path.exists(os.path.join(out_dir, "summary.json")):
         raise ConfigError(f"--resume {out_dir}: the run has finished (summary.json); there is nothing to resume")
     config = read_json(config_path)
+    if not (isinstance(config, dict) and isinstance(config.get("settings"), dict) and "seed_used" in config
+            and "data_files" in config.get("provenance", {})):
+        raise DataError(f"{config_path}: not the config.json of a tinyprop run (it lacks settings, seed_used or "
+                        "provenance's data_files)")
     cls = task_class(config.get("task"), f"{config_path}: ")
+    unknown = sorted(set(config["settings"]) - {f.name for f in cls.Settings.fields()})
+    if unknown:
+        raise DataError(f"{config_path}: settings {', '.join(unknown)} are not the {cls.name} task's; was the run "
+                        "made by another tinyprop?")
     settings = cls.Settings(**config["settings"]).checked(source={name: config_path for name in config["settings"]})
     seed = config["seed_used"]
     try:
@@ -100,10 +108,11 @@ def resume(out_dir, log=print):
             resumed = None
             if saved:
                 progress, best = Checkpoint.restore(task, *saved)
-                write_npz(os.path.join(out_dir, "model.npz"), best)
+                write_npz(os.path.join(out_dir, "model.npz"), best)  # the first evaluation always saves one
                 truncate_metrics(out_dir, progress.metrics_lines)
                 resumed = progress, best
-                log(f"resuming {out_dir} after epoch {progress.epoch} part {progress.parts_done}")
+                log(f"resuming {out_dir} after epoch {progress.epoch} part {progress.parts_done}/"
+                    f"{settings.iter_per_epoch}")
             else:
                 if os.path.exists(os.path.join(out_dir, "model.npz")):
                     os.unlink(os.path.join(out_dir, "model.npz"))

@@ -24,6 +24,7 @@ import os
 import resource
 import sys
 import time
+import zipfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
@@ -32,7 +33,7 @@ import numpy as np
 
 from tinyprop.layers import SoftmaxCrossEntropy
 from tinyprop.optim import SGD, AdaGrad, Adam
-from tinyprop.tasks.files import append_jsonl, read_jsonl_prefix, write_json, write_npz
+from tinyprop.tasks.files import DataError, append_jsonl, read_jsonl_prefix, write_json, write_npz
 
 
 class TrainingDiverged(Exception):
@@ -93,8 +94,9 @@ class Task:
         return dict(self.meta, hidden=self.hidden_sizes())
 
     def model_arrays(self):
-        """What model.npz holds: each parameter's value under its name, and the description under "meta"."""
-        arrays = {param.name: param.value for param in self.model.params()}
+        """What model.npz holds: a copy of each parameter's value under its name (the checkpoint keeps it
+        while training changes the parameters in place), and the description under "meta"."""
+        arrays = {param.name: param.value.copy() for param in self.model.params()}
         arrays["meta"] = np.array(json.dumps(self.current_meta()))
         return arrays
 
@@ -224,9 +226,12 @@ class Checkpoint:
         path = os.path.join(out_dir, CHECKPOINT)
         if not os.path.exists(path):
             return None
-        with np.load(path, allow_pickle=False) as saved:
-            arrays = {name: saved[name] for name in saved.files}
-        return json.loads(str(arrays.pop("progress"))), arrays
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                arrays = {name: saved[name] for name in saved.files}
+            return json.loads(str(arrays.pop("progress"))), arrays
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+            raise DataError(f"{path}: cannot read it as a tinyprop checkpoint ({error})") from error
 
     @staticmethod
     def restore(task, state, arrays):

@@ -83,6 +83,12 @@ def interrupt_and_resume(tmp_path, monkeypatch, data_root, name, where, n):
         with pytest.raises(RunInterrupted) as stopped:
             run(task, settings, str(tmp_path / "run"), log=lambda line: None)
     assert stopped.value.out_dir == str(tmp_path / "run") and stopped.value.resumable
+    saved = Checkpoint.read(str(tmp_path / "run"))
+    if saved and where != "before a save":  # the checkpoint's copy of the best model is model.npz
+        with np.load(tmp_path / "run" / "model.npz") as model:
+            assert sorted(f"best/{name}" for name in model.files) == sorted(n for n in saved[1] if n.startswith("best/"))
+            for name in model.files:
+                assert np.array_equal(model[name], saved[1][f"best/{name}"]), name
     open(tmp_path / "run" / ".tmp-abc123model.npz", "wb").close()  # what a kill during a write leaves
     summary = resume(str(tmp_path / "run"), log=lambda line: None)
     assert not (tmp_path / "run" / ".tmp-abc123model.npz").exists()
