@@ -1,6 +1,7 @@
 """Checkpoints and exact resume: a run interrupted anywhere and resumed ends with the files of the run left alone."""
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -153,3 +154,31 @@ def test_resume_refuses_data_that_changed_since_the_run_started(tmp_path, monkey
         stream.write("# an added comment\n")
     with pytest.raises(DataError, match="en_ewt-ud-dev.conllu: changed since the run started"):
         resume(str(tmp_path / "run"))
+
+
+def test_a_run_being_trained_cannot_be_resumed_by_a_second_process(tmp_path, monkeypatch, data_root):
+    from tinyprop.tasks.run import locked
+    _, settings = settings_of("mnist-mlp", data_root)
+    with monkeypatch.context() as patch:
+        Stop(patch, Checkpoint, "write", 1, after=True)
+        with pytest.raises(RunInterrupted):
+            run("mnist", settings, str(tmp_path / "run"), log=lambda line: None)
+    with locked(str(tmp_path / "run")):  # as the training process holds it
+        with pytest.raises(ConfigError, match=f"{tmp_path / 'run'}: another process is training into it"):
+            resume(str(tmp_path / "run"))
+    assert resume(str(tmp_path / "run"), log=lambda line: None)["test_acc"] > 0
+
+
+def test_resume_names_what_is_wrong_with_a_config_json_edited_by_hand(tmp_path, uninterrupted):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    config = json.load(open(os.path.join(uninterrupted("mnist-mlptop"), "config.json")))
+    for edited, error, message in [
+            ({}, DataError, "not the config.json of a tinyprop run"),
+            (dict(config, task="speech"), DataError, "task 'speech' is not one of tinyprop's tasks"),
+            (dict(config, settings=dict(config["settings"], colour=1)), DataError, "settings colour are not the mnist"),
+            (dict(config, settings=dict(config["settings"], k=-1)), ConfigError, r"TrainTop \(--k\): must be at least 1"),
+            (dict(config, settings=dict(config["settings"], lr=float("nan"))), ConfigError, r"LearningRate \(--lr\): must be a finite number")]:
+        (folder / "config.json").write_text(json.dumps(edited))
+        with pytest.raises(error, match=re.escape(str(folder / "config.json")) + ": " + message):
+            resume(str(folder))
