@@ -1,4 +1,4 @@
-"""The Numba kernels against plain numpy, and the same tests with the JIT disabled."""
+"""The Numba kernels against tinyprop.reference, and the same tests with the JIT disabled."""
 import os
 import subprocess
 import sys
@@ -8,53 +8,59 @@ import pytest
 
 from tinyprop.kernels import (add_selected_rows_grad, add_shared_rows_grad, add_to_rows, selected_input_grad,
                               shared_rows_input_grad)
+from tinyprop.reference import linear_backward, selection_mask
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def test_add_selected_rows_grad_matches_numpy(rng):
+def reference_gradients(dy, x, weight, mask):
+    """tinyprop.reference.linear_backward's dW and dx, in float64."""
+    dw, _, dx = linear_backward(x.astype(np.float64), weight.astype(np.float64), dy.astype(np.float64), mask)
+    return dw, dx
+
+
+def test_add_selected_rows_grad_adds_the_references_dw(rng):
     dy = rng.standard_normal((4, 9)).astype(np.float32)
     x = rng.standard_normal((4, 6)).astype(np.float32)
     selected = np.array([[0, 3], [3, 8], [1, 2], [8, 0]], dtype=np.int32)
     weight_grad = rng.standard_normal((9, 6)).astype(np.float32)
-    expected = weight_grad.astype(np.float64)
-    for b, rows in enumerate(selected):
-        for r in rows:
-            expected[r] += dy[b, r] * x[b]
+    dw, _ = reference_gradients(dy, x, np.zeros((9, 6)), selection_mask(selected, 9))
+    expected = weight_grad + dw
     weight_rows = np.zeros(9, bool)
     add_selected_rows_grad(dy, x, selected, weight_grad, weight_rows)
     np.testing.assert_allclose(weight_grad, expected, rtol=1e-6)
     assert np.flatnonzero(weight_rows).tolist() == [0, 1, 2, 3, 8]
 
 
-def test_selected_input_grad_matches_numpy(rng):
+def test_selected_input_grad_is_the_references_dx(rng):
     dy = rng.standard_normal((3, 7)).astype(np.float32)
     weight = rng.standard_normal((7, 5)).astype(np.float32)
     selected = np.array([[6], [0], [2]], dtype=np.int32)
     dx = np.full((3, 5), 99.0, dtype=np.float32)  # overwritten, not accumulated
     selected_input_grad(dy, weight, selected, dx)
-    expected = np.stack([dy[b, r] * weight[r] for b, (r,) in enumerate(selected)])
+    _, expected = reference_gradients(dy, np.zeros((3, 5)), weight, selection_mask(selected, 7))
     np.testing.assert_allclose(dx, expected, rtol=1e-6)
 
 
 @pytest.mark.parametrize("rows", [[1], [0, 2, 5, 6], [0, 1, 3, 4, 5, 6], [9, 0, 4, 8, 1, 3, 7, 2, 5]])
-def test_shared_rows_input_grad_matches_numpy(rng, rows):
+def test_shared_rows_input_grad_is_the_references_dx(rng, rows):
     dy = rng.standard_normal((3, 10)).astype(np.float32)
     weight = rng.standard_normal((10, 5)).astype(np.float32)
     dx = np.full((3, 5), 99.0, dtype=np.float32)  # overwritten, not accumulated
     shared_rows_input_grad(dy, weight, np.array(rows, dtype=np.int32), dx)
-    np.testing.assert_allclose(dx, dy[:, rows].astype(np.float64) @ weight[rows], rtol=1e-5, atol=1e-6)
+    mask = np.broadcast_to(selection_mask(np.array(rows), 10), dy.shape)  # the same rows for every example
+    np.testing.assert_allclose(dx, reference_gradients(dy, np.zeros((3, 5)), weight, mask)[1], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rows", [[7], [9, 0, 4], list(range(9))])
 @pytest.mark.parametrize("batch", [1, 3, 4, 6, 9])
-def test_add_shared_rows_grad_matches_numpy(rng, batch, rows, dtype):
+def test_add_shared_rows_grad_adds_the_references_dw(rng, batch, rows, dtype):
     dy = rng.standard_normal((batch, 10)).astype(dtype)
     x = rng.standard_normal((batch, 5)).astype(dtype)
     weight_grad = rng.standard_normal((10, 5)).astype(dtype)
-    expected = weight_grad.astype(np.float64)
-    expected[rows] += dy[:, rows].T.astype(np.float64) @ x
+    mask = np.broadcast_to(selection_mask(np.array(rows), 10), dy.shape)
+    expected = weight_grad + reference_gradients(dy, x, np.zeros((10, 5)), mask)[0]
     weight_rows = np.zeros(10, bool)
     weight_rows[2] = True  # marked before: stays marked
     add_shared_rows_grad(dy, x, np.array(rows, dtype=np.int32), weight_grad, weight_rows)

@@ -8,6 +8,7 @@ from tinyprop.layers import (LSTM, BiLSTM, Conv2d, Cube, Dropout, Embedding, Emb
                              Reshape, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh)
 from tinyprop.optim import SGD
 from tinyprop.parameter import Parameter
+from tinyprop.reference import linear_backward, random_k_mask, selection_mask, topk_mask, unified_topk_mask
 
 
 def away_from_zero(rng, shape):
@@ -147,41 +148,32 @@ def test_a_float64_input_to_a_float32_layer_computes_in_float32(rng):
     assert y.dtype == np.float32 and layer.backward(np.ones((2, 3), np.float32)).dtype == np.float32
 
 
-def dense_reference(layer, x, dy_masked):
-    """Dense backward (eqs. 7, 8) applied to the masked output gradient."""
-    w = layer.weight.value.astype(np.float64)
-    return dy_masked.T @ x, dy_masked.sum(axis=0), dy_masked @ w
-
-
-def mask_of(selection, selected, shape):
-    mask = np.zeros(shape, dtype=bool)
-    if selection == "unified":
-        mask[:, selected] = True
-    else:
-        np.put_along_axis(mask, selected, True, axis=1)
-    return mask
+REFERENCE_MASKS = {"top": lambda dy, k, rng: topk_mask(dy, k),
+                   "rand": lambda dy, k, rng: random_k_mask(rng, dy.shape[0], dy.shape[1], k),
+                   "unified": lambda dy, k, rng: unified_topk_mask(dy, k)}
 
 
 @pytest.mark.parametrize("selection", ["top", "rand", "unified"])
 @pytest.mark.parametrize("n_in,n_out,batch,k", [(7, 5, 3, 1), (7, 5, 3, 4), (30, 41, 6, 40), (64, 50, 10, 8),
                                                 (5, 2, 1, 1), (300, 41, 40, 7)])
-def test_sparse_backward_equals_dense_backward_of_masked_gradient(rng, selection, n_in, n_out, batch, k):
+def test_sparse_backward_equals_the_reference(rng, selection, n_in, n_out, batch, k):
+    """Each selection picks what tinyprop.reference picks, and the gradients are the reference's, the dense
+    backward of the masked dy (eqs. 9, 10), with the bias's gradient dense."""
     layer = Linear(n_in, n_out, k=k, selection=selection, rng=np.random.default_rng(n_in))
+    layer.rng = np.random.default_rng(7)  # "rand" draws from it; the reference from a generator in the same state
     x = rng.standard_normal((batch, n_in)).astype(np.float32)
     dy = rng.standard_normal((batch, n_out)).astype(np.float32)
     layer.forward(x)
     dx = layer.backward(dy)
-    mask = mask_of(selection, layer.selected, dy.shape)
-    if selection == "top":
-        assert np.array_equal(np.sort(layer.selected, axis=1),
-                              np.sort(np.argsort(-np.abs(dy), axis=1, kind="stable")[:, :k], axis=1))
+    mask = REFERENCE_MASKS[selection](dy, k, np.random.default_rng(7))
+    assert np.array_equal(np.broadcast_to(selection_mask(layer.selected, n_out), dy.shape), mask)
     assert mask.sum() == batch * k
-    dw, _, dx_ref = dense_reference(layer, x.astype(np.float64), np.where(mask, dy, 0).astype(np.float64))
+    dw, db, dx_ref = linear_backward(x.astype(np.float64), layer.weight.value.astype(np.float64),
+                                     dy.astype(np.float64), mask)
     np.testing.assert_allclose(layer.weight.grad, dw, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-5)
     assert np.array_equal(layer.weight.rows_with_grad, mask.any(axis=0))
-    # the bias keeps its dense gradient, as in the authors' C# and PyTorch code
-    np.testing.assert_allclose(layer.bias.grad, dy.sum(axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(layer.bias.grad, db, rtol=1e-5, atol=1e-5)
     assert layer.bias.rows_with_grad.all()
 
 
@@ -205,12 +197,14 @@ def test_unified_gradients_are_the_same_by_the_loops_and_by_blas(rng, monkeypatc
         layer.forward(x)
         results.append((layer.backward(dy).copy(), layer.weight.grad, layer.weight.rows_with_grad))
     assert loop_calls == ["add_shared_rows_grad", "shared_rows_input_grad"]  # the first backward only
-    dy_masked = np.zeros_like(dy, dtype=np.float64)
-    dy_masked[:, layer.selected] = dy[:, layer.selected]
+    mask = unified_topk_mask(dy, 80)
+    assert np.flatnonzero(mask[0]).tolist() == layer.selected.tolist()
+    dw, _, dx_ref = linear_backward(x.astype(np.float64), layer.weight.value.astype(np.float64),
+                                    dy.astype(np.float64), mask)
     for dx, weight_grad, rows_with_grad in results:
-        np.testing.assert_allclose(dx, dy_masked @ layer.weight.value, rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(weight_grad, dy_masked.T @ x, rtol=1e-4, atol=1e-5)
-        assert np.flatnonzero(rows_with_grad).tolist() == sorted(layer.selected)
+        np.testing.assert_allclose(dx, dx_ref, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(weight_grad, dw, rtol=1e-4, atol=1e-5)
+        assert np.array_equal(rows_with_grad, mask[0])
 
 
 def test_rand_selection_is_reproducible_with_a_seed(rng):

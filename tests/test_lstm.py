@@ -1,5 +1,6 @@
-"""The LSTM: backpropagation through time against finite differences, meProp on the gates against the
-dense math on the masked gate gradients, and meSimp's joint removal of a unit's four gates."""
+"""The LSTM: backpropagation through time against finite differences, meProp on the gates against
+tinyprop.reference (the dense math on the masked gate gradients), and meSimp's joint removal of a unit's
+four gates."""
 import numpy as np
 import pytest
 
@@ -7,46 +8,7 @@ from tinyprop.gradcheck import grad_check
 from tinyprop.layers import LSTM, BiLSTM, Linear
 from tinyprop.mesimp import ColumnBlock, GateActivityRecord, Simplifier
 from tinyprop.optim import Adam
-
-
-def sigmoid(z):
-    return 1 / (1 + np.exp(-z))
-
-
-def reference_bptt(lstm, x, dy, masks=None):
-    """LSTM forward and backward in plain numpy, float64. masks: (steps, 4H) bool, which entries of each
-    step's gate gradient dz take part in the matrix products (all, when None).
-
-    Returns (dx, dW_x, dW_h, db, dz) with dz unmasked.
-    """
-    W_x, W_h, b = (p.value.astype(np.float64) for p in lstm.params())
-    x, dy = x.astype(np.float64), dy.astype(np.float64)
-    steps, n = x.shape[0], lstm.n_out
-    h, c, gates = np.zeros((steps + 1, n)), np.zeros((steps + 1, n)), np.zeros((steps, 4 * n))
-    for t in range(steps):  # h[t + 1] is h_t; h[0] = 0
-        z = W_x @ x[t] + W_h @ h[t] + b
-        i, f, g, o = sigmoid(z[:n]), sigmoid(z[n:2 * n]), np.tanh(z[2 * n:3 * n]), sigmoid(z[3 * n:])
-        gates[t] = np.concatenate([i, f, g, o])
-        c[t + 1] = f * c[t] + i * g
-        h[t + 1] = o * np.tanh(c[t + 1])
-    dx, dW_x, dW_h = np.zeros_like(x), np.zeros_like(W_x), np.zeros_like(W_h)
-    dz_all = np.zeros((steps, 4 * n))
-    dh_next, dc_next = np.zeros(n), np.zeros(n)
-    for t in range(steps - 1, -1, -1):
-        i, f, g, o = np.split(gates[t], 4)
-        dh = dy[t] + dh_next
-        tanh_c = np.tanh(c[t + 1])
-        dc = dh * o * (1 - tanh_c ** 2) + dc_next
-        dz = np.concatenate([dc * g * i * (1 - i), dc * c[t] * f * (1 - f), dc * i * (1 - g ** 2),
-                             dh * tanh_c * o * (1 - o)])
-        dz_all[t] = dz
-        kept = dz if masks is None else np.where(masks[t], dz, 0.0)
-        dW_x += np.outer(kept, x[t])
-        dW_h += np.outer(kept, h[t])
-        dx[t] = kept @ W_x
-        dh_next = kept @ W_h
-        dc_next = dc * f
-    return dx, dW_x, dW_h, dz_all.sum(axis=0), dz_all
+from tinyprop.reference import lstm_backward, selection_mask
 
 
 def random_lstm(rng, n_in, hidden, k=None, dtype=np.float32):
@@ -113,36 +75,52 @@ def test_dense_lstm_in_float32_matches_the_numpy_reference(rng):
     x, dy = rng.standard_normal((9, 7)).astype(np.float32), rng.standard_normal((9, 6)).astype(np.float32)
     lstm.forward(x)
     dx = lstm.backward(dy)
-    ref_dx, ref_dW_x, ref_dW_h, ref_db, _ = reference_bptt(lstm, x, dy)
+    ref_dW_x, ref_dW_h, ref_db, ref_dx, mask = lstm_backward(*(p.value.astype(np.float64) for p in lstm.params()),
+                                                             x.astype(np.float64), dy.astype(np.float64))
+    assert mask.all()
     for got, want in ((dx, ref_dx), (lstm.input_weight.grad, ref_dW_x), (lstm.recurrent_weight.grad, ref_dW_h),
                       (lstm.bias.grad, ref_db)):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def check_meprop_lstm_against_the_reference(lstm, x, dy):
+    """The fast backward selects, per step and gate, the rows the reference selects (float32, as the layer
+    computes: the same ties), and its gradients are the reference's; returns the reference's mask."""
+    steps, hidden, k = dy.shape[0], lstm.n_out, lstm.k
+    lstm.forward(x)
+    dx = lstm.backward(dy)
+    ref_dW_x, ref_dW_h, ref_db, ref_dx, mask = lstm_backward(*(p.value for p in lstm.params()), x, dy, k)
+    assert lstm.selected.shape == (steps, 4 * k)
+    assert (mask.reshape(steps, 4, hidden).sum(axis=2) == k).all()  # k rows in each gate's block
+    assert np.array_equal(selection_mask(lstm.selected, 4 * hidden), mask)
+    for got, want in ((dx, ref_dx), (lstm.input_weight.grad, ref_dW_x), (lstm.recurrent_weight.grad, ref_dW_h),
+                      (lstm.bias.grad, ref_db)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert np.array_equal(lstm.input_weight.rows_with_grad, mask.any(axis=0))
+    assert np.array_equal(lstm.recurrent_weight.rows_with_grad, mask[1:].any(axis=0))  # h_{-1} = 0: no step 0
+    return mask
 
 
 @pytest.mark.parametrize("k", [1, 3, 6])
-def test_meprop_lstm_equals_dense_backward_of_the_masked_gate_gradients(rng, k):
+def test_meprop_lstm_equals_the_reference(rng, k):
     hidden, steps = 6, 8
     lstm = random_lstm(rng, 5, hidden, k)
     x, dy = rng.standard_normal((steps, 5)).astype(np.float32), rng.standard_normal((steps, hidden)).astype(np.float32)
-    lstm.forward(x)
-    dx = lstm.backward(dy)
-    selected = lstm.selected
-    assert selected.shape == (steps, 4 * k)
-    masks = np.zeros((steps, 4 * hidden), dtype=bool)
-    masks[np.arange(steps)[:, None], selected] = True
-    ref_dx, ref_dW_x, ref_dW_h, ref_db, ref_dz = reference_bptt(lstm, x, dy, masks)
-    for t in range(steps):  # each gate's block holds its own k largest |dz|
-        for gate in range(4):
-            block = np.abs(ref_dz[t, gate * hidden:(gate + 1) * hidden])
-            chosen = selected[t, gate * k:(gate + 1) * k] - gate * hidden
-            assert ((chosen >= 0) & (chosen < hidden)).all() and len(set(chosen)) == k
-            assert block[chosen].min() >= np.delete(block, chosen).max(initial=0) - 1e-6
-    for got, want in ((dx, ref_dx), (lstm.input_weight.grad, ref_dW_x), (lstm.recurrent_weight.grad, ref_dW_h),
-                      (lstm.bias.grad, ref_db)):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
-    rows = np.unique(selected)
-    assert np.flatnonzero(lstm.input_weight.rows_with_grad).tolist() == rows.tolist()
-    assert not lstm.input_weight.grad[np.setdiff1d(np.arange(4 * hidden), rows)].any()
+    mask = check_meprop_lstm_against_the_reference(lstm, x, dy)
+    assert not lstm.input_weight.grad[~mask.any(axis=0)].any()
+
+
+@pytest.mark.parametrize("hidden,k", [(6, 3), (8, 5)])
+def test_meprop_lstm_breaks_ties_in_a_gate_to_the_lower_index(rng, hidden, k):
+    """Only unit 2's h has gradient, at the last step: there every gate's block of dz is zero but for unit 2,
+    and the other k - 1 rows kept are the zeros of lowest index (ties to the higher index would keep the last)."""
+    lstm = random_lstm(rng, 4, hidden, k)
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    dy = np.zeros((5, hidden), dtype=np.float32)
+    dy[-1, 2] = 1.5
+    mask = check_meprop_lstm_against_the_reference(lstm, x, dy)
+    for block in mask[-1].reshape(4, hidden):  # unit 2 and the k - 1 zeros of lowest index: units 0 .. k - 1
+        assert np.flatnonzero(block).tolist() == list(range(k))
 
 
 def test_meprop_with_k_equal_to_hidden_is_the_dense_backward(rng):

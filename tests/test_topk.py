@@ -1,13 +1,10 @@
-"""The heap top-k picks exactly what a stable argsort picks; unified and random selections."""
+"""The heap top-k picks exactly what tinyprop.reference's stable argsort picks; unified and random selections
+equal the reference's too."""
 import numpy as np
 import pytest
 
+from tinyprop.reference import random_k_mask, selection_mask, topk_indices, unified_topk_mask
 from tinyprop.topk import BUCKETS, magnitude_floor, random_rows, topk_rows, unified_topk
-
-
-def argsort_topk(grad, k):
-    """The reference: k largest |g| per row, ties to the lower index."""
-    return np.sort(np.argsort(-np.abs(grad), axis=1, kind="stable")[:, :k], axis=1)
 
 
 def heap_topk(grad, k):
@@ -17,23 +14,23 @@ def heap_topk(grad, k):
 
 
 @pytest.mark.parametrize("n,k", [(1, 1), (7, 1), (7, 6), (7, 7), (50, 10), (500, 80), (500, 499), (33, 32)])
-def test_heap_matches_argsort_on_random_values(rng, n, k):
+def test_heap_matches_the_reference_on_random_values(rng, n, k):
     grad = rng.standard_normal((6, n)).astype(np.float32)
-    assert np.array_equal(heap_topk(grad, k), argsort_topk(grad, k))
+    assert np.array_equal(heap_topk(grad, k), topk_indices(grad, k))
 
 
 @pytest.mark.parametrize("k", [1, 3, 10, 39])
-def test_heap_matches_argsort_on_ties(rng, k):
+def test_heap_matches_the_reference_on_ties(rng, k):
     # few distinct magnitudes, both signs, and exact zeros as behind a ReLU
     grad = rng.integers(-2, 3, size=(8, 40)).astype(np.float32)
     grad[0] = 0.0
     grad[1] = 1.0
     grad[2, ::2] = -1.0
-    assert np.array_equal(heap_topk(grad, k), argsort_topk(grad, k))
+    assert np.array_equal(heap_topk(grad, k), topk_indices(grad, k))
 
 
 @pytest.mark.parametrize("values", ["relu", "few levels", "wide range", "tiny"])
-def test_heap_matches_argsort_where_the_histogram_seeds_it(rng, values):
+def test_heap_matches_the_reference_where_the_histogram_seeds_it(rng, values):
     """n 300, k 6..260: the floor from the histogram is set, and ties, zeros, magnitudes over
     more than the histogram's eight factors of two and subnormal numbers all meet the heap."""
     grad = rng.standard_normal((6, 300)).astype(np.float32)
@@ -46,7 +43,7 @@ def test_heap_matches_argsort_where_the_histogram_seeds_it(rng, values):
     else:
         grad *= np.float32(1e-42)
     for k in (6, 20, 80, 150, 260):
-        assert np.array_equal(heap_topk(grad, k), argsort_topk(grad, k)), k
+        assert np.array_equal(heap_topk(grad, k), topk_indices(grad, k)), k
 
 
 def floor_of(grad, k):
@@ -84,7 +81,7 @@ def test_nan_and_infinity_come_first_with_the_histogram(rng, n, k):
     grad = (rng.uniform(1, 2, (4, n)) * rng.choice([-1e37, 1e37], (4, n))).astype(np.float32)
     grad[0, 1], grad[1, 3], grad[2, 2], grad[2, 4] = np.nan, -np.inf, np.inf, -np.nan
     magnitude_bits = (grad.view(np.uint32) & 0x7FFFFFFF).astype(np.int64)
-    expected = np.sort(np.argsort(-magnitude_bits, axis=1, kind="stable")[:, :k], axis=1)
+    expected = topk_indices(magnitude_bits, k)  # the reference on the bits' order rather than on |g|
     assert np.array_equal(heap_topk(grad, k), expected)
     assert all(floor_of(row, k) > 0 for row in grad)  # the histogram's path
 
@@ -113,7 +110,7 @@ def test_buffers_are_reused_across_calls(rng):
     for _ in range(3):
         grad = rng.standard_normal((3, 30)).astype(np.float32)
         topk_rows(grad, 5, heap, out)
-        assert np.array_equal(np.sort(out, axis=1), argsort_topk(grad, 5))
+        assert np.array_equal(np.sort(out, axis=1), topk_indices(grad, 5))
 
 
 def test_float64_gradients_are_refused():
@@ -143,7 +140,7 @@ def test_unified_is_the_topk_of_summed_magnitudes(rng, ties):
     if ties:  # small integers: many columns sum to the same magnitude
         grad = np.round(grad * 1.5).astype(np.float32)
     rows = unified_topk(grad, 7, np.empty(7, np.uint64), np.empty(7, np.int32))
-    expected = np.sort(np.argsort(-np.abs(grad).sum(axis=0), kind="stable")[:7])
+    expected = np.flatnonzero(unified_topk_mask(grad, 7)[0])
     assert np.array_equal(rows, expected)
     assert np.array_equal(unified_topk(np.asfortranarray(grad), 7, np.empty(7, np.uint64), np.empty(7, np.int32)),
                           expected)
@@ -156,3 +153,9 @@ def test_random_rows_are_distinct_reproducible_and_uniform():
     assert np.array_equal(picks, random_rows(np.random.default_rng(3), 4000, 10, 3))
     counts = np.bincount(picks.ravel(), minlength=10) / picks.size
     assert np.allclose(counts, 0.1, atol=0.01)
+
+
+@pytest.mark.parametrize("n,k", [(10, 3), (7, 7), (9, 1), (500, 80)])
+def test_random_rows_draw_what_the_reference_draws_from_the_same_generator(n, k):
+    picks = random_rows(np.random.default_rng(11), 50, n, k)
+    assert np.array_equal(selection_mask(picks, n), random_k_mask(np.random.default_rng(11), 50, n, k))

@@ -7,7 +7,8 @@ For each example b only the rows in selected[b] (its top-k set S) take part:
     dx[b, :]  = sum_{r in S_b} dy[b, r] * W[r, :]            (eq. 10)
 
 Each touches k rows of length `in` per example: k/n of the dense work, and no
-dense masked product is formed. The bias keeps its dense gradient db = sum_b dy[b],
+dense masked product is formed: they compute tinyprop.reference.linear_backward's dW and dx
+without multiplying the zeros of the masked dy. The bias keeps its dense gradient db = sum_b dy[b],
 as in both of the authors' implementations (C# nnmnist and PyTorch): the papers'
 eqs. (9) and (10) sparsify the products with W and x, and db costs only `out` additions. Called with every row selected, the same loops are
 the "dense loop" reference the benchmark compares against (the papers' C# figures
@@ -19,6 +20,7 @@ from numba import njit
 @njit(cache=True)
 def add_selected_rows_grad(dy, x, selected, weight_grad, weight_rows):
     """Eq. (9): accumulate dW on the selected rows and mark those rows as having gradient.
+    Adds tinyprop.reference.linear_backward's dW for the mask of `selected`, touching only its rows.
 
     dy: (batch, out); x: (batch, in); selected: (batch, k) int32; weight_grad: (out, in);
     weight_rows: (out,) bool. Two selected rows per sweep over x[b], which halves the
@@ -45,6 +47,7 @@ def add_selected_rows_grad(dy, x, selected, weight_grad, weight_rows):
 @njit(cache=True)
 def selected_input_grad(dy, weight, selected, dx):
     """Eq. (10): dx[b] = sum over r in selected[b] of dy[b, r] * W[r]. dx: (batch, in), overwritten.
+    tinyprop.reference.linear_backward's dx for the mask of `selected`, reading only those rows of W.
 
     Four selected rows per sweep over dx[b], which is then loaded and stored once per four
     rows instead of once per row (35% faster at the parser's shape, 40% at MNIST's).
@@ -70,6 +73,7 @@ def selected_input_grad(dy, weight, selected, dx):
 def add_shared_rows_grad(dy, x, rows, weight_grad, weight_rows):
     """Eq. (9) with one set of rows for the whole batch (unified top-k): dW[r] += sum_b dy[b, r] * x[b]
     for r in rows, and mark those rows. dy: (batch, out); x: (batch, in); rows: (k,) int32.
+    Adds tinyprop.reference.linear_backward's dW for the mask of `rows` in every example (unified_topk_mask's).
 
     The rows are the outer loop, four examples a sweep: each row of dW is loaded and stored once
     per four examples, and x is read from the L1 cache. For a small x this beats BLAS's product
@@ -94,6 +98,7 @@ def add_shared_rows_grad(dy, x, rows, weight_grad, weight_rows):
 def shared_rows_input_grad(dy, weight, rows, dx):
     """Eq. (10) with one set of rows for the whole batch (unified top-k): dx[b] = sum over r in rows
     of dy[b, r] * W[r]. dy: (batch, out); rows: (k,) int32; dx: (batch, in), overwritten.
+    tinyprop.reference.linear_backward's dx for the mask of `rows` in every example (unified_topk_mask's).
 
     The rows are the outer loop, four at a time: each is read from memory once and then from the
     L1 cache for every example, and W's rows are not gathered into a copy first. For a small dx

@@ -110,6 +110,10 @@ def lstm_backward_topk(gates, cells, cell_tanh, hidden, dhidden, recurrent, k, h
     rows take part in the recurrent products: W_h.grad[r] += dz_t[r] h_{t-1} and
     dh_{t-1} = sum_r dz_t[r] W_h[r]. dz keeps every entry (the input-side products read
     only the selected ones; the bias takes all). heap: a (k,) uint64 buffer.
+
+    The backward loop of tinyprop.reference.lstm_backward, faster: `topk_of_row`'s heap on each
+    gate's block instead of a sort, and Linear's row kernels on the selected rows instead of
+    products with the masked dz_t.
     """
     steps, n = cells.shape
     dh_rec = np.zeros((1, n), dtype=cells.dtype)

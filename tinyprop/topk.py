@@ -19,7 +19,7 @@ exactly what a stable descending argsort picks,
 
     np.argsort(-np.abs(g), kind="stable")[:k],
 
-which is the reference the tests hold it against.
+which is `tinyprop.reference.topk_indices`, the reference the tests hold it against.
 
 The heap holds one 64-bit key per entry: the bits of |g| (a non-negative float32
 orders like its bit pattern read as an integer) above the bits of (2^32 - 1 - index).
@@ -165,7 +165,11 @@ def check_selection(grad, k, heap, out_indices, out_shape):
 
 
 def topk_rows(grad, k, heap, out_indices):
-    """Per-example top-k: out_indices[b] = top-k indices of |grad[b]|. grad: (batch, n) float32, out: (batch, k)."""
+    """Per-example top-k: out_indices[b] = top-k indices of |grad[b]|. grad: (batch, n) float32, out: (batch, k).
+
+    tinyprop.reference.topk_indices(grad, k), in no set order within a row, faster: `topk_of_row`'s
+    heap of k entries, O(n log k) an example, instead of sorting the n.
+    """
     check_selection(grad, k, heap, out_indices, (grad.shape[0], k))
     _topk_rows(grad.view(np.uint32), k, heap, out_indices)
 
@@ -174,6 +178,8 @@ def unified_topk(grad, k, heap, out_indices):
     """One top-k set for the mini-batch, from sum over examples of |grad| (Section 3.3.1).
 
     grad: (batch, n) float32; out_indices: (k,) int32, filled in place and returned sorted.
+    The set of tinyprop.reference.unified_topk_mask (the same float32 sums, the same ties), by the heap
+    on the summed magnitudes instead of a sort.
     """
     check_selection(grad, k, heap, out_indices, (k,))
     _unified_topk(np.ascontiguousarray(grad), k, heap, out_indices)
@@ -211,7 +217,11 @@ def _floyd_sample_rows(uniforms, n, seen, out_indices):
 
 
 def random_rows(rng, batch, n, k):
-    """k distinct indices drawn uniformly per example (nnmnist's mlprand). Returns (batch, k) int32."""
+    """k distinct indices drawn uniformly per example (nnmnist's mlprand). Returns (batch, k) int32.
+
+    The indices that tinyprop.reference.random_k_mask(rng, batch, n, k) marks, given a generator in the
+    same state: the same Floyd's sampling compiled, writing k indices an example instead of an (n,) mask.
+    """
     if not 1 <= k <= n:
         raise ValueError(f"random selection: k must be in 1..{n}, got {k}")
     out = np.empty((batch, k), dtype=np.int32)

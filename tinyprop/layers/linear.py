@@ -37,6 +37,12 @@ class Linear(Layer):
     for a larger one.
     The bias gets its dense gradient db = sum_b dy, as in the authors' C# and PyTorch code.
 
+    This is tinyprop.reference.linear_backward(x, W, dy, mask), with the mask of reference.topk_mask,
+    random_k_mask or unified_topk_mask (the same rows, ties to the lower index), computed faster: the
+    selection by tinyprop.topk (a heap of k entries instead of a sort of out), no masked dy formed and no
+    product with its zeros, and the rows that got gradient marked (weight.rows_with_grad) so that the
+    optimizer updates only those rows and their state.
+
     Kept for backward: `x`, the input of the last forward. Kept after backward: `dy` and
     `selected`, the chosen indices ((batch, k) per example, or (k,) unified), which
     meSimp counts. `backward_seconds` sums the time spent in backward ("backprop time").

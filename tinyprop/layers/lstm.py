@@ -26,7 +26,10 @@ class LSTM(Layer):
     each gate keeps its k largest |dz| (the gates independently, as Section 2.3.2 chose), and
     only those 4k rows of W_x and W_h get gradient and carry dx_t and dh_{t-1} (eqs. 9, 10
     on both products, by Linear's sparse kernels); the element-wise cell path and the bias
-    gradient stay dense, as in Linear.
+    gradient stay dense, as in Linear. This is tinyprop.reference.lstm_backward, computed faster:
+    the time loops compiled (tinyprop.lstm_kernels), each gate's rows chosen by the heap top-k,
+    only the 4k selected rows of W_x and W_h read and written, and those rows marked for the
+    optimizer's sparse update.
 
     Kept for backward: `x`, the activated `gates` (steps, 4H), `cells`, their tanh `cell_tanh` and
     `hidden` (steps, H).

@@ -1,0 +1,104 @@
+"""meProp in plain NumPy, to read beside the paper (TKDE 2018, Section 2.1; ICML 2017).
+
+A layer y = x W^T + b keeps, in its backward, only the k entries of dL/dy with the largest
+magnitude, top_k(dy), and passes them on as the dense backward would (Algorithm 1):
+
+    dL/dW <- top_k(dy)^T x    (eq. 9)        dL/dx <- top_k(dy) W    (eq. 10)
+
+The fast layers (tinyprop.layers.Linear, LSTM) compute exactly these functions, with the same
+ties (the lower index wins) and the same dense bias gradient; the tests hold them to it.
+Everything here computes in the dtype it is given (the layers' float32, or float64 for a check).
+"""
+import numpy as np
+
+
+def topk_indices(g, k):
+    """S = {t_1, ..., t_k} (Algorithm 1, line 2): the indices of the k largest |g| along the last axis,
+    ties to the lower index (a stable sort), in ascending order. g: (..., n) -> (..., k)."""
+    return np.sort(np.argsort(-np.abs(g), axis=-1, kind="stable")[..., :k], axis=-1)
+
+
+def selection_mask(indices, n):
+    """mask[..., i] is True when i is among indices[...], so that top_k(dy) = where(mask, dy, 0).
+    indices: (..., k) of range(n), as the layers keep them in `selected` -> (..., n) bool."""
+    mask = np.zeros(indices.shape[:-1] + (n,), dtype=bool)
+    np.put_along_axis(mask, indices, True, axis=-1)
+    return mask
+
+
+def topk_mask(dy, k):
+    """Per-example top-k (Algorithm 1): row b keeps its own S_b. dy: (batch, n) -> (batch, n) bool
+    (any leading axes: each row along the last one has its own S)."""
+    return selection_mask(topk_indices(dy, k), dy.shape[-1])
+
+
+def unified_topk_mask(dy, k):
+    """Simple Unified Top-k (Section 3.3.1): one S for the mini-batch, the k largest sum_b |dy[b, i]|.
+    dy: (batch, n) -> (batch, n) bool, every row the same (a read-only view of one)."""
+    return np.broadcast_to(topk_mask(np.abs(dy).sum(axis=0), k), dy.shape)
+
+
+def random_k_mask(rng, batch, n, k):
+    """Random-k (nnmnist's mlprand): per example, k distinct indices of range(n), every k-subset equally
+    likely, by Robert Floyd's sampling from rng.random((batch, k)). rng: a numpy Generator -> (batch, n) bool."""
+    mask = np.zeros((batch, n), dtype=bool)
+    for b, uniforms in enumerate(rng.random((batch, k))):
+        for t, u in enumerate(uniforms):
+            last = n - k + t
+            pick = int(u * (last + 1))  # uniform on 0..last; if taken, last is new (it was out of reach before)
+            mask[b, last if mask[b, pick] else pick] = True
+    return mask
+
+
+def linear_backward(x, W, dy, mask=None):
+    """meProp's backward of y = x W^T + b: eqs. (9, 10), the dense backward (eqs. 7, 8) of top_k(dy).
+
+    x: (batch, in), W: (out, in), dy: (batch, out), mask: (batch, out) bool, None for all
+    -> dW: (out, in), db: (out,), dx: (batch, in). db = sum_b dy stays dense, as in the authors'
+    C# and PyTorch code: the equations sparsify the products with W and x only.
+    """
+    kept = dy if mask is None else np.where(mask, dy, 0)
+    return kept.T @ x, dy.sum(axis=0), kept @ W
+
+
+def sigmoid(z):
+    """sigma(z) = 1 / (1 + e^-z), element-wise."""
+    return 1 / (1 + np.exp(-z))
+
+
+def lstm_backward(W_x, W_h, b, x, dh, k=None):
+    """An LSTM's forward over x, then backpropagation through time of dh = dL/dh_t with meProp on each gate
+    (Section 2.3.2, "the gates independently"). z_t = W_x x_t + b + W_h h_{t-1} holds gates i, f, g, o in
+    blocks of H rows; at each step each block of dz_t = dL/dz_t keeps its k largest entries (topk_mask, ties
+    to the lower index), and only those carry eqs. (9, 10) through W_x and W_h to dx_t and dh_{t-1}. The
+    cell path dc_{t-1} = f dc_t and db = sum_t dz_t stay dense.
+
+    W_x: (4H, in), W_h: (4H, H), b: (4H,), x: (steps, in), dh: (steps, H), k: None for all
+    -> dW_x: (4H, in), dW_h: (4H, H), db: (4H,), dx: (steps, in), and mask: (steps, 4H) bool, the entries
+    of dz kept.
+    """
+    steps, n = dh.shape
+    h, c = np.zeros((steps + 1, n), x.dtype), np.zeros((steps + 1, n), x.dtype)  # h[t + 1] is h_t; h[0] = 0
+    gates = np.zeros((steps, 4 * n), x.dtype)
+    for t in range(steps):
+        z = W_x @ x[t] + b + W_h @ h[t]
+        gates[t] = np.concatenate([sigmoid(z[:2 * n]), np.tanh(z[2 * n:3 * n]), sigmoid(z[3 * n:])])
+        i, f, g, o = np.split(gates[t], 4)
+        c[t + 1] = f * c[t] + i * g
+        h[t + 1] = o * np.tanh(c[t + 1])
+    dW_x, dW_h, dx, dz = np.zeros_like(W_x), np.zeros_like(W_h), np.zeros_like(x), np.zeros_like(gates)
+    mask = np.ones(dz.shape, dtype=bool)
+    dh_next, dc_next = np.zeros(n, x.dtype), np.zeros(n, x.dtype)
+    for t in range(steps - 1, -1, -1):
+        i, f, g, o = np.split(gates[t], 4)
+        dh_t, tanh_c = dh[t] + dh_next, np.tanh(c[t + 1])
+        dc = dh_t * o * (1 - tanh_c * tanh_c) + dc_next
+        dz[t] = np.concatenate([dc * g * i * (1 - i), dc * c[t] * f * (1 - f), dc * i * (1 - g * g),
+                                dh_t * tanh_c * o * (1 - o)])
+        if k is not None:
+            mask[t] = topk_mask(dz[t].reshape(4, n), k).ravel()
+        kept = np.where(mask[t], dz[t], 0)
+        dW_x += np.outer(kept, x[t])
+        dW_h += np.outer(kept, h[t])
+        dx[t], dh_next, dc_next = kept @ W_x, kept @ W_h, dc * f
+    return dW_x, dW_h, dz.sum(axis=0), dx, mask
