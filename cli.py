@@ -36,9 +36,9 @@ stop.signum = signal.SIGINT
 
 
 def stopped(interrupt):
-    """The one line a stopped command ends with, and the shell's exit code for the signal."""
-    from tinyprop.tasks.run import RunInterrupted
-    if isinstance(interrupt, RunInterrupted) and interrupt.resumable:
+    """The one line a stopped command ends with, and the shell's exit code for the signal. (A stopped run
+    is a tinyprop.tasks.run.RunInterrupted; not imported here: Ctrl-C may have come while numpy loaded.)"""
+    if getattr(interrupt, "resumable", False):
         click.echo(f"\nstopped: {interrupt.out_dir} holds the run so far; continue it with: tinyprop train --resume "
                    f"{interrupt.out_dir}", err=True)
     else:
@@ -195,13 +195,16 @@ def train_with(ctx, name, options):
 
 
 def read_config(cls, path):
-    """(path, {field: value}) of --config: a run's config.json (its task must be this one) or an nnmnist file."""
+    """(path, {field: value}, defaults of the fields it leaves out) of --config: a run's config.json (its
+    task must be this one; its seed is the seed the run used) or an nnmnist file."""
     from tinyprop.tasks.settings import ConfigError, read_nnmnist_config
     saved = config_task(path)
     if saved is not None:
-        if saved[0] != cls.name:
-            raise ConfigError(f"{path}: the config of a {saved[0]} run, not of a {cls.name} run")
-        return path, {name: value for name, value in saved[1].items() if value is not None}
+        task, settings, seed = saved
+        if task != cls.name:
+            raise ConfigError(f"{path}: the config of a {task} run, not of a {cls.name} run")
+        values = {name: value for name, value in settings.items() if value is not None}
+        return path, dict(values, **({"seed": seed} if seed is not None else {})), {}
     if not cls.Settings.nnmnist:
         raise ConfigError(f"{path}: nnmnist configs are MNIST's; the {cls.name} task takes its settings as options "
                           "or from a run's config.json")
@@ -209,14 +212,14 @@ def read_config(cls, path):
 
 
 def config_task(path):
-    """(task, settings) if `path` is a run's config.json (it has "task" and "settings"), else None."""
+    """(task, settings, seed used) if `path` is a run's config.json (it has "task" and "settings"), else None."""
     try:
         with open(path, encoding="utf-8-sig") as stream:
             raw = json.load(stream)
     except (OSError, ValueError):
         return None  # read_nnmnist_config says what is wrong with it
-    if isinstance(raw, dict) and isinstance(raw.get("settings"), dict) and "task" in raw:
-        return raw["task"], raw["settings"]
+    if isinstance(raw, dict) and isinstance(raw.get("settings"), dict) and isinstance(raw.get("task"), str):
+        return raw["task"], raw["settings"], raw.get("seed_used")
     return None
 
 

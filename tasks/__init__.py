@@ -8,7 +8,7 @@ TASKS = {"mnist": "MnistTask", "parse": "ParseTask", "pos": "TaggerTask"}  # mod
 def task_class(name, where=""):
     """The Task subclass of task `name`; `where` prefixes the message of an unknown name (a file's path)."""
     from tinyprop.tasks.files import DataError
-    if name not in TASKS:
+    if not isinstance(name, str) or name not in TASKS:
         raise DataError(f"{where}task {name!r} is not one of tinyprop's tasks ({', '.join(TASKS)})")
     return getattr(importlib.import_module(f"tinyprop.tasks.{name}"), TASKS[name])
 

@@ -28,7 +28,8 @@ def _atomic_write(path, write):
             os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException as error:
-        os.unlink(temporary)
+        if os.path.exists(temporary):  # not if the interrupt came after the rename
+            os.unlink(temporary)
         if isinstance(error, OSError):
             raise naming(error, path) from error
         raise
@@ -66,24 +67,21 @@ def write_bytes(path, data):
     _atomic_write(path, lambda stream: stream.write(data))
 
 
-def read_model_file(path, keys=()):
-    """(meta, arrays) of a model.npz written by training: the model description and the parameters.
-    The description must have `keys`."""
+def read_model_file(path):
+    """(meta, arrays) of a model.npz written by training: the model description and the parameters."""
     not_a_model = f"{path}: not a tinyprop model file (the model.npz that `tinyprop train` writes)"
     try:
         with np.load(path, allow_pickle=False) as saved:
             meta = json.loads(str(saved["meta"]))
             arrays = {name: saved[name] for name in saved.files if name != "meta"}
+    except MemoryError as error:
+        raise DataError(f"{path}: its arrays do not fit in this machine's memory") from error
     except (ValueError, TypeError, EOFError) as error:  # not an archive (numpy's would advise unpickling it)
         raise DataError(not_a_model) from error
     except (OSError, KeyError, zipfile.BadZipFile) as error:
         raise DataError(f"{not_a_model}: {error}") from error
     if not isinstance(meta, dict):
         raise DataError(f"{not_a_model}: its description is a JSON {type(meta).__name__}, not an object")
-    missing = [key for key in keys if key not in meta]
-    if missing:
-        raise DataError(f"{path}: the model description lacks {', '.join(missing)}; was it written by an "
-                        "older tinyprop? Train the model again")
     return meta, arrays
 
 
@@ -101,10 +99,17 @@ def append_jsonl(path, record):
         raise naming(error, path) from error
 
 
-def read_jsonl_prefix(path, lines):
-    """The text of the first `lines` lines of a JSON-lines file."""
-    with open(path, encoding="utf-8") as stream:
-        return "".join(line for _, line in zip(range(lines), stream))
+def keep_lines(path, lines):
+    """Keep the first `lines` lines of a text file, atomically; a file with fewer is a DataError."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            kept = [line for _, line in zip(range(lines), stream)]
+    except FileNotFoundError:
+        kept = []
+    if len(kept) < lines or not all(line.endswith("\n") for line in kept):
+        raise DataError(f"{path}: {len(kept)} whole lines, but the checkpoint covers {lines}; the file was "
+                        "changed or cut since: the run cannot be resumed")
+    write_bytes(path, "".join(kept).encode())
 
 
 def read_json(path):

@@ -350,7 +350,7 @@ class MnistSettings(Settings):
             fail("layers", f"{self.net} applies meProp to hidden layers, so it needs Layers >= 2, got {self.layers}")
         hidden = CNN_HIDDEN if self.net in CNN_NETS else self.hidden
         if self.meprop and not self.k < hidden:
-            fail("k", f"k must be smaller than the hidden size {hidden}, got {self.k}")
+            fail("k", f"must be smaller than the hidden size {hidden}, got {self.k}")
 
 
 class MnistTask(Task):
@@ -420,10 +420,6 @@ class MnistTask(Task):
     def simplified_pairs(cls, model):
         linears = linear_layers(model)
         return zip(linears[:-1], linears[1:])
-
-    @property
-    def train_size(self):
-        return self.data.train_size
 
     def describe_run(self, settings):
         return f"{describe(self.meta)}, train {self.train_size} dev {self.data.size('dev')} test {self.data.size('test')}"
@@ -503,7 +499,7 @@ def check_fits_in_memory(sizes, settings):
         options = f"--layers {n_layers}, --hidden {h}" if n_layers > 1 else f"--layers {n_layers}"
         raise ConfigError(f"the MLP {sizes[0]}-{hidden}{sizes[-1]} ({options}) has {count:,} parameters: "
                           f"{needed / 2 ** 30:,.1f} GiB with their gradients and {settings.optim}'s state, and this "
-                          f"machine has {memory / 2 ** 30:.1f} GiB; use fewer or narrower layers", "layers")
+                          f"machine has {memory / 2 ** 30:.1f} GiB; use fewer or narrower layers")
 
 
 def describe(meta):

@@ -10,7 +10,6 @@ scores UAS and LAS without punctuation (UPOS PUNCT).
 Words are lower-cased; those seen fewer than twice in training share the UNKNOWN id.
 """
 import collections
-import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -187,12 +186,6 @@ class ParseSettings(Settings):
     meprop_nets = ("mlptop", "mlpvar")
     simplified_nets = ("mlpvar",)
 
-    def check(self, fail):
-        if self.meprop and not self.k < self.hidden:
-            fail("k", f"k must be smaller than the hidden size {self.hidden}, got {self.k}")
-
-    def resolved(self):
-        return dataclasses.replace(self, k_out=self.k_out or self.k)
 
 
 class ParseData:
@@ -237,14 +230,13 @@ class ParseTask(TreebankTask, Task):
 
     @classmethod
     def check(cls, settings, data):
-        k_out = settings.k_out
+        k_out = settings.k_out or settings.k
         if k_out is not None and not k_out < data.n_transitions:
-            raise ConfigError(f"--k-out: must be smaller than the {data.n_transitions} transitions, got {k_out}",
-                              "k_out")
+            raise ConfigError(f"--k-out: must be smaller than the {data.n_transitions} transitions, got {k_out}")
 
     @classmethod
     def describe(cls, settings, data):
-        return dict(task="parse", net=settings.net, k=settings.k, k_out=settings.k_out,
+        return dict(task="parse", net=settings.net, k=settings.k, k_out=settings.k_out or settings.k,
                     hidden=settings.hidden, vocabulary=data.vocabulary.to_json(),
                     **training_data(data.paths, settings.max_examples))
 
@@ -267,10 +259,6 @@ class ParseTask(TreebankTask, Task):
     @classmethod
     def simplified_pairs(cls, model):
         return [(model.hidden_layer, model.output)]
-
-    @property
-    def train_size(self):
-        return self.data.train_size
 
     def describe_run(self, settings):
         k = f" k={settings.k} k-out={self.meta['k_out']}" if settings.k else ""

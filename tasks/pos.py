@@ -161,9 +161,6 @@ class PosSettings(Settings):
     meprop_nets = ("lstmtop", "lstmvar")
     simplified_nets = ("lstmvar",)
 
-    def check(self, fail):
-        if self.meprop and not self.k < self.hidden:
-            fail("k", f"k must be smaller than the hidden size {self.hidden}, got {self.k}")
 
 
 class TaggerData:
@@ -242,10 +239,6 @@ class TaggerTask(TreebankTask, Task):
 
     def product_layers_text(self):
         return "the LSTMs and the output layer"
-
-    @property
-    def train_size(self):
-        return len(self.encoded["train"])
 
     def product_layers(self):
         return self.model.bilstm.directions + [self.model.output]

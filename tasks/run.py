@@ -25,11 +25,10 @@ import numpy as np
 
 from tinyprop.mesimp import Simplifier
 from tinyprop.tasks import task_class
-from tinyprop.tasks.files import DataError, read_json, read_model_file, write_json, write_npz
-from tinyprop.tasks.provenance import file_record, provenance
+from tinyprop.tasks.files import DataError, keep_lines, read_json, read_model_file, write_json, write_npz
+from tinyprop.tasks.provenance import provenance
 from tinyprop.tasks.settings import ConfigError, resolve_seed
-from tinyprop.tasks.training import CHECKPOINT, Checkpoint, make_optimizer, param_count, train, truncate_metrics, \
-    write_summary
+from tinyprop.tasks.training import CHECKPOINT, Checkpoint, make_optimizer, param_count, train, write_summary
 
 RUN_FILES = ("config.json", "metrics.jsonl", "model.npz", CHECKPOINT, "summary.json")
 
@@ -50,24 +49,32 @@ def run(task_name, settings, out_dir=None, log=print):
     if not isinstance(settings, cls.Settings):
         raise ConfigError(f"the {task_name} task takes {cls.Settings.__name__}, got {type(settings).__name__}")
     settings = settings.checked()
+    if settings.data_dir:  # so that the run's config.json serves from any folder
+        settings = dataclasses.replace(settings, data_dir=os.path.abspath(settings.data_dir))
     made = claim_folder(out_dir or default_folder(task_name, settings.net), default=out_dir is None)
     out_dir = made[-1]
+    config_path = os.path.join(out_dir, "config.json")
+    training = False
     try:
-        with locked(out_dir):
+        with locked(out_dir), one_blas_thread():
             seed = resolve_seed(settings.seed)
+            config = dict(task=task_name, settings=dataclasses.asdict(settings), seed_used=seed)
+            write_json(config_path, config)  # first: a run killed from here on can be resumed
             paths = cls.locate(settings)
+            write_json(config_path, dict(config, provenance=provenance(paths)))
             data = cls.load(paths, settings.max_examples)
             check_data(cls, settings, data)
-            meta = cls.describe(settings, data)
-            task = build_task(cls, settings, data, meta, seed)
-            write_json(os.path.join(out_dir, "config.json"),
-                       dict(task=task_name, settings=dataclasses.asdict(settings), seed_used=seed,
-                            provenance=provenance(paths)))
+            task = build_task(cls, settings, data, cls.describe(settings, data), seed)
+            training = True
             log(f"{task_name} {task.describe_run(settings)}, seed {seed}; writing to {out_dir}")
             return finish(task, settings, seed, out_dir, train(task, settings, seed, out_dir, log), log)
     except KeyboardInterrupt as interrupt:
-        resumable = os.path.exists(os.path.join(out_dir, "config.json"))
+        resumable = os.path.exists(config_path)
         raise RunInterrupted(out_dir if resumable else None, resumable) from interrupt
+    except BaseException:
+        if not training and os.path.exists(config_path):  # refused before it trained: no run to resume
+            os.unlink(config_path)
+        raise
     finally:
         for folder in reversed(made):  # the folders made for a run that stopped before writing anything go again
             if not os.path.isdir(folder) or os.listdir(folder):
@@ -77,41 +84,44 @@ def run(task_name, settings, out_dir=None, log=print):
 
 def resume(out_dir, log=print):
     """Go on with the run in `out_dir` from its last checkpoint (from the start, if it stopped before its
-    first evaluation); returns the summary. The data must be the files the run started with."""
+    first evaluation); returns the summary. The data must be the files the run started with; the
+    settings, those it started with. config.json records each resume's own provenance."""
     config_path = os.path.join(out_dir, "config.json")
     if not os.path.isfile(config_path):
         raise ConfigError(f"--resume {out_dir}: holds no config.json; give the folder of a run (tinyprop train's "
                           "--out)")
     if os.path.exists(os.path.join(out_dir, "summary.json")):
         raise ConfigError(f"--resume {out_dir}: the run has finished (summary.json); there is nothing to resume")
-    config = read_json(config_path)
-    if not (isinstance(config, dict) and isinstance(config.get("settings"), dict) and "seed_used" in config
-            and "data_files" in config.get("provenance", {})):
-        raise DataError(f"{config_path}: not the config.json of a tinyprop run (it lacks settings, seed_used or "
-                        "provenance's data_files)")
-    cls = task_class(config.get("task"), f"{config_path}: ")
-    unknown = sorted(set(config["settings"]) - {f.name for f in cls.Settings.fields()})
-    if unknown:
-        raise DataError(f"{config_path}: settings {', '.join(unknown)} are not the {cls.name} task's; was the run "
-                        "made by another tinyprop?")
-    settings = cls.Settings(**config["settings"]).checked(source={name: config_path for name in config["settings"]})
+    cls, settings, config = read_run_config(config_path)
     seed = config["seed_used"]
     try:
-        with locked(out_dir):
+        with locked(out_dir), one_blas_thread():
             for temporary in glob.glob(os.path.join(out_dir, ".tmp-*")):  # a write that a kill interrupted
                 os.unlink(temporary)
-            paths = unchanged_data(config, config_path)
+            started = config.get("provenance")
+            if started:  # the files it started with, unchanged
+                here = provenance_of_data({key: record["path"] for key, record in started["data_files"].items()},
+                                          config_path)
+                check_same_data(started["data_files"], here["data_files"])
+            else:  # killed before it had located its data
+                here = config["provenance"] = provenance(cls.locate(settings))
+            paths = {key: record["path"] for key, record in here["data_files"].items()}
+            for note in environment_changes(config["provenance"], here):
+                log(f"note: {note}; a resumed run repeats the run left alone only in the same environment")
+            write_json(config_path, dict(config, resumes=config.get("resumes", []) + [here]))
             saved = Checkpoint.read(out_dir)
+            if saved and saved[0].get("settings") != dataclasses.asdict(settings):
+                raise DataError(f"{config_path}: its settings differ from those of the run's checkpoint; resume "
+                                "goes on with the run as it started: put them back")
             meta = saved[0]["meta"] if saved else None
             data = cls.load(paths, settings.max_examples, meta=meta)
             task = build_task(cls, settings, data, meta or cls.describe(settings, data), seed)
             resumed = None
             if saved:
-                progress, best = Checkpoint.restore(task, *saved)
-                write_npz(os.path.join(out_dir, "model.npz"), best)  # the first evaluation always saves one
-                truncate_metrics(out_dir, progress.metrics_lines)
-                resumed = progress, best
-                log(f"resuming {out_dir} after epoch {progress.epoch} part {progress.parts_done}/"
+                resumed = Checkpoint.restore(os.path.join(out_dir, CHECKPOINT), task, *saved)
+                write_npz(os.path.join(out_dir, "model.npz"), resumed[1])  # the first evaluation always saves one
+                keep_lines(os.path.join(out_dir, "metrics.jsonl"), resumed[0].metrics_lines)
+                log(f"resuming {out_dir} after epoch {resumed[0].epoch} part {resumed[0].parts_done}/"
                     f"{settings.iter_per_epoch}")
             else:
                 if os.path.exists(os.path.join(out_dir, "model.npz")):
@@ -120,6 +130,46 @@ def resume(out_dir, log=print):
             return finish(task, settings, seed, out_dir, train(task, settings, seed, out_dir, log, resumed), log)
     except KeyboardInterrupt as interrupt:
         raise RunInterrupted(out_dir, True) from interrupt
+
+
+def read_run_config(path):
+    """(task class, settings, config) of a run's config.json, each part checked."""
+    config = read_json(path)
+    if not (isinstance(config, dict) and isinstance(config.get("task"), str)
+            and isinstance(config.get("settings"), dict) and type(config.get("seed_used")) is int
+            and config["seed_used"] >= 0):
+        raise DataError(f"{path}: not the config.json of a tinyprop run (it needs task, settings, and seed_used "
+                        "a whole number >= 0)")
+    files = config.get("provenance", {"data_files": {}}).get("data_files")
+    if not (isinstance(files, dict) and all(isinstance(record, dict) and isinstance(record.get("path"), str)
+                                            and isinstance(record.get("sha256"), str) for record in files.values())):
+        raise DataError(f"{path}: its provenance's data_files are not {{key: {{path, size, sha256}}}}")
+    cls = task_class(config["task"], f"{path}: ")
+    unknown = sorted(set(config["settings"]) - {f.name for f in cls.Settings.fields()})
+    if unknown:
+        raise DataError(f"{path}: settings {', '.join(unknown)} are not the {cls.name} task's; was the run "
+                        "made by another tinyprop?")
+    settings = cls.Settings(**config["settings"]).checked(source={name: path for name in config["settings"]})
+    return cls, settings, config
+
+
+ENVIRONMENT = ("tinyprop_version", "python", "numpy", "numba", "scipy", "processor", "blas", "numba_threads")
+
+
+def environment_changes(before, now):
+    """What differs, of what decides float32 rounding, between the provenance of a run's start and now."""
+    return [f"{name} was {before.get(name)}, now {now.get(name)}" for name in ENVIRONMENT
+            if before.get(name) != now.get(name)]
+
+
+@contextmanager
+def one_blas_thread():
+    """One BLAS thread, as the command line runs (cli.py says why), from Python too: a run's results
+    depend on the thread count. SciPy's BLAS (Numba's np.dot) is loaded first, so that it is limited too."""
+    import scipy.linalg.cython_blas  # noqa: F401
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def build_task(cls, settings, data, meta, seed):
@@ -137,7 +187,7 @@ def check_data(cls, settings, data):
     """What only the data can tell, in one place, before the model is built."""
     if settings.iter_per_epoch > data.train_size:
         raise ConfigError(f"{settings.name_of('iter_per_epoch')}: {settings.iter_per_epoch} parts of an epoch, but "
-                          f"the training set has only {data.train_size} examples to cut into them", "iter_per_epoch")
+                          f"the training set has only {data.train_size} examples to cut into them")
     cls.check(settings, data)
 
 
@@ -213,9 +263,18 @@ def checked_description(path, meta, arrays):
         raise DataError(f"{path}: net {net!r} is not a {cls.name} net ({', '.join(nets)}); the file is damaged or "
                         "from another program")
     for name, array in arrays.items():
+        if array.dtype.kind != "f":
+            raise DataError(f"{path}: {name} holds {array.dtype} values, not floats; the file is damaged or from "
+                            "another program")
         if not np.isfinite(array).all():
             raise DataError(f"{path}: {name} holds values that are not finite (NaN or infinite); the model is "
                             "unusable: train it again")
+    files = meta.get("data_files", {})
+    if not (isinstance(files, dict) and all(isinstance(file, str) for file in files.values())):
+        raise DataError(f"{path}: data_files {files!r} is not {{key: path}}")
+    limit = meta.get("max_examples")
+    if limit is not None and not (type(limit) is int and limit > 0):
+        raise DataError(f"{path}: max_examples {limit!r} is neither null nor a positive whole number")
     cls.check_description(path, meta, arrays)
     return cls, meta, arrays
 
@@ -226,6 +285,8 @@ def build_saved(path, cls, meta, arrays):
         model = cls.build_model(meta, np.random.default_rng(0))
     except MemoryError as error:
         raise DataError(f"{path}: the model it describes does not fit in this machine's memory") from error
+    except (KeyError, TypeError, ValueError) as error:  # a description edited or damaged past the checks above
+        raise DataError(f"{path}: its model description cannot be built ({error!r}); the file is damaged") from error
     for param in model.params():
         if param.name not in arrays:
             raise DataError(f"{path}: no array for {param.name}; the file does not match its model description")
@@ -258,20 +319,21 @@ def evaluation_data(cls, meta, data_dir, log, all_examples=False):
     return paths, limit
 
 
-def unchanged_data(config, config_path):
-    """The data files a run started with, checked to be the same (size and sha256) before it resumes."""
-    paths = {}
-    for key, recorded in config["provenance"]["data_files"].items():
-        try:
-            now = file_record(recorded["path"])
-        except OSError as error:
-            raise DataError(f"{recorded['path']}: the run read it ({config_path}) and it cannot be read now "
-                            f"({error.strerror}); resuming needs the same data") from error
-        if now["sha256"] != recorded["sha256"]:
-            raise DataError(f"{recorded['path']}: changed since the run started (sha256 {now['sha256'][:12]}..., "
-                            f"was {recorded['sha256'][:12]}...); resuming needs the same data")
-        paths[key] = recorded["path"]
-    return paths
+def provenance_of_data(paths, config_path):
+    """The resuming process's provenance; a data file it cannot read is a DataError."""
+    try:
+        return provenance(paths)
+    except OSError as error:
+        raise DataError(f"{error.filename}: the run read it ({config_path}) and it cannot be read now "
+                        f"({error.strerror}); resuming needs the same data") from error
+
+
+def check_same_data(before, now):
+    """The data files a run started with must be the same (sha256) when it resumes."""
+    for key, record in before.items():
+        if now[key]["sha256"] != record["sha256"]:
+            raise DataError(f"{record['path']}: changed since the run started (sha256 {now[key]['sha256'][:12]}..., "
+                            f"was {record['sha256'][:12]}...); resuming needs the same data")
 
 
 def default_folder(task_name, net):

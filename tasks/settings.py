@@ -16,6 +16,7 @@ papers' setting (TKDE 2018, Section 3.1 and Table 2). Command-line options overr
 import dataclasses
 import json
 import math
+import numbers
 import os
 import time
 import typing
@@ -23,15 +24,13 @@ from dataclasses import dataclass, field
 from difflib import get_close_matches
 from typing import Optional
 
+import numpy as np
+
 OPTIMIZERS = ("sgd", "adagrad", "adam")
 
 
 class ConfigError(Exception):
-    """A setting that cannot be used; the message names the key or option, `field` the settings field."""
-
-    def __init__(self, message, field=None):
-        super().__init__(message)
-        self.field = field
+    """A setting that cannot be used; the message names the key or option (and the file it came from)."""
 
 
 @dataclass(frozen=True)
@@ -151,24 +150,26 @@ class Settings:
 
         def fail(name, problem):
             where = f"{source[name]}: " if name in source else ""
-            raise ConfigError(f"{where}{cls.name_of(name)}: {problem}", name)
+            raise ConfigError(f"{where}{cls.name_of(name)}: {problem}")
 
         check_value(cls.__dataclass_fields__["net"], self.net, fail)
         unused = {f.name: self.unused_by(f.name) for f in cls.fields()}
+        values = {}
         for f in cls.fields():
             if unused[f.name] is None:
-                check_value(f, getattr(self, f.name), fail)
+                values[f.name] = check_value(f, getattr(self, f.name), fail)
             elif f.name in given and f.name not in source:
                 fail(f.name, f"{unused[f.name]} does not use it; leave it out")
-        self.check(fail)
-        return dataclasses.replace(self, **{name: None for name, ignorer in unused.items() if ignorer}).resolved()
+            else:
+                values[f.name] = None
+        checked = dataclasses.replace(self, **values)
+        checked.check(fail)
+        return checked
 
     def check(self, fail):
-        """Checks across fields (subclasses add theirs); `fail(name, problem)` raises."""
-
-    def resolved(self):
-        """The settings with defaults that follow from other fields filled in (subclasses: the parser's k_out)."""
-        return self
+        """Checks across fields; `fail(name, problem)` raises. meProp's k must leave some rows out."""
+        if self.meprop and not self.k < self.hidden:
+            fail("k", f"must be smaller than the hidden size {self.hidden}, got {self.k}")
 
     @classmethod
     def defaults_for(cls, name):
@@ -179,10 +180,11 @@ class Settings:
             return description.default_text
         if f.default is None or f.default is False:
             return None
-        nets = description.nets if description.nets is not None else None
         choices = about(cls, "net").choices
-        if nets is not None and set(nets) != set(choices):
-            return f"{f.default} with --net {', '.join(n for n in choices if n in nets)}"
+        if description.nets is not None and set(description.nets) != set(choices):
+            return f"{f.default} with --net {', '.join(net for net in choices if net in description.nets)}"
+        if description.optims is not None:
+            return f"{f.default} with --optim {', '.join(description.optims)}"
         return str(f.default)
 
 
@@ -193,22 +195,26 @@ def value_type(f):
 
 
 def check_value(f, value, fail):
-    """The type and range of one field's value, as its description says."""
+    """One field's value, checked for type and range as its description says; returned as the field's
+    plain Python type (numpy's scalars and paths are welcome from Python)."""
     description, kind = f.metadata["about"], value_type(f)
     if value is None:
         if f.default is not None:
             fail(f.name, "must be given a value")
-        return
-    if kind is bool and not isinstance(value, bool):
+        return None
+    if kind is bool and not isinstance(value, (bool, np.bool_)):
         fail(f.name, f"must be true or false, got {value!r}")
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+    if kind is int and (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral)):
         fail(f.name, f"must be a whole number, got {value!r}")
-    if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
+    if kind is float and (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)):
         fail(f.name, f"must be a number, got {value!r}")
     if kind is float and not math.isfinite(value):
         fail(f.name, f"must be a finite number, got {value!r}")
+    if kind is str and description.path and isinstance(value, os.PathLike):
+        value = os.fspath(value)
     if kind is str and not isinstance(value, str):
         fail(f.name, f"must be a string, got {value!r}")
+    value = kind(value)
     if description.choices and value not in description.choices:
         fail(f.name, f"{value!r} is not one of {', '.join(description.choices)}")
     bounds = [(description.at_least, "at least", lambda bound: value >= bound),
@@ -218,6 +224,7 @@ def check_value(f, value, fail):
     for bound, words, holds in bounds:
         if bound is not None and not holds(bound):
             fail(f.name, f"must be {words} {bound:g}, got {value}")
+    return value
 
 
 def resolve_seed(seed):
@@ -226,24 +233,24 @@ def resolve_seed(seed):
 
 
 def make_settings(cls, config=None, options=None):
-    """Defaults, then a config file's values (`config`: read_nnmnist_config's (path, values)), then
-    command-line options (None: not given); checked."""
+    """The class's defaults, then a config file's (`config`: (path, {field: value}, the defaults of the
+    fields the file leaves out), as read_nnmnist_config gives it), then command-line options (None: not
+    given); checked."""
     values = {}
     source = {}
     if config is not None:
-        path, from_file = config
-        values.update(cls.nnmnist_defaults)
+        path, from_file, file_defaults = config
+        unknown = sorted(set(from_file) - {f.name for f in cls.fields()})
+        if unknown:
+            raise ConfigError(f"{path}: {', '.join(unknown)}: not settings of {cls.__name__}")
+        values.update(file_defaults)
         values.update(from_file)
         source = {name: path for name in from_file}
     given = {name: value for name, value in (options or {}).items() if value is not None}
     values.update(given)
     for name in given:
         source.pop(name, None)
-    try:
-        settings = cls(**values)
-    except TypeError as error:  # a field this task does not have
-        raise ConfigError(f"{cls.__name__}: {error}") from None
-    return settings.checked(given=set(given) | set(source), source=source)
+    return cls(**values).checked(given=set(given) | set(source), source=source)
 
 
 def nnmnist_keys(cls):
@@ -252,8 +259,9 @@ def nnmnist_keys(cls):
 
 
 def read_nnmnist_config(cls, path):
-    """(path, {field: value}) of the settings an nnmnist JSON file sets (make_settings adds nnmnist's
-    defaults for the keys it leaves out). Relative data paths resolve against the file's folder."""
+    """(path, {field: value}, nnmnist's defaults) of an nnmnist JSON file: the settings it sets, and
+    nnmnist's defaults for those it leaves out (make_settings takes both). Relative data paths resolve
+    against the file's folder."""
     try:
         with open(path, encoding="utf-8-sig") as stream:  # a byte order mark, as some Windows editors write, is fine
             raw = json.load(stream, object_pairs_hook=_refusing_repeated_keys(path))
@@ -282,7 +290,7 @@ def read_nnmnist_config(cls, path):
         elif kind is int and isinstance(value, float) and value.is_integer():  # nnmnist writes 10.0 for 10
             value = int(value)
         values[name] = value
-    return path, values
+    return path, values, cls.nnmnist_defaults
 
 
 def _refusing_repeated_keys(path):

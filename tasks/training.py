@@ -27,13 +27,14 @@ import time
 import zipfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from typing import Optional
 
 import click
 import numpy as np
 
 from tinyprop.layers import SoftmaxCrossEntropy
 from tinyprop.optim import SGD, AdaGrad, Adam
-from tinyprop.tasks.files import DataError, append_jsonl, read_jsonl_prefix, write_json, write_npz
+from tinyprop.tasks.files import DataError, append_jsonl, write_json, write_npz
 
 
 class TrainingDiverged(Exception):
@@ -56,16 +57,19 @@ class Task:
       `describe(settings, data)` -> meta           the model description that model.npz keeps
       `build_model(meta, rng, dropout)` -> model   the model a description names
       `simplified_pairs(model)`                    meSimp's (layer, consumer) pairs
+      `check_description(path, meta, arrays)`      a saved description's sizes against its arrays
+      `check_saved(meta, data)`                    the data a saved model is scored on
     An instance, made of (data, model, meta), gives what the loop drives: `train_size`,
     `train_step(indices)` -> (summed loss, correct, predictions), `evaluate(split)` -> (mean loss, score %,
-    {other score: value}), `product_layers()` (the papers' "backprop time"), `hidden_sizes()`, `n_classes`,
-    and what it adds to the log (`describe_run`) and the summary (`summary_fields`).
+    {other score: value}), `product_layers()` (the papers' "backprop time"; `product_layers_text()` names
+    them), `hidden_sizes()`, `current_meta()`, `n_classes`, `score_name`; what it adds to the log
+    (`describe_run`) and the summary (`summary_fields`, `simplified_fields`); and, if it has predictions to
+    write, `write_output(path)`.
     """
 
     Settings = None
     name = None
     score_name = "acc"  # what the log calls evaluate's score
-    splits = ("train", "dev", "test")
 
     def __init__(self, data, model, meta):
         self.data = data
@@ -76,6 +80,10 @@ class Task:
         self.optimizer = None
         self.simplifier = None
         self.rng = None  # the model's random stream (dropout, random k), set by the run
+
+    @property
+    def train_size(self):
+        return self.data.train_size
 
     @classmethod
     def check(cls, settings, data):
@@ -174,9 +182,9 @@ class Progress:
     """
     epoch: int = 1
     parts_done: int = 0
-    shuffle_state: dict = None
+    shuffle_state: Optional[dict] = None
     metrics_lines: int = 0
-    best: dict = None
+    best: Optional[dict] = None
     train_seconds: float = 0.0
     elapsed_seconds: float = 0.0
 
@@ -189,13 +197,13 @@ class Checkpoint:
 
     Arrays: every parameter ("param/NAME") and its optimizer state ("state/NAME/MOMENT"), the best
     dev's model.npz arrays ("best/NAME"; resume writes model.npz from them, so that the two never
-    disagree), meSimp's record ("record/I/FIELD"). JSON ("progress"): `Progress`, the optimizer's step
-    count, the model's random state, the timers (each product layer's backward too), the current model
-    description (meSimp's sizes), meSimp's other record fields and original sizes.
+    disagree), meSimp's record ("record/I/FIELD"). JSON ("progress"): `Progress`, the settings, the
+    optimizer's step count, the model's random state, the timers (each product layer's backward too),
+    the current model description (meSimp's sizes), meSimp's other record fields and original sizes.
     """
 
     @staticmethod
-    def write(out_dir, task, progress, best_arrays):
+    def write(out_dir, task, settings, progress, best_arrays):
         arrays = {}
         for param in task.model.params():
             arrays[f"param/{param.name}"] = param.value
@@ -212,7 +220,7 @@ class Checkpoint:
                         kept[name] = value
                 records.append(kept)
         state = dict(
-            progress=asdict(progress), optimizer_steps=task.optimizer.steps,
+            progress=asdict(progress), settings=asdict(settings), optimizer_steps=task.optimizer.steps,
             model_rng=task.rng.bit_generator.state, timers=asdict(task.timers),
             layer_backward_seconds=[layer.backward_seconds for layer in task.product_layers()],
             meta=task.current_meta(), records=records,
@@ -230,30 +238,41 @@ class Checkpoint:
             with np.load(path, allow_pickle=False) as saved:
                 arrays = {name: saved[name] for name in saved.files}
             return json.loads(str(arrays.pop("progress"))), arrays
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as error:
             raise DataError(f"{path}: cannot read it as a tinyprop checkpoint ({error})") from error
 
     @staticmethod
-    def restore(task, state, arrays):
+    def restore(path, task, state, arrays):
         """Put a checkpoint's state into a task built from its model description; returns
-        (Progress, the best dev's model.npz arrays or None)."""
-        for param in task.model.params():
-            param.value[...] = arrays[f"param/{param.name}"]
-            for name in param.state:
-                param.state[name][...] = arrays[f"state/{param.name}/{name}"]
-        task.optimizer.steps = state["optimizer_steps"]
-        task.rng.bit_generator.state = state["model_rng"]
-        task.timers = Timers(**state["timers"])
-        for layer, seconds in zip(task.product_layers(), state["layer_backward_seconds"]):
-            layer.backward_seconds = seconds
-        if task.simplifier is not None:
-            task.simplifier.original_sizes = state["original_sizes"]
-            for i, (record, kept) in enumerate(zip(task.simplifier.records, state["records"])):
-                vars(record).update(kept)
-                vars(record).update({name[len(f"record/{i}/"):]: value for name, value in arrays.items()
-                                     if name.startswith(f"record/{i}/")})
+        (Progress, the best dev's model.npz arrays). `path`: the checkpoint, for messages."""
+        try:
+            for param in task.model.params():
+                targets = [(f"param/{param.name}", param.value)]
+                targets += [(f"state/{param.name}/{name}", value) for name, value in param.state.items()]
+                for name, target in targets:
+                    if arrays[name].shape != target.shape:
+                        raise ValueError(f"{name} has shape {arrays[name].shape}, the model {target.shape}")
+                    target[...] = arrays[name]
+            task.optimizer.steps = int(state["optimizer_steps"])
+            task.rng.bit_generator.state = state["model_rng"]
+            task.timers = Timers(**state["timers"])
+            layers = task.product_layers()
+            if len(layers) != len(state["layer_backward_seconds"]):
+                raise ValueError("its timers are of another model")
+            for layer, seconds in zip(layers, state["layer_backward_seconds"]):
+                layer.backward_seconds = float(seconds)
+            if task.simplifier is not None:
+                task.simplifier.original_sizes = list(state["original_sizes"])
+                for i, (record, kept) in enumerate(zip(task.simplifier.records, state["records"], strict=True)):
+                    vars(record).update(kept)
+                    vars(record).update({name[len(f"record/{i}/"):]: value for name, value in arrays.items()
+                                         if name.startswith(f"record/{i}/")})
+            progress = Progress(**state["progress"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise DataError(f"{path}: does not fit the run's model and settings ({error}); it is damaged or from "
+                            "another run") from error
         best = {name[len("best/"):]: value for name, value in arrays.items() if name.startswith("best/")}
-        return Progress(**state["progress"]), best or None
+        return progress, best
 
 
 def train(task, settings, seed, out_dir, log=print, resumed=None):
@@ -310,7 +329,7 @@ def train(task, settings, seed, out_dir, log=print, resumed=None):
             progress.epoch, progress.parts_done, progress.shuffle_state = epoch, part, shuffle_state
             progress.metrics_lines += 1
             progress.elapsed_seconds = time.perf_counter() - start
-            Checkpoint.write(out_dir, task, progress, best_arrays)
+            Checkpoint.write(out_dir, task, settings, progress, best_arrays)
             log(format_record(record, settings, task.score_name))
             if "pruned_sizes" in record:
                 log(f"  dims: {task.simplifier.describe()}")
@@ -327,14 +346,6 @@ def train(task, settings, seed, out_dir, log=print, resumed=None):
         peak_memory_mb=peak_memory_mb(),
     )
     return summary
-
-
-def truncate_metrics(out_dir, lines):
-    """Keep the first `lines` lines of metrics.jsonl: those a checkpoint covers (a kill may have added one)."""
-    path = os.path.join(out_dir, "metrics.jsonl")
-    kept = read_jsonl_prefix(path, lines)
-    with open(path, "w", encoding="utf-8") as stream:
-        stream.write(kept)
 
 
 def evaluation(task, split):

@@ -106,6 +106,9 @@ def write_broken_model_files(folder, trained_model):
     np.savez(folder / "huge.npz", **dict(arrays, meta=np.array(json.dumps(dict(meta, sizes=[784, 10 ** 12, 500, 10])))))
     np.savez(folder / "shape.npz", **dict(arrays, **{"layer2.bias": np.zeros(1, np.float32)}))  # would broadcast
     np.savez(folder / "nan.npz", **dict(arrays, **{"layer1.weight": arrays["layer1.weight"] * np.nan}))
+    np.savez(folder / "text.npz", **dict(arrays, **{"layer1.bias": np.array(["a"] * 500)}))
+    np.savez(folder / "task-list.npz", **dict(arrays, meta=np.array(json.dumps(dict(meta, task=["mnist"])))))
+    np.savez(folder / "limit.npz", **dict(arrays, meta=np.array(json.dumps(dict(meta, max_examples="x")))))
     (folder / "config.json").write_text('{"NetType": "mlp"}')
     (folder / "truncated.npz").write_bytes(trained_model.read_bytes()[:100000])
     (folder / "empty.npz").write_bytes(b"")
@@ -118,7 +121,10 @@ def write_broken_model_files(folder, trained_model):
             ("bad-sizes.npz", "sizes [784, -5, 10] are not a list of positive whole numbers"),
             ("huge.npz", "layer1.weight has shape (500, 784), the model description says 1000000000000 rows"),
             ("shape.npz", "layer2.bias has shape (1,), the model description says (500,)"),
-            ("nan.npz", "layer1.weight holds values that are not finite")]
+            ("nan.npz", "layer1.weight holds values that are not finite"),
+            ("text.npz", "layer1.bias holds <U1 values, not floats"),
+            ("task-list.npz", "task ['mnist'] is not one of tinyprop's tasks"),
+            ("limit.npz", "max_examples 'x' is neither null nor a positive whole number")]
 
 
 @pytest.mark.data
@@ -156,7 +162,7 @@ def test_config_errors_stop_before_training(tmp_path):
     path.write_text(json.dumps(dict(NetType="mlptop", TrainTop=500)))
     result = CliRunner().invoke(main, ["train", "--config", str(path), "mnist", "--out", str(tmp_path / "out")])
     assert result.exit_code == 1
-    assert "TrainTop (--k): k must be smaller than the hidden size 500, got 500" in result.output
+    assert "TrainTop (--k): must be smaller than the hidden size 500, got 500" in result.output
     assert not (tmp_path / "out").exists()
     result = CliRunner().invoke(main, ["train"])
     assert result.exit_code == 2 and "name a task" in result.output
@@ -216,13 +222,20 @@ def test_a_run_stopped_before_it_wrote_anything_leaves_no_folder(tmp_path, monke
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr("tinyprop.tasks.mnist.locate_files", interrupted)  # Ctrl-C while the data loads
-    result = run("train", "mnist", "--data-dir", tmp_path / "empty")
-    assert result.exit_code == 130 and result.output.endswith("\nstopped\n")
-    assert os.listdir(tmp_path / "runs") == []
-    os.rmdir(tmp_path / "runs")  # a runs/ that the stopped run made goes too
-    result = run("train", "mnist", "--data-dir", tmp_path / "empty")
-    assert result.exit_code == 130 and not (tmp_path / "runs").exists()
+    with monkeypatch.context() as patch:
+        patch.setattr("tinyprop.tasks.run.write_json", interrupted)  # Ctrl-C before the run's first file
+        result = run("train", "mnist", "--data-dir", tmp_path / "empty")
+        assert result.exit_code == 130 and result.output.endswith("\nstopped\n")
+        assert os.listdir(tmp_path / "runs") == []
+        os.rmdir(tmp_path / "runs")  # a runs/ that the stopped run made goes too
+        result = run("train", "mnist", "--data-dir", tmp_path / "empty")
+        assert result.exit_code == 130 and not (tmp_path / "runs").exists()
+    with monkeypatch.context() as patch:
+        patch.setattr("tinyprop.tasks.mnist.locate_files", interrupted)  # Ctrl-C while the data loads
+        result = run("train", "mnist", "--data-dir", tmp_path / "empty", "--out", tmp_path / "run")
+    assert result.exit_code == 130 and result.output.endswith(f"continue it with: tinyprop train --resume "
+                                                              f"{tmp_path / 'run'}\n")
+    assert os.listdir(tmp_path / "run") == ["config.json"]  # settings and seed: enough to start it again
     (tmp_path / "config.json").write_text("{}")  # a user's file, in the folder the command runs in
     monkeypatch.setattr("tinyprop.tasks.settings.make_settings", interrupted)  # Ctrl-C before the run has its folder
     result = run("train", "mnist", "--data-dir", tmp_path / "empty")
@@ -354,13 +367,13 @@ def test_a_config_files_bad_value_is_blamed_on_the_file_through_the_command_line
     path = bad_config(tmp_path)
     result = run("train", "--config", path, "mnist", "--data-dir", tmp_path, "--out", tmp_path / "out")
     assert result.exit_code == 1
-    assert f"Error: {path}: TrainTop (--k): k must be smaller than the hidden size 500, got 500" in result.output
+    assert f"Error: {path}: TrainTop (--k): must be smaller than the hidden size 500, got 500" in result.output
 
 
 def test_train_with_only_a_config_trains_what_it_says(tmp_path):
     path = bad_config(tmp_path)
     result = run("train", "--config", path)  # no task name: the config's MNIST net, checked first
-    assert result.exit_code == 1 and "TrainTop (--k): k must be smaller than the hidden size" in result.output
+    assert result.exit_code == 1 and "TrainTop (--k): must be smaller than the hidden size" in result.output
 
 
 def test_config_with_the_parser_is_refused(tmp_path):
@@ -440,3 +453,23 @@ def test_a_runs_config_json_is_a_config_file_too(tmp_path, trained):
     result = run("train", "--config", out / "config.json", "pos")
     assert result.exit_code == 1 and f"{out / 'config.json'}: the config of a mnist run, not of a pos run" \
         in result.output
+
+
+def test_a_runs_config_json_serves_every_task_with_its_own_defaults_and_seed(tmp_path):
+    from dataclasses import asdict
+
+    from tinyprop.cli import read_config
+    from tinyprop.tasks.mnist import MnistSettings, MnistTask
+    from tinyprop.tasks.parse import ParseSettings, ParseTask
+    from tinyprop.tasks.pos import PosSettings, TaggerTask
+    from tinyprop.tasks.settings import make_settings
+    for task, settings in ((TaggerTask, PosSettings(net="lstmtop", hidden=40)), (ParseTask, ParseSettings(net="mlp")),
+                           (MnistTask, MnistSettings(net="mlp", seed=-1))):
+        path = tmp_path / f"{task.name}.json"
+        path.write_text(json.dumps(dict(task=task.name, settings=asdict(settings.checked()), seed_used=7)))
+        again = make_settings(task.Settings, read_config(task, str(path)), {})
+        assert again == settings.checked().__class__(**dict(asdict(settings.checked()), seed=7))  # the seed used
+    # a dense run's config.json with --net mlptop: the papers' k (80), not nnmnist's default (160)
+    assert make_settings(MnistSettings, read_config(MnistTask, str(tmp_path / "mnist.json")), dict(net="mlptop")).k == 80
+    parse = make_settings(ParseSettings, read_config(ParseTask, str(tmp_path / "parse.json")), dict(net="mlptop", k=5))
+    assert (parse.k, parse.k_out) == (5, None)  # k_out follows k

@@ -119,7 +119,7 @@ def test_a_bad_value_from_the_file_names_the_file_and_one_from_the_command_line_
 def test_the_tasks_without_config_files_name_settings_by_option_only():
     with pytest.raises(ConfigError, match=r"^--k: --net lstm does not use it"):
         make_settings(PosSettings, None, dict(net="lstm", k=5))
-    with pytest.raises(ConfigError, match=r"^--k: k must be smaller than the hidden size 500, got 600"):
+    with pytest.raises(ConfigError, match=r"^--k: must be smaller than the hidden size 500, got 600"):
         make_settings(ParseSettings, None, dict(net="mlptop", k=600))
 
 

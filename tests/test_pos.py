@@ -171,7 +171,7 @@ def test_lstmvar_shrinks_each_direction_on_its_own(tmp_path, data_dir):
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--net", "lstmtop", "--k", "40"], "Error: --k: k must be smaller than the hidden size 32, got 40"),
+    (["--net", "lstmtop", "--k", "40"], "Error: --k: must be smaller than the hidden size 32, got 40"),
     (["--net", "lstm", "--batch", "0"], "Error: --batch: must be at least 1"),
 ])
 def test_bad_settings_stop_before_training(tmp_path, options, message):

@@ -1,4 +1,5 @@
 """Checkpoints and exact resume: a run interrupted anywhere and resumed ends with the files of the run left alone."""
+import dataclasses
 import json
 import os
 import re
@@ -24,9 +25,12 @@ RUNS = {  # every net that trains differently, with dropout where it draws rando
     "mnist-unified": ("mnist", dict(MNIST, net="mlptop", k=40, unified=True, optim="sgd", lr=0.05)),
     "mnist-mlprand": ("mnist", dict(MNIST, net="mlprand", k=40, optim="adagrad", lr=0.01)),
     "mnist-mlpvar": ("mnist", dict(MNIST, net="mlpvar", k=160, train_cycle=1, epochs=3, dropout=0.2)),
+    "mnist-cnn": ("mnist", dict(MNIST, net="cnn", max_examples=40, epochs=1)),
     "mnist-cnntop": ("mnist", dict(MNIST, net="cnntop", k=40, max_examples=60, dropout=0.2)),
+    "pos-lstm": ("pos", dict(POS, net="lstm", epochs=1)),
     "pos-lstmtop": ("pos", dict(POS, net="lstmtop", k=5)),
     "pos-lstmvar": ("pos", dict(POS, net="lstmvar", k=5, prune=0.3, train_cycle=1, epochs=3)),
+    "parse-mlp": ("parse", dict(PARSE, net="mlp", epochs=1)),
     "parse-mlptop": ("parse", dict(PARSE, net="mlptop", k=10)),
     "parse-mlpvar": ("parse", dict(PARSE, net="mlpvar", k=20, train_cycle=1, epochs=3, prune=0.2)),
 }
@@ -121,10 +125,10 @@ CASES = [  # (run, where, n): a part's step, right after or before a checkpoint,
     ("mnist-unified", "in a part", 20),
     ("mnist-mlprand", "after a save", 2),
     ("mnist-mlpvar", "in a part", 40), ("mnist-mlpvar", "before a save", 3), ("mnist-mlpvar", "after a save", 4),
-    ("mnist-cnntop", "in a part", 5),
+    ("mnist-cnn", "in a part", 3), ("mnist-cnntop", "in a part", 5), ("pos-lstm", "after a save", 1),
     ("pos-lstmtop", "in a part", 25), ("pos-lstmtop", "before a save", 1),
     ("pos-lstmvar", "after a save", 2), ("pos-lstmvar", "in a part", 50),
-    ("parse-mlptop", "in a part", 3), ("parse-mlptop", "after a save", 2),
+    ("parse-mlp", "in a part", 2), ("parse-mlptop", "in a part", 3), ("parse-mlptop", "after a save", 2),
     ("parse-mlpvar", "before a save", 3), ("parse-mlpvar", "in a part", 8),
 ]
 
@@ -182,3 +186,26 @@ def test_resume_names_what_is_wrong_with_a_config_json_edited_by_hand(tmp_path, 
         (folder / "config.json").write_text(json.dumps(edited))
         with pytest.raises(error, match=re.escape(str(folder / "config.json")) + ": " + message):
             resume(str(folder))
+
+
+def test_resume_refuses_a_damaged_checkpoint_or_metrics_file_with_a_message(tmp_path, monkeypatch, data_root):
+    task, settings = settings_of("mnist-mlptop", data_root)
+    folders = {}
+    for name, hidden in (("run", 500), ("other", 300)):
+        with monkeypatch.context() as patch:
+            Stop(patch, Checkpoint, "write", 2, after=True)
+            with pytest.raises(RunInterrupted):
+                run(task, dataclasses.replace(settings, hidden=hidden), str(tmp_path / name), log=lambda line: None)
+        folders[name] = tmp_path / name
+    checkpoint = folders["run"] / "checkpoint.npz"
+    kept = checkpoint.read_bytes()
+    shutil.copy(folders["other"] / "checkpoint.npz", checkpoint)  # another run's (hidden 300)
+    with pytest.raises(DataError, match="settings differ from those of the run's checkpoint"):
+        resume(str(folders["run"]))
+    checkpoint.write_bytes(b"")
+    with pytest.raises(DataError, match=f"{checkpoint}: cannot read it as a tinyprop checkpoint"):
+        resume(str(folders["run"]))
+    checkpoint.write_bytes(kept)
+    (folders["run"] / "metrics.jsonl").write_text('{"epoch": 1}\n')  # cut: the checkpoint covers 2 lines
+    with pytest.raises(DataError, match="metrics.jsonl: 1 whole lines, but the checkpoint covers 2"):
+        resume(str(folders["run"]))

@@ -35,6 +35,8 @@ def run():
         cli.main(prog_name="tinyprop")
     except SystemExit as stop:
         if stop.code not in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+            for signum in (signal.SIGINT, signal.SIGTERM):  # the command is done: let it end as it says
+                signal.signal(signum, signal.SIG_IGN)
             raise
         # stopped: leave without the interpreter's clean-up, whose finalizers of LLVM objects that an interrupt
         # left half-made in Numba's compiler can crash (seen: SIGSEGV after the `stopped` line); every file
