@@ -69,11 +69,27 @@ def test_removal_gives_exactly_the_masked_network_outputs(rng):
     for record, keep in zip(simplifier.records, keeps):
         record.counts[keep] = 10
         record.examples = 10
-    simplifier.prune()
+    kept = simplifier.prune()
+    assert [units.tolist() for units in kept] == [keep.tolist() for keep in keeps]
     assert simplifier.sizes() == [4, 3] and simplifier.describe() == "4(9) 3(7)"
     assert [layer.weight.shape for layer in linears] == [(4, 12), (3, 4), (4, 3)]
     np.testing.assert_allclose(model.forward(x), expected, rtol=1e-5, atol=1e-6)
     assert all(record.examples == 0 and not record.counts.any() for record in simplifier.records)
+
+
+def test_prune_returns_the_kept_units_by_their_original_index(rng):
+    model = build_mlp([12, 9, 7, 4], "mlpvar", k=3, rng=rng)
+    linears = [layer for layer in model.layers if isinstance(layer, Linear)]
+    simplifier = Simplifier(zip(linears[:-1], linears[1:]), rate=0.5)
+    for keeps in ([np.array([0, 2, 3, 8]), np.arange(7)], [np.array([1, 3]), np.array([0, 4, 6])]):
+        for record, keep in zip(simplifier.records, keeps):
+            record.counts[keep] = 10
+            record.examples = 10
+        kept = simplifier.prune()
+    # the second pruning kept units 1 and 3 of the four left: originally 2 and 8
+    assert [units.tolist() for units in kept] == [[2, 8], [0, 4, 6]]
+    kept[0][:] = 0
+    assert simplifier.records[0].original_index.tolist() == [2, 8]
 
 
 def test_optimizer_state_follows_the_parameters_and_training_continues(rng):

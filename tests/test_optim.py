@@ -178,3 +178,15 @@ def test_bad_arguments():
         Adam([], lr=0)
     with pytest.raises(ValueError, match="decay_rate"):
         SGD([], lr=0.1, decay_rate=1.5)
+
+
+def test_zero_grad_clears_the_gradients_and_row_marks_of_its_parameters_only(rng):
+    params = [make_param(rng), make_param(rng, (5,)), make_param(rng)]
+    for param in params:
+        give_gradient(param, [0, 2, 3], rng)
+    optimizer = Adam(params[:2])
+    optimizer.step()
+    optimizer.zero_grad()
+    for param in params[:2]:
+        assert not param.grad.any() and not param.rows_with_grad.any()
+    assert params[2].grad[[0, 2, 3]].all() and params[2].rows_with_grad.tolist() == [1, 0, 1, 1, 0, 0]

@@ -3,5 +3,28 @@
 Sun, Ren, Ma, Wang, "meProp: Sparsified Back Propagation for Accelerated Deep Learning
 with Reduced Overfitting", ICML 2017; Sun et al., "Training Simplification and Model
 Simplification for Deep Learning: A Minimal Effort Back Propagation Method", TKDE 2018.
+
+`import tinyprop as tp` gives `tp.layers`, `tp.optim` and meSimp's classes (`tp.Simplifier`,
+`tp.ColumnBlock`, the activity records), imported on first use.
 """
+import importlib
+
 __version__ = "0.1.0"
+
+SUBMODULES = ("layers", "optim")
+MESIMP_CLASSES = ("ActivityRecord", "ColumnBlock", "GateActivityRecord", "LinearActivityRecord", "Simplifier")
+__all__ = [*SUBMODULES, *MESIMP_CLASSES]
+
+
+def __getattr__(name):
+    """PEP 562 lazy attributes: `tinyprop.cli` starts without importing NumPy and Numba."""
+    if name in SUBMODULES:
+        return importlib.import_module(f"tinyprop.{name}")
+    if name in MESIMP_CLASSES:
+        return getattr(importlib.import_module("tinyprop.mesimp"), name)
+    raise AttributeError(f"module 'tinyprop' has no attribute {name!r}")
+
+
+def __dir__():
+    """dir(tinyprop) and tab completion list the lazy names too."""
+    return sorted([*globals(), *__all__])

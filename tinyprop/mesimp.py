@@ -19,11 +19,16 @@ import numpy as np
 
 class ActivityRecord:
     """Algorithm 2's record c for one layer: per unit, how many examples had it in their top-k
-    (an LSTM's record counts time steps), since the last pruning. Subclasses say how to count."""
+    (an LSTM's record counts time steps), since the last pruning. Subclasses say how to count.
+
+    original_index: (units,) the index each remaining unit had before any pruning (the Linear
+    record's tie rule counts removed units by it; Simplifier.prune reports it).
+    """
 
     def __init__(self, n_units):
         self.counts = np.zeros(n_units, dtype=np.int64)
         self.examples = 0
+        self.original_index = np.arange(n_units)
 
     def units_to_keep(self, rate):
         """Indices of the units whose count reaches int(examples x rate); at least the most active one."""
@@ -33,6 +38,7 @@ class ActivityRecord:
 
     def keep_and_clear(self, keep):
         """After a pruning: start counting anew, for the kept units (Algorithm 2, line 14)."""
+        self.original_index = self.original_index[keep]
         self.counts = np.zeros(keep.shape[0], dtype=np.int64)
         self.examples = 0
 
@@ -58,7 +64,6 @@ class LinearActivityRecord(ActivityRecord):
     def __init__(self, n_units, k):
         super().__init__(n_units)
         self.k = k
-        self.original_index = np.arange(n_units)
 
     def observe(self, layer):
         """Count the last backward of a per-example top-k layer: its `selected` and `dy`."""
@@ -75,11 +80,6 @@ class LinearActivityRecord(ActivityRecord):
             rank_among_zeros = np.cumsum(zero, axis=1) - 1 + removed_before
             self.counts += (zero & (rank_among_zeros < places_for_zeros[:, None])).sum(axis=0)
         self.examples += dy.shape[0]
-
-    def keep_and_clear(self, keep):
-        """As the base, and remember the kept units' original indices (the tie rule counts removed units)."""
-        self.original_index = self.original_index[keep]
-        super().keep_and_clear(keep)
 
 
 class GateActivityRecord(ActivityRecord):
@@ -163,13 +163,18 @@ class Simplifier:
             record.observe(layer)
 
     def prune(self):
-        """Remove the inactive units of every layer, then clear the records (Algorithm 2, lines 9-14)."""
+        """Remove the inactive units of every layer, then clear the records (Algorithm 2, lines 9-14).
+
+        Returns the units each layer kept: a list, in the order of the pairs, of (kept,) int arrays of
+        the units' original indices (as built, before any pruning), ascending.
+        """
         for (layer, consumer), record in zip(self.pairs, self.records):
             keep = record.units_to_keep(self.rate)
             if keep.size < layer.n_out:
                 layer.remove_outputs(keep)
                 consumer.remove_inputs(keep)
             record.keep_and_clear(keep)
+        return [record.original_index.copy() for record in self.records]  # the caller's to keep or change
 
     def describe(self):
         """Sizes against the original ones, as nnmnist logs them: '149(500) 159(500)'."""

@@ -11,9 +11,14 @@ class Layer:
     backward(dy, need_dx=True) takes dL/d(output), adds (+=) the parameters' gradients
     and returns dL/dx, or None when the caller says it needs none (the first layer).
     Gradients accumulate until they are cleared by `zero_grad`.
+    Calling a layer runs its forward: `layer(x)` is `layer.forward(x)`, as in PyTorch.
     """
 
     training = True
+
+    def __call__(self, *inputs):
+        # forward only: backward stays an explicit call, the step meProp changes
+        return self.forward(*inputs)
 
     def params(self):
         return []

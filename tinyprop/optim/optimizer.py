@@ -59,6 +59,11 @@ class Optimizer:
             rows = np.ones(param.shape[0], dtype=bool) if self.dense_updates else param.rows_with_grad
             self.update_rows(param, rows)
 
+    def zero_grad(self):
+        """Clear the gradients and row marks of the parameters this optimizer updates (call after each step)."""
+        for param in self.params:
+            param.zero_grad()
+
     def update_rows(self, param, rows):
         """Update the rows r of `param` where rows[r] is True ((rows,) bool)."""
         raise NotImplementedError
