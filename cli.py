@@ -264,7 +264,7 @@ def train(ctx, resume_dir, **common):
         saved = config_task(common["config_path"])
         name = saved[0] if saved and saved[0] in TASKS else next(
             name for name in TASKS if task_class(name).Settings.nnmnist)  # the task that reads nnmnist files
-        ctx.invoke(TrainCommands.get_command(train, ctx, name))
+        ctx.invoke(train.get_command(ctx, name))
 
 
 @main.command()

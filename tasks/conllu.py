@@ -8,8 +8,10 @@ empty node) are not words and are skipped. Words are numbered 1..n; head 0 is th
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Optional
 
 from tinyprop.tasks.files import DataError, write_bytes
+from tinyprop.tasks.settings import Settings, retold
 
 # Numeric fields are ASCII digits only ([0-9], not \d, which matches any Unicode digit; and not int(), which also
 # takes "+3", " 3", "3_0" and Arabic-Indic digits).
@@ -135,7 +137,14 @@ def write_conllu(path, sentences, heads, deprels):
     write_bytes(path, ("\n".join(out) + "\n").encode("utf-8"))
 
 
-EWT_HELP = "Folder with ud-english-ewt/en_ewt-ud-{train,dev,test}.conllu; else $TINYPROP_DATA."
+@dataclass
+class TreebankSettings(Settings):
+    """What the tagger's and the parser's settings share: splits counted in sentences, the treebank's folder."""
+
+    max_examples: Optional[int] = retold(Settings, "max_examples", help="Use at most N sentences of each split "
+                                                                      "(quick runs).")
+    data_dir: Optional[str] = retold(Settings, "data_dir", help="Folder with ud-english-ewt/en_ewt-ud-{train,dev,"
+                                                              "test}.conllu; else $TINYPROP_DATA.")
 
 
 class TreebankTask:

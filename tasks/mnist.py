@@ -317,12 +317,9 @@ class MnistSettings(Settings):
                                  help=about(Settings, "dense_updates").help + " (The dense nets update every row "
                                       "anyway.)")
     hidden: int = retold(Settings, "hidden", nets=MLP_NETS, help="MLP: hidden layer size.")
-    k: Optional[int] = retold(Settings, "k", nets=MEPROP_NETS,
-                              help="Rows kept per example (with --unified, per mini-batch) in the hidden (fully "
+    k: Optional[int] = retold(Settings, "k", help="Rows kept per example (with --unified, per mini-batch) in the hidden (fully "
                                    "connected) layers' backward.")
     dropout: float = retold(Settings, "dropout", help="Dropout rate after each hidden layer.")
-    prune: float = retold(Settings, "prune", nets=("mlpvar",))
-    train_cycle: int = retold(Settings, "train_cycle", nets=("mlpvar",))
     data_dir: Optional[str] = retold(Settings, "data_dir", help="Folder with the MNIST files; else $TINYPROP_DATA, "
                                                              "else ~/.cache/tinyprop (downloaded).")
     layers: int = setting(3, "MLP: linear layers, counting the output layer.", key="Layers", nets=MLP_NETS, at_least=1)

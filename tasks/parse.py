@@ -18,7 +18,7 @@ import numpy as np
 from tinyprop.tasks.arcstandard import (NULL, ROOT, SHIFT, UNKNOWN, Configuration, features, oracle_transitions,
                               transition_count)
 from tinyprop.layers import Cube, Dropout, Embedding, Embeddings, Linear, Sequential
-from tinyprop.tasks.conllu import EWT_HELP, TreebankTask, check_saved_vocabulary, write_conllu
+from tinyprop.tasks.conllu import TreebankSettings, TreebankTask, check_saved_vocabulary, write_conllu
 from tinyprop.tasks.files import DataError, training_data
 from tinyprop.tasks.settings import ConfigError, Settings, retold, setting
 from tinyprop.tasks.training import Task
@@ -156,7 +156,7 @@ PARSE_NETS = ("mlp", "mlptop", "mlpvar")
 
 
 @dataclass
-class ParseSettings(Settings):
+class ParseSettings(TreebankSettings):
     """The papers' parsing setting (TKDE 2018, Section 3.1 and Table 2): mini-batches of 10,000 transitions,
     k 20. EWT gives 392k training transitions (WSJ: 1.9M), so 40 updates an epoch; at Adam's usual 0.001
     the parser reached 52 UAS on dev after 3 epochs, at 0.01 (Chen and Manning's rate, with AdaGrad) 84.
@@ -169,18 +169,12 @@ class ParseSettings(Settings):
     epochs: int = retold(Settings, "epochs", 10)
     iter_per_epoch: int = retold(Settings, "iter_per_epoch", 2)
     lr: float = retold(Settings, "lr", 0.01)
-    k: Optional[int] = retold(Settings, "k", 20, nets=("mlptop", "mlpvar"),
-                              help="Top-k of the hidden layer (and of the output layer, unless --k-out).")
+    k: Optional[int] = retold(Settings, "k", 20, help="Top-k of the hidden layer (and of the output layer, unless --k-out).")
     dropout: float = retold(Settings, "dropout", 0.5, help="Dropout rate on the hidden layer, as Chen and Manning; "
                                                           "0: none, the papers' Table 2.")
-    prune: float = retold(Settings, "prune", nets=("mlpvar",),
-                          help="mlpvar: prune rate; a unit is removed when fewer than this share of the transitions "
+    prune: float = retold(Settings, "prune", help="mlpvar: prune rate; a unit is removed when fewer than this share of the transitions "
                                "since the last pruning had it in their top-k.")
-    train_cycle: int = retold(Settings, "train_cycle", nets=("mlpvar",))
-    max_examples: Optional[int] = retold(Settings, "max_examples", help="Use at most N sentences of each split "
-                                                                      "(quick runs).")
-    data_dir: Optional[str] = retold(Settings, "data_dir", help=EWT_HELP)
-    k_out: Optional[int] = setting(None, "Top-k of the output layer.", nets=("mlptop", "mlpvar"), at_least=1,
+    k_out: Optional[int] = setting(None, "Top-k of the output layer.", nets="meprop_nets", at_least=1,
                                    default_text="--k")
 
     meprop_nets = ("mlptop", "mlpvar")

@@ -23,7 +23,7 @@ import numpy as np
 
 from tinyprop.layers import BiLSTM, Dropout, Embedding, Embeddings, Layer, Linear
 from tinyprop.mesimp import ColumnBlock
-from tinyprop.tasks.conllu import EWT_HELP, TreebankTask, check_saved_vocabulary
+from tinyprop.tasks.conllu import TreebankSettings, TreebankTask, check_saved_vocabulary
 from tinyprop.tasks.files import DataError, training_data
 from tinyprop.tasks.settings import Settings, retold
 from tinyprop.tasks.training import Task
@@ -133,7 +133,7 @@ LSTM_NETS = ("lstm", "lstmtop", "lstmvar")
 
 
 @dataclass
-class PosSettings(Settings):
+class PosSettings(TreebankSettings):
     """The papers' tagging setting (TKDE 2018, Section 3.1 and Table 2): one sentence per mini-batch, Adam,
     meProp k 10; their best iterations were 3 (dense) and 4 (meProp). meSimp: prune 0.08 (Table 10) with
     meSimp in every epoch. Dropout 0.5 on the BiLSTM's output is the papers' Table 4 tagging setting (their
@@ -146,17 +146,11 @@ class PosSettings(Settings):
     epochs: int = retold(Settings, "epochs", 5)
     iter_per_epoch: int = retold(Settings, "iter_per_epoch", 4)
     hidden: int = retold(Settings, "hidden", help="LSTM units per direction.")
-    k: Optional[int] = retold(Settings, "k", 10, nets=("lstmtop", "lstmvar"),
-                              help="Top-k of each gate's gradient, per time step.")
+    k: Optional[int] = retold(Settings, "k", 10, help="Top-k of each gate's gradient, per time step.")
     dropout: float = retold(Settings, "dropout", 0.5, help="Dropout rate on the BiLSTM's output, as the papers' "
                                                           "Table 4; 0: none, their Table 2.")
-    prune: float = retold(Settings, "prune", 0.08, nets=("lstmvar",),
-                          help="lstmvar: prune rate; a unit is removed when fewer than this share of the time steps "
+    prune: float = retold(Settings, "prune", 0.08, help="lstmvar: prune rate; a unit is removed when fewer than this share of the time steps "
                                "since the last pruning had it in some gate's top-k.")
-    train_cycle: int = retold(Settings, "train_cycle", nets=("lstmvar",))
-    max_examples: Optional[int] = retold(Settings, "max_examples", help="Use at most N sentences of each split "
-                                                                      "(quick runs).")
-    data_dir: Optional[str] = retold(Settings, "data_dir", help=EWT_HELP)
 
     meprop_nets = ("lstmtop", "lstmvar")
     simplified_nets = ("lstmvar",)

@@ -37,7 +37,8 @@ class ConfigError(Exception):
 class About:
     """What a settings field is: its help, nnmnist key, who uses it and its valid range.
 
-    nets / optims: the nets and optimizers that use the field (None: all). at_least, above, below,
+    nets / optims: the nets and optimizers that use the field (None: all); nets may name a tuple of the
+    settings class instead ("meprop_nets", "simplified_nets"), which each task sets. at_least, above, below,
     at_most: bounds (inclusive, exclusive, exclusive, inclusive). choices: the values allowed.
     option: whether the command line has it (nnmnist's file names are config-only). path: a file or
     folder name (in a config file, relative to the file's folder).
@@ -95,12 +96,13 @@ class Settings:
                                          "rows then move on their momentum.")
     hidden: int = setting(500, "Hidden layer size.", key="HiddenSize", at_least=1)
     k: Optional[int] = setting(80, "Rows kept per example in the hidden layers' backward (meProp's top-k).",
-                               key="TrainTop", at_least=1)
+                               key="TrainTop", nets="meprop_nets", at_least=1)
     dropout: float = setting(0.0, "Dropout rate.", at_least=0, below=1)
     prune: float = setting(0.1, "meSimp's prune rate: a unit is removed when fewer than this share of the examples "
-                                "since the last pruning had it in their top-k.", key="Prune", at_least=0, at_most=1)
+                                "since the last pruning had it in their top-k.", key="Prune", nets="simplified_nets",
+                  at_least=0, at_most=1)
     train_cycle: int = setting(5, "meSimp: epochs per cycle; cycles 0, 2, ... prune, 1, 3, ... do not (with 5: "
-                                  "epochs 1-5, 11-15 prune).", key="TrainCycle", at_least=1)
+                                  "epochs 1-5, 11-15 prune).", key="TrainCycle", nets="simplified_nets", at_least=1)
     max_examples: Optional[int] = setting(None, "Use at most N examples of each split (quick runs).", at_least=1)
     data_dir: Optional[str] = setting(None, "Folder with the task's data.", path=True)
 
@@ -127,10 +129,17 @@ class Settings:
             return f"{key} ({option})" if about(cls, name).option else key
         return option
 
+    @classmethod
+    def nets_of(cls, name):
+        """The nets that use field `name` (None: all)."""
+        nets = about(cls, name).nets
+        return getattr(cls, nets) if isinstance(nets, str) else nets
+
     def unused_by(self, name):
         """Who would ignore field `name` ("--net mlp"), or None if the chosen net and optimizer use it."""
         description = about(type(self), name)
-        if description.nets is not None and self.net not in description.nets:
+        nets = self.nets_of(name)
+        if nets is not None and self.net not in nets:
             return f"--net {self.net}"
         if description.optims is not None and self.optim not in description.optims:
             return f"--optim {self.optim}"
@@ -180,9 +189,9 @@ class Settings:
             return description.default_text
         if f.default is None or f.default is False:
             return None
-        choices = about(cls, "net").choices
-        if description.nets is not None and set(description.nets) != set(choices):
-            return f"{f.default} with --net {', '.join(net for net in choices if net in description.nets)}"
+        choices, nets = about(cls, "net").choices, cls.nets_of(name)
+        if nets is not None and set(nets) != set(choices):
+            return f"{f.default} with --net {', '.join(net for net in choices if net in nets)}"
         if description.optims is not None:
             return f"{f.default} with --optim {', '.join(description.optims)}"
         return str(f.default)
