@@ -293,6 +293,62 @@ def evaluate(model_path, data_dir, output, all_examples):
     carry_out(work)
 
 
+def experiment_names():
+    from tinyprop.tasks.experiments import shipped
+    return ", ".join(shipped())
+
+
+class ExperimentCommand(click.Command):
+    """A command whose help lists the experiment files tinyprop ships (read only when help is asked for)."""
+
+    def format_help_text(self, ctx, formatter):
+        super().format_help_text(ctx, formatter)
+        with formatter.indentation():
+            formatter.write_text(f"Experiments: {experiment_names()}.")
+
+
+@main.command(cls=ExperimentCommand)
+@click.argument("experiment")
+@click.option("--seeds", type=click.IntRange(min=1), help="Run seeds 1..N of every row (default: each row's).")
+@click.option("--jobs", type=click.IntRange(min=1),
+              help="Runs at a time on this machine.  [default: the cores this process may use]")
+@click.option("--ray", "ray_address", callback=not_empty,
+              help="Run on a Ray cluster instead: its address (HOST:PORT), or 'auto' for the one this machine "
+                   "belongs to. Needs tinyprop[cluster].")
+@click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False),
+              callback=not_empty, help="Folder of the runs' folders (RESULTS/EXPERIMENT/ROW/seed-N).")
+@click.option("--max-examples", type=click.IntRange(min=1),
+              help="A quick look: the first N examples of each split (runs go to RESULTS/quick/).")
+@click.option("--epochs", type=click.IntRange(min=1), help="A quick look: N epochs (runs go to RESULTS/quick/).")
+@click.option("--data-dir", type=click.Path(file_okay=False), callback=not_empty,
+              help="Folder with the tasks' data; else $TINYPROP_DATA.")
+def reproduce(experiment, seeds, jobs, ray_address, results, max_examples, epochs, data_dir):
+    """Run an experiment: every row of a paper's table with each of its seeds, each run in a process of
+    its own.
+
+    EXPERIMENT is the name of one of tinyprop's experiment files or the path of a .toml file.
+    Finished runs are skipped, interrupted ones resumed from their checkpoints; a run that fails
+    is reported and the others go on. Each run's log is in its folder's log.txt. Then: tinyprop
+    report EXPERIMENT.
+    """
+    from tinyprop.tasks.experiments import reproduce as reproduce_experiment
+    if jobs is not None and ray_address is not None:
+        raise click.UsageError("--jobs runs on this machine, --ray on a cluster: give one of them")
+
+    def work():
+        try:
+            return reproduce_experiment(experiment, results, seeds, jobs, ray_address, max_examples, epochs,
+                                        data_dir, log=click.echo)
+        except KeyboardInterrupt:
+            click.echo("\nstopped: the same command goes on (finished runs are kept, the others resume from their "
+                       "checkpoints)", err=True)
+            raise SystemExit(128 + stop.signum) from None
+    sweep = carry_out(work)
+    if sweep.failed:
+        raise click.ClickException(f"{len(sweep.failed)} runs failed: " + "; ".join(
+            f"{spec.name}: {error}" for spec, error in sweep.failed))
+
+
 @main.command()
 @click.option("--in", "n_in", type=int, help="Input size of an extra linear layer to time.")
 @click.option("--out", "n_out", type=int, help="Output size of an extra linear layer to time.")
