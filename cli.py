@@ -1,4 +1,5 @@
-"""The `tinyprop` command line: train, resume and evaluate runs of the papers' tasks, and time the layers.
+"""The `tinyprop` command line: train, resume, evaluate and predict with the papers' tasks, run and report
+the papers' experiments, and time the layers.
 
 It imports the tasks (and with them numpy and Numba) only when a command needs them, inside the
 handling of Ctrl-C, so that Ctrl-C at any moment ends with one line, not a traceback. SIGTERM
@@ -9,8 +10,8 @@ import os
 
 # One BLAS thread unless the user says otherwise: at the papers' mini-batch sizes the
 # products are too small to split, and idle BLAS threads spinning on the second core
-# slowed the Numba kernels (MNIST batch 10: dense epoch 21.3 s with two threads, 10.7 s
-# with one). Set before numpy is imported, which reads it once.
+# made the Numba kernels about 2x slower (docs/performance.md). Set before numpy is
+# imported, which reads it once.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import inspect  # noqa: E402
@@ -235,6 +236,9 @@ def main():
     tinyprop train parse --net mlptop --k 20     train the dependency parser with meProp
     tinyprop train pos --net lstmtop --k 10      train the BiLSTM part-of-speech tagger with meProp
     tinyprop evaluate --model runs/X             re-evaluate a saved model
+    tinyprop predict --model runs/X FILE         tag, parse or classify new input with a saved model
+    tinyprop reproduce table2                    run a paper's table: its rows x seeds, all cores
+    tinyprop report table2                       its table from the runs, beside the paper's figures
     tinyprop bench                               time dense and meProp backward passes
     """
 
@@ -293,6 +297,51 @@ def evaluate(model_path, data_dir, output, all_examples):
     carry_out(work)
 
 
+@main.command()
+@click.option("--model", "model_path", required=True, type=click.Path(exists=True), callback=not_empty,
+              help="A model.npz written by tinyprop train, or the run's folder that holds it.")
+@click.argument("input_path", metavar="[FILE]", required=False, type=click.Path(exists=True, dir_okay=False,
+                                                                                allow_dash=True))
+@click.option("--output", type=click.Path(dir_okay=False), callback=not_empty,
+              help="Write the predictions to this file instead of standard output.")
+@click.option("--tagger", "tagger_path", type=click.Path(exists=True), callback=not_empty,
+              help="Parser models: tag the words with this tagger (a model of tinyprop train pos, or its run's "
+                   "folder) instead of reading the input's XPOS.")
+def predict(model_path, input_path, output, tagger_path):
+    """Predict with a saved model: read FILE (default, or -: standard input), write to standard output.
+
+    \b
+    pos (tagger) models read plain UTF-8 text, one sentence a line, its words
+      separated by whitespace, and write each sentence as word/TAG word/TAG ...
+      (the tag follows the last /). An empty line gives an empty line, so that
+      output line N is input line N.
+    parse models read CoNLL-U (HEAD and DEPREL may be _) and write it with HEAD
+      and DEPREL filled and DEPS cleared. The parser reads the XPOS column (every
+      word needs a tag), or, with --tagger, the tagger's tags, which the output's
+      XPOS column then holds.
+    mnist models read an IDX image file (MNIST's format, .gz or not) or a .npy
+      array of shape (n, 28, 28) or (n, 784), pixels uint8 0-255 or floats 0-1
+      (training scales uint8 / 255), and write one digit a line.
+
+    A word the model has no embedding for (seen fewer than twice in training) gets the shared
+    UNKNOWN embedding, as in training and evaluation: the tagger also reads its last three
+    letters and its shape, the parser its tag (a tag it was not trained on is UNKNOWN too).
+    A count of them goes to standard error.
+    """
+    from tinyprop.tasks.files import check_writable
+    from tinyprop.tasks.run import predict as predict_with
+
+    def work():
+        if output:
+            check_writable(output)
+        predict_with(model_path, input_path, output, tagger_path, log=lambda message: click.echo(message, err=True))
+    try:
+        carry_out(work)
+    except BrokenPipeError:  # the reader of standard output left (| head): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # the interpreter's last flush would fail again
+        raise SystemExit(1) from None
+
+
 def experiment_names():
     from tinyprop.tasks.experiments import shipped
     return ", ".join(shipped())
@@ -347,6 +396,49 @@ def reproduce(experiment, seeds, jobs, ray_address, results, max_examples, epoch
     if sweep.failed:
         raise click.ClickException(f"{len(sweep.failed)} runs failed: " + "; ".join(
             f"{spec.name}: {error}" for spec, error in sweep.failed))
+
+
+@main.command(cls=ExperimentCommand)
+@click.argument("experiment", required=False)
+@click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False),
+              callback=not_empty, help="Folder of the runs' folders, as reproduce's --results.")
+@click.option("--format", "form", type=click.Choice(["md", "csv"]), default="md", show_default=True,
+              help="Markdown tables, or one CSV line per row with the figures unrounded.")
+@click.option("--output", type=click.Path(dir_okay=False), callback=not_empty, help="Write to this file.")
+@click.option("--plots", type=click.Path(file_okay=False), callback=not_empty,
+              help="Also draw the figures (PNG) into this folder. Needs tinyprop[plot].")
+@click.option("--max-examples", type=click.IntRange(min=1), help="Report the quick runs made with --max-examples N.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Report the quick runs made with --epochs N.")
+@click.option("--update-docs", is_flag=True,
+              help="Instead, rewrite RESULTS.md and README.md's results table (in this folder) from the runs.")
+def report(experiment, results, form, output, plots, max_examples, epochs, update_docs):
+    """Make an experiment's table from its finished runs: for each row, its seeds' test and dev scores
+    (mean, standard deviation, lowest, highest), backprop time and sizes, the paper's figures beside
+    them, and the per-seed difference to the row's baseline.
+
+    EXPERIMENT is the name of one of tinyprop's experiment files or the path of a .toml file.
+    """
+    from tinyprop.tasks import report as reports
+    from tinyprop.tasks.files import write_bytes
+    if update_docs == (experiment is not None):
+        raise click.UsageError("name an EXPERIMENT, or give --update-docs (which reports them all)")
+
+    def work():
+        if update_docs:
+            for path, text in reports.documents(results).items():
+                write_bytes(path, text.encode())
+                click.echo(f"wrote {path}")
+            return
+        result = reports.collect(experiment, results, max_examples, epochs)
+        text = reports.markdown(result) if form == "md" else reports.csv_text(result)
+        if output:
+            write_bytes(output, text.encode())
+            click.echo(f"wrote {output}")
+        else:
+            click.echo(text, nl=False)
+        for path in reports.plots(result, plots) if plots else ():
+            click.echo(f"wrote {path}")
+    carry_out(work)
 
 
 @main.command()

@@ -5,6 +5,7 @@ XPOS FEATS HEAD DEPREL DEPS MISC), ended by a blank line; lines starting with # 
 comments. Lines whose ID is a range (3-4, a multiword token) or a decimal (8.1, an
 empty node) are not words and are skipped. Words are numbered 1..n; head 0 is the root.
 """
+import io
 import os
 import re
 from dataclasses import dataclass, field
@@ -53,49 +54,68 @@ class Sentence:
         return len(self.forms)
 
 
-def read_conllu(path):
-    """The sentences of a CoNLL-U file; a malformed line is a DataError naming the file and line."""
-    sentences, current = [], Sentence()
+def read_text(path, stream=None):
+    """The lines of a UTF-8 text file, each ending in \n (\r\n and \r read as \n, as Python's text files do)
+    but perhaps the last; a byte order mark, as some Windows editors write, is fine. stream: an open binary
+    stream to read instead (stdin), which `path` then names in messages. A file that cannot be read, or is
+    not UTF-8, is a DataError naming it."""
     try:
-        stream = open(path, encoding="utf-8-sig")  # a byte order mark, as some Windows editors write, is fine
+        if stream is None:
+            with open(path, "rb") as opened:
+                data = opened.read()
+        else:
+            data = stream.read()
     except OSError as error:
         raise DataError(f"{path}: cannot read it ({error.strerror})") from error
-    with stream:
-        try:
-            lines = list(stream)
-        except UnicodeDecodeError as error:
-            raise DataError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from error
-        for number, raw in enumerate(lines, 1):
-            line = raw.rstrip("\n")
-            if not line.strip():
-                if current.forms:
+    try:
+        return list(io.StringIO(data.decode("utf-8-sig"), newline=None))
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from error
+
+
+def read_conllu(path, parsed=True, stream=None):
+    """The sentences of a CoNLL-U file: a list of `Sentence` (forms, UPOS, XPOS, heads, relations, the lines
+    to write back). A malformed line is a DataError naming the file and line.
+
+    parsed=False: sentences to parse, whose HEAD and DEPREL are not read (they may be _): their heads and
+    deprels are empty. stream: an open binary stream to read instead (stdin), which `path` names in messages.
+    """
+    sentences, current = [], Sentence()
+    for number, raw in enumerate(read_text(path, stream), 1):
+        line = raw.rstrip("\n")
+        if not line.strip():
+            if current.forms:
+                if parsed:
                     _check_heads(path, number, current)
-                    sentences.append(current)
-                current = Sentence()
-                continue
-            current.lines.append(line)
-            if line.startswith("#"):
-                continue
-            fields = line.split("\t")
-            if len(fields) != 10:
-                raise DataError(f"{path}, line {number}: {len(fields)} tab-separated fields, CoNLL-U has 10")
-            if SKIPPED_ID.match(fields[0]):
-                continue
-            if not WORD_ID.match(fields[0]) or int(fields[0]) != len(current.forms) + 1:
-                raise DataError(f"{path}, line {number}: word ID {fields[0]!r}, expected {len(current.forms) + 1}")
-            if not HEAD.match(fields[6]):
-                raise DataError(f"{path}, line {number}: HEAD {fields[6]!r} is not a word number "
-                                "(ASCII digits: a word's ID, or 0 for the root)")
-            if int(fields[6]) == int(fields[0]):
-                raise DataError(f"{path}, line {number}: word {fields[0]} is its own HEAD; a word's head is "
-                                "another word or 0, the root")
-            current.forms.append(fields[1])
-            current.upos.append(fields[3])
-            current.xpos.append(fields[4])
-            current.heads.append(int(fields[6]))
-            current.deprels.append(fields[7])
+                sentences.append(current)
+            current = Sentence()
+            continue
+        current.lines.append(line)
+        if line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 10:
+            raise DataError(f"{path}, line {number}: {len(fields)} tab-separated fields, CoNLL-U has 10")
+        if SKIPPED_ID.match(fields[0]):
+            continue
+        if not WORD_ID.match(fields[0]) or int(fields[0]) != len(current.forms) + 1:
+            raise DataError(f"{path}, line {number}: word ID {fields[0]!r}, expected {len(current.forms) + 1}")
+        current.forms.append(fields[1])
+        current.upos.append(fields[3])
+        current.xpos.append(fields[4])
+        if not parsed:
+            continue
+        if not HEAD.match(fields[6]):
+            raise DataError(f"{path}, line {number}: HEAD {fields[6]!r} is not a word number "
+                            "(ASCII digits: a word's ID, or 0 for the root)")
+        if int(fields[6]) == int(fields[0]):
+            raise DataError(f"{path}, line {number}: word {fields[0]} is its own HEAD; a word's head is "
+                            "another word or 0, the root")
+        current.heads.append(int(fields[6]))
+        current.deprels.append(fields[7])
     if current.forms:
-        _check_heads(path, number, current)
+        if parsed:
+            _check_heads(path, number, current)
         sentences.append(current)
     if not sentences:
         raise DataError(f"{path}: no sentences; is this a CoNLL-U file?")
@@ -122,19 +142,28 @@ def _check_heads(path, line_number, sentence):
         reaches_root.update(chain)
 
 
-def write_conllu(path, sentences, heads, deprels):
-    """Write `sentences` with the given heads and relations in place of theirs (atomically)."""
+def write_conllu(path, sentences, heads, deprels, xpos=None):
+    """Write `sentences` with the given heads and relations (and tags) in place of theirs, as `conllu_text`
+    gives them, atomically."""
+    write_bytes(path, conllu_text(sentences, heads, deprels, xpos).encode("utf-8"))
+
+
+def conllu_text(sentences, heads, deprels, xpos=None):
+    """The CoNLL-U of `sentences` (their own lines) with the given heads and relations in place of theirs, DEPS
+    cleared, and `xpos` (a tag list per sentence, if given) in place of their XPOS."""
     out = []
-    for sentence, sentence_heads, sentence_deprels in zip(sentences, heads, deprels):
+    for number, (sentence, sentence_heads, sentence_deprels) in enumerate(zip(sentences, heads, deprels)):
         for line in sentence.lines:
             fields = line.split("\t")
             if not line.startswith("#") and WORD_ID.match(fields[0]):
                 word = int(fields[0]) - 1
                 fields[6], fields[7], fields[8] = str(sentence_heads[word]), sentence_deprels[word], "_"
+                if xpos is not None:
+                    fields[4] = xpos[number][word]
                 line = "\t".join(fields)
             out.append(line)
         out.append("")
-    write_bytes(path, ("\n".join(out) + "\n").encode("utf-8"))
+    return "\n".join(out) + "\n"
 
 
 @dataclass

@@ -32,6 +32,7 @@ import multiprocessing
 import os
 import re
 import signal
+import statistics
 import sys
 import time
 import traceback
@@ -49,7 +50,7 @@ FILE_KEYS = {"paper", "table", "caption", "deviations", "seeds", "row"}
 ROW_KEYS = {"label", "task", "settings", "seeds", "paper", "baseline"}
 FIGURES = {"test": "test score at best dev (%)", "dev": "best dev score (%)", "backprop_s": "backprop time (s)",
            "hidden_sizes": "hidden layer sizes", "epoch": "epoch of the best dev score"}
-RUN_SETTINGS = {"seed", "max_examples", "epochs", "data_dir"}  # the sweep's, not a row's
+RUN_SETTINGS = {"seed", "max_examples", "data_dir"}  # the sweep's, not a row's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,7 +207,7 @@ def expand(row, file_seeds, fail):
         check_settings(row["task"], one, fail)
         rows.append(Row(grid_label(label, name, value), row["task"], one, seeds,
                         {figure: given[i] for figure, given in paper.items()},
-                        grid_label(baseline, name, value) if baseline else None, label, (name, value)))
+                        baseline and baseline.replace(f"{{{name}}}", str(value)), label, (name, value)))
     return rows
 
 
@@ -231,12 +232,11 @@ def check_settings(task, values, fail):
     fields = {f.name for f in cls.fields()}
     for name in values:
         if name in RUN_SETTINGS:
-            fail(f"settings: {name} is the sweep's (reproduce's --seeds, --max-examples, --epochs, --data-dir), "
-                 "not a row's")
+            fail(f"settings: {name} is the sweep's (reproduce's --seeds, --max-examples, --data-dir), not a row's")
         if name not in fields:
             fail(f"settings: {name} is not a setting of the {task} task ({', '.join(sorted(fields - RUN_SETTINGS))})")
     try:
-        return cls(**values).checked(given=set(values))
+        return cls(**values).checked(given=set(values), naming=str)
     except ConfigError as error:
         fail(f"settings: {error}")
 
@@ -380,23 +380,24 @@ def ray_runs(specs, address, events):
 
 
 class Sweep:
-    """The progress of a sweep over its runs: done, running, failed and left, and the time left."""
+    """The progress of a sweep over its runs: done, running, failed and left, and the time left (from the
+    durations of the runs of each task finished so far)."""
 
-    def __init__(self, total, done, jobs, log):
+    def __init__(self, total, done, todo, jobs, log):
         self.total, self.done, self.jobs, self.log = total, done, jobs, log
-        self.running, self.failed, self.durations, self.starts = 0, [], [], {}
+        self.waiting = {spec.folder: spec.row.task for spec in todo}
+        self.failed, self.durations, self.starts = [], {}, {}
         self.start = time.monotonic()
 
     def started(self, spec):
-        self.running += 1
         self.starts[spec.folder] = time.monotonic()
 
     def ended(self, spec, summary, error, log_path):
-        self.running -= 1
         seconds = time.monotonic() - self.starts.pop(spec.folder)
+        del self.waiting[spec.folder]
         if error is None:
             self.done += 1
-            self.durations.append(seconds)
+            self.durations.setdefault(spec.row.task, []).append(seconds)
             outcome = f"test {summary['test_acc']:.2f}, best dev {summary['best_dev_acc']:.2f} ({seconds:.0f} s)"
         else:
             self.failed.append((spec, error))
@@ -404,11 +405,14 @@ class Sweep:
         self.log(f"[{self.status()}] {spec.name}: {outcome}")
 
     def status(self):
-        left = self.total - self.done - len(self.failed) - self.running
-        text = f"{self.done}/{self.total} done, {self.running} running, {len(self.failed)} failed, {left} left"
+        running = len(self.starts)
+        text = (f"{self.done}/{self.total} done, {running} running, {len(self.failed)} failed, "
+                f"{len(self.waiting) - running} left")
         if self.durations:
-            per_run = sum(self.durations) / len(self.durations)
-            text += f", about {format_duration(per_run * (left + self.running / 2) / self.jobs)} to go"
+            every = [seconds for durations in self.durations.values() for seconds in durations]
+            mean = {task: statistics.fmean(durations) for task, durations in self.durations.items()}
+            left = math.fsum(mean.get(task, statistics.fmean(every)) for task in self.waiting.values())
+            text += f", about {format_duration(left / self.jobs)} to go"
         return text
 
 
@@ -434,7 +438,7 @@ def reproduce(experiment, results="results", seeds=None, jobs=None, ray_address=
     log(f"{experiment.table} ({experiment.name}): {len(specs)} runs, {len(specs) - len(todo)} finished before, "
         f"{resuming} to resume, {len(todo) - resuming} to start; {where}; folders under "
         f"{os.path.dirname(os.path.dirname(specs[0].folder))}")
-    sweep = Sweep(len(specs), len(specs) - len(todo), 1 if ray_address else jobs, log)
+    sweep = Sweep(len(specs), len(specs) - len(todo), todo, 1 if ray_address else jobs, log)
     if todo:
         runs = ray_runs(todo, ray_address, sweep) if ray_address else local_runs(todo, jobs, sweep)
         for spec, *outcome in runs:

@@ -15,6 +15,7 @@ Pixels stay uint8 in memory; `scale_pixels` turns a mini-batch into floats in [0
 """
 import gzip
 import hashlib
+import io
 import os
 import sys
 import time
@@ -57,13 +58,16 @@ IDX_MAGIC = {3: 0x00000803, 1: 0x00000801}  # unsigned bytes, 3 or 1 dimensions
 IMAGE_SHAPE = (28, 28)
 
 
-def read_idx(path, ndim):
-    """Read an IDX file of unsigned bytes (gzip or raw) with `ndim` dimensions; check its header and length."""
+def read_idx(path, ndim, data=None):
+    """An IDX file of unsigned bytes (gzip or raw) with `ndim` dimensions, its header and length checked: a
+    uint8 array of the header's shape (MNIST's images (n, 28, 28), its labels (n,)). data: the file's bytes,
+    already read (stdin, say), which `path` then names in messages."""
     try:
-        with open(path, "rb") as stream:
-            head = stream.read(2)
-            stream.seek(0)
-            data = gzip.decompress(stream.read()) if head == b"\x1f\x8b" else stream.read()
+        if data is None:
+            with open(path, "rb") as stream:
+                data = stream.read()
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
     except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise DataError(f"{path}: cannot read it as an IDX file ({error}); "
                         "replace it with a fresh copy of the MNIST file") from error
@@ -254,6 +258,57 @@ def scale_pixels(images):
     return images.astype(np.float32) * np.float32(1 / 255)
 
 
+def evaluation_batch(net):
+    """Images scored at a time: it does not change the results; the CNN's patches are large."""
+    return 50 if net in CNN_NETS else 1000
+
+
+def logits_in_batches(model, images, batch):
+    """(first, logits (batch, classes)) of images (n, 784), `batch` at a time: uint8 pixels scaled as in
+    training, or float32 ones in [0, 1]."""
+    for first in range(0, images.shape[0], batch):
+        part = images[first:first + batch]
+        yield first, model.forward(scale_pixels(part) if part.dtype == np.uint8 else part)
+
+
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def read_images(path, data):
+    """Images to classify, from the bytes of a .npy array (shape (n, 28, 28) or (n, 784); pixels uint8 0-255,
+    other whole numbers 0-255, or floats 0-1) or of an IDX image file (gzip or raw): (n, 784), uint8, or
+    float32 in [0, 1] (what `scale_pixels` makes of uint8). `path` names the file in messages."""
+    wanted = "mnist models classify an IDX image file, gzip-compressed or not, or a .npy array n x 28 x 28 or n x 784"
+    if not data.startswith(NPY_MAGIC):
+        try:
+            images = read_idx(path, 3, data)
+        except DataError as error:
+            raise DataError(f"{error} ({wanted})") from error
+        if images.shape[1:] != IMAGE_SHAPE:
+            raise DataError(f"{path}: images of {'x'.join(map(str, images.shape[1:]))} pixels; {wanted}")
+        return images.reshape(-1, 784)
+    try:
+        images = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, EOFError, OSError) as error:
+        raise DataError(f"{path}: cannot read it as a .npy array ({error})") from error
+    if images.ndim not in (2, 3) or images.shape[1:] not in (IMAGE_SHAPE, (784,)):
+        raise DataError(f"{path}: an array of shape {images.shape}; {wanted} (one image: 1 x 28 x 28)")
+    images = images.reshape(-1, 784)  # (0, 784) too
+    if images.dtype.kind in "ui":
+        if images.size and not 0 <= images.min() <= images.max() <= 255:
+            raise DataError(f"{path}: whole-number pixels from {images.min()} to {images.max()}; they must lie in "
+                            "0-255, as MNIST's")
+        return images.astype(np.uint8)
+    if images.dtype.kind != "f":
+        raise DataError(f"{path}: {images.dtype} values; pixels are uint8 0-255 or floats 0-1")
+    if not np.isfinite(images).all():
+        raise DataError(f"{path}: pixels that are not finite (NaN or infinite)")
+    if images.size and not 0 <= images.min() <= images.max() <= 1:
+        raise DataError(f"{path}: float pixels from {images.min():g} to {images.max():g}; training scales pixels "
+                        "to 0-1 (uint8 / 255): divide by 255, or give uint8 pixels 0-255")
+    return images.astype(np.float32)
+
+
 def build_mlp(sizes, net="mlp", k=None, unified=False, dropout=0.0, rng=None):
     """The papers' MNIST MLP: Linear, ReLU[, Dropout], ..., Linear (sizes: in, hidden..., out).
 
@@ -358,8 +413,8 @@ class MnistTask(Task):
 
     def __init__(self, data, model, meta):
         super().__init__(data, model, meta)
-        # evaluation batch size: it does not change the results; the CNN's patches are large
-        self.eval_batch = 50 if meta["net"] in CNN_NETS else 1000
+        model.reuse_buffers()  # train_step uses each gradient once (tinyprop.layers.base.Layer)
+        self.eval_batch = evaluation_batch(meta["net"])
         self.n_classes = meta["sizes"][-1]
 
     @classmethod
@@ -438,12 +493,22 @@ class MnistTask(Task):
         images, labels = self.data.splits[split]
         total_loss, correct = 0.0, 0
         with self.evaluating():
-            for first in range(0, labels.shape[0], self.eval_batch):
+            for first, logits in logits_in_batches(self.model, images, self.eval_batch):
                 targets = labels[first:first + self.eval_batch].astype(np.intp)
-                logits = self.model.forward(scale_pixels(images[first:first + self.eval_batch]))
                 total_loss += self.loss.forward(logits, targets)
                 correct += int((logits.argmax(axis=1) == targets).sum())
         return total_loss / labels.shape[0], 100.0 * correct / labels.shape[0], {}
+
+    @classmethod
+    def predict(cls, model, meta, stream, name, log=print):
+        """The class (digit) the model gives each image of an IDX image file or a .npy array (`read_images`),
+        one a line, scored as evaluation scores them."""
+        images = read_images(name, stream.read())
+        model.train(False)
+        batches = logits_in_batches(model, images, evaluation_batch(meta["net"]))
+        classes = np.concatenate([logits.argmax(axis=1) for _, logits in batches] or [np.zeros(0, np.intp)])
+        log(f"classified {images.shape[0]} images")
+        return "".join(f"{label}\n" for label in classes)
 
     def hidden_sizes(self):
         """The widths of the hidden fully connected layers (meSimp changes them)."""

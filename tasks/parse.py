@@ -10,6 +10,7 @@ scores UAS and LAS without punctuation (UPOS PUNCT).
 Words are lower-cased; those seen fewer than twice in training share the UNKNOWN id.
 """
 import collections
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -18,7 +19,8 @@ import numpy as np
 from tinyprop.tasks.arcstandard import (NULL, ROOT, SHIFT, UNKNOWN, Configuration, features, oracle_transitions,
                               transition_count)
 from tinyprop.layers import Cube, Dropout, Embedding, Embeddings, Linear, Sequential
-from tinyprop.tasks.conllu import TreebankSettings, TreebankTask, check_saved_vocabulary, write_conllu
+from tinyprop.tasks.conllu import (TreebankSettings, TreebankTask, check_saved_vocabulary, conllu_text, read_conllu,
+                                   write_conllu)
 from tinyprop.tasks.files import DataError, training_data
 from tinyprop.tasks.settings import ConfigError, Settings, retold, setting
 from tinyprop.tasks.training import Task
@@ -58,7 +60,7 @@ def oracle_examples(sentences, vocabulary):
     """(features (N, 48) int32, transitions (N,) int64, sentences skipped as non-projective).
 
     The oracle's transitions come first, so that the feature array is allocated once at its
-    final size rather than collected as Python lists (on EWT, 170 MB less at this point).
+    final size rather than collected as Python lists (less memory on EWT; docs/performance.md).
     """
     label_ids = {label: i for i, label in enumerate(vocabulary.labels)}
     n_labels = len(vocabulary.labels)
@@ -161,7 +163,7 @@ class ParseSettings(TreebankSettings):
     k 20. EWT gives 392k training transitions (WSJ: 1.9M), so 40 updates an epoch; at Adam's usual 0.001
     the parser reached 52 UAS on dev after 3 epochs, at 0.01 (Chen and Manning's rate, with AdaGrad) 84.
     Dropout 0.5 on the hidden layer is Chen and Manning's (the papers' Table 4; their Table 2 has none): on
-    EWT, 5 times smaller than WSJ, both parsers overfit without it, and meProp the more (README)."""
+    EWT, 5 times smaller than WSJ, both parsers overfit without it, and meProp the more (docs/parse.md)."""
 
     net: str = retold(Settings, "net", "mlp", choices=PARSE_NETS,
                       help="mlp: dense; mlptop: meProp on the hidden and output layers; mlpvar: meSimp.")
@@ -217,6 +219,7 @@ class ParseTask(TreebankTask, Task):
 
     def __init__(self, data, model, meta):
         super().__init__(data, model, meta)
+        model.reuse_buffers()  # train_step uses each gradient once (tinyprop.layers.base.Layer)
         self.splits = data.sentences
         self.vocabulary = data.vocabulary
         self.n_classes = data.n_transitions
@@ -286,6 +289,35 @@ class ParseTask(TreebankTask, Task):
             self.parsed[split] = parse(self.model, self.splits[split], self.vocabulary)
         uas, las = attachment_scores(self.splits[split], *self.parsed[split], self.vocabulary)
         return float("nan"), uas, dict(las=las)
+
+    @classmethod
+    def predict(cls, model, meta, stream, name, log=print, tagger=None):
+        """Parse CoNLL-U sentences (their HEAD and DEPREL are not read): the same CoNLL-U with HEAD and DEPREL
+        filled and DEPS cleared. The parser reads their XPOS, or, with `tagger` (a tagger's (task class, meta,
+        model), as tinyprop.tasks.run.load_model gives it), the tags it gives them, which the output's XPOS
+        then holds. Words and tags not in the vocabulary are UNKNOWN, as in training and evaluation."""
+        sentences = read_conllu(name, parsed=False, stream=stream)
+        xpos = None
+        if tagger is not None:
+            tagger_cls, tagger_meta, tagger_model = tagger
+            xpos = tagger_cls.tag(tagger_model, tagger_cls.Vocabulary.from_json(tagger_meta["vocabulary"]), sentences)
+            sentences = [dataclasses.replace(sentence, xpos=tags) for sentence, tags in zip(sentences, xpos)]
+        for number, sentence in enumerate(sentences, 1):
+            if "_" in sentence.xpos:
+                word = sentence.xpos.index("_")
+                raise DataError(f"{name}: sentence {number}, word {word + 1} ({sentence.forms[word]!r}) has no XPOS "
+                                "tag (_); the parser reads the tags it was trained on: give them, or tag the words "
+                                "first with --tagger DIR (a model of tinyprop train pos)")
+        vocabulary = Vocabulary.from_json(meta["vocabulary"])
+        model.train(False)
+        heads, labels = parse(model, sentences, vocabulary)
+        forms = [form.lower() for sentence in sentences for form in sentence.forms]
+        unknown_words = sum(form not in vocabulary.words for form in forms)
+        unknown_tags = sum(tag not in vocabulary.tags for sentence in sentences for tag in sentence.xpos)
+        log(f"parsed {len(sentences)} sentences, {len(forms)} words ({unknown_words} not in the parser's vocabulary, "
+            f"{unknown_tags} tags unknown to it)")
+        return conllu_text(sentences, heads, [[vocabulary.labels[label] for label in sentence_labels]
+                                              for sentence_labels in labels], xpos)
 
     def write_output(self, path):
         """The test set as last evaluated, as CoNLL-U."""

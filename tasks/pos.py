@@ -23,7 +23,8 @@ import numpy as np
 
 from tinyprop.layers import BiLSTM, Dropout, Embedding, Embeddings, Layer, Linear
 from tinyprop.mesimp import ColumnBlock
-from tinyprop.tasks.conllu import TreebankSettings, TreebankTask, check_saved_vocabulary
+from tinyprop.tasks.conllu import (SKIPPED_ID, WORD_ID, Sentence, TreebankSettings, TreebankTask,
+                                   check_saved_vocabulary, read_text)
 from tinyprop.tasks.files import DataError, training_data
 from tinyprop.tasks.settings import Settings, retold
 from tinyprop.tasks.training import Task
@@ -78,6 +79,17 @@ class TagVocabulary:
         return vocabulary
 
 
+def batches_of_one_length(encoded):
+    """(positions, ids (sentences, words, 3), tags (sentences, words)) of encoded sentences [(ids, tags)], grouped
+    by length, up to EVALUATION_BATCH a batch; positions: the sentences' places in `encoded`."""
+    by_length = collections.defaultdict(list)
+    for position, (ids, _) in enumerate(encoded):
+        by_length[ids.shape[0]].append(position)
+    return [(chunk, np.stack([encoded[i][0] for i in chunk]), np.stack([encoded[i][1] for i in chunk]))
+            for group in by_length.values()
+            for chunk in (group[first:first + EVALUATION_BATCH] for first in range(0, len(group), EVALUATION_BATCH))]
+
+
 class TaggerModel(Layer):
     """Embeddings (word, suffix, shape) -> BiLSTM (hidden per direction, meProp k) [-> Dropout] -> Linear
     -> tag scores.
@@ -128,6 +140,11 @@ class TaggerModel(Layer):
         self.training = mode
         self.dropout.train(mode)
 
+    def reuse_buffers(self, mode=True):
+        self.reusing_buffers = mode
+        for layer in (self.embeddings, self.bilstm, self.dropout, self.output):
+            layer.reuse_buffers(mode)
+
 
 LSTM_NETS = ("lstm", "lstmtop", "lstmvar")
 
@@ -138,7 +155,7 @@ class PosSettings(TreebankSettings):
     meProp k 10; their best iterations were 3 (dense) and 4 (meProp). meSimp: prune 0.08 (Table 10) with
     meSimp in every epoch. Dropout 0.5 on the BiLSTM's output is the papers' Table 4 tagging setting (their
     Table 2 has none): on EWT, 4 times smaller than WSJ, meProp at k 10 ends 0.43 below dense without it,
-    0.07 with it (README)."""
+    0.07 with it (docs/pos.md)."""
 
     net: str = retold(Settings, "net", "lstm", choices=LSTM_NETS,
                       help="lstm: dense BiLSTM; lstmtop: meProp top-k on every gate; lstmvar: meSimp.")
@@ -186,6 +203,7 @@ class TaggerTask(TreebankTask, Task):
 
     def __init__(self, data, model, meta):
         super().__init__(data, model, meta)
+        model.reuse_buffers()  # train_step uses each gradient once (tinyprop.layers.base.Layer)
         self.encoded = data.encoded
         self.vocabulary = data.vocabulary
         self.n_classes = len(self.vocabulary.tags)
@@ -273,11 +291,46 @@ class TaggerTask(TreebankTask, Task):
     def _batches_of_one_length(self, split):
         """(ids (sentences, words, 3), tags (sentences, words)) of split's sentences, grouped by length."""
         if split not in self._evaluation_batches:
-            by_length = collections.defaultdict(list)
-            for ids, tags in self.encoded[split]:
-                by_length[tags.shape[0]].append((ids, tags))
-            self._evaluation_batches[split] = [
-                (np.stack([ids for ids, _ in group[first:first + EVALUATION_BATCH]]),
-                 np.stack([tags for _, tags in group[first:first + EVALUATION_BATCH]]))
-                for group in by_length.values() for first in range(0, len(group), EVALUATION_BATCH)]
+            batches = batches_of_one_length(self.encoded[split])
+            self._evaluation_batches[split] = [(ids, tags) for _, ids, tags in batches]
         return self._evaluation_batches[split]
+
+    @classmethod
+    def tag(cls, model, vocabulary, sentences):
+        """The XPOS tags (a list per sentence) the model gives the forms of `sentences` (none empty), tagged in
+        the batches evaluation makes of them, so that their scores are evaluate's."""
+        model.train(False)
+        tags = [None] * len(sentences)
+        for positions, ids, _ in batches_of_one_length([vocabulary.encode(sentence) for sentence in sentences]):
+            for position, best in zip(positions, model.forward(ids).argmax(axis=-1)):
+                tags[position] = [vocabulary.tags[tag] for tag in best]
+        return tags
+
+    @classmethod
+    def predict(cls, model, meta, stream, name, log=print):
+        """Tag plain text, one sentence a line, its words separated by whitespace: each sentence as
+        `word/TAG word/TAG ...`; an empty line stays an empty line. A word not in the vocabulary is tagged as
+        in training and evaluation: from the UNKNOWN word's embedding, its suffix's (or UNKNOWN's) and its shape."""
+        try:
+            lines = read_text(name, stream)
+        except DataError as error:
+            raise DataError(f"{error}; the tagger reads plain text, one sentence a line") from error
+        sentences = []
+        for number, line in enumerate(lines, 1):
+            fields = line.rstrip("\n").split("\t")
+            if "\0" in line:
+                raise DataError(f"{name}, line {number}: a NUL byte, so not text; the tagger reads plain text, one "
+                                "sentence a line")
+            if len(fields) == 10 and (WORD_ID.match(fields[0]) or SKIPPED_ID.match(fields[0])):
+                raise DataError(f"{name}, line {number}: a CoNLL-U word line; the tagger reads plain text, one "
+                                "sentence a line, its words separated by spaces (the parser reads CoNLL-U)")
+            sentences.append(Sentence(forms=line.split()))
+        vocabulary = TagVocabulary.from_json(meta["vocabulary"])
+        words = [sentence for sentence in sentences if len(sentence)]
+        for sentence, tags in zip(words, cls.tag(model, vocabulary, words)):
+            sentence.xpos = tags
+        unknown = sum(form.lower() not in vocabulary.words for sentence in words for form in sentence.forms)
+        log(f"tagged {len(words)} sentences, {sum(map(len, words))} words ({unknown} not in the tagger's vocabulary: "
+            "tagged by their suffix and shape)")
+        return "".join(" ".join(f"{form}/{tag}" for form, tag in zip(sentence.forms, sentence.xpos)) + "\n"
+                       for sentence in sentences)

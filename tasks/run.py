@@ -1,4 +1,4 @@
-"""One run for every task: `run`, `resume` and `evaluate`, what the command line calls, callable from Python.
+"""One run for every task: `run`, `resume`, `evaluate` and `predict`, what the command line calls, callable from Python.
 
     from tinyprop.tasks.run import run
     from tinyprop.tasks.mnist import MnistSettings
@@ -18,14 +18,15 @@ import fcntl
 import glob
 import itertools
 import os
+import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
 from tinyprop.mesimp import Simplifier
 from tinyprop.tasks import task_class
-from tinyprop.tasks.files import DataError, keep_lines, read_json, read_model_file, write_json, write_npz
+from tinyprop.tasks.files import DataError, keep_lines, read_json, read_model_file, write_bytes, write_json, write_npz
 from tinyprop.tasks.provenance import provenance
 from tinyprop.tasks.settings import ConfigError, resolve_seed
 from tinyprop.tasks.training import CHECKPOINT, Checkpoint, make_optimizer, param_count, train, write_summary
@@ -217,11 +218,7 @@ def evaluate(model_path, data_dir=None, all_examples=False, output=None, log=pri
     was trained on, unless `data_dir` names others or they have moved, and on the run's --max-examples
     unless `all_examples`. `output`: a file for the task's predictions on test (the parser's CoNLL-U).
     Returns {split: (loss, score, {other: value})}."""
-    if os.path.isdir(model_path):
-        if not os.path.isfile(os.path.join(model_path, "model.npz")):
-            raise ConfigError(f"the folder {model_path} holds no model.npz; give a run's folder (tinyprop train's "
-                              "--out) or a model file")
-        model_path = os.path.join(model_path, "model.npz")
+    model_path = model_file(model_path)
     meta, arrays = read_model_file(model_path)
     if output and not hasattr(task_class(meta.get("task"), f"{model_path}: "), "write_output"):
         raise ConfigError(f"--output writes a task's predictions; {meta['task']} models have none to write")
@@ -242,6 +239,55 @@ def evaluate(model_path, data_dir=None, all_examples=False, output=None, log=pri
         task.write_output(output)
         log(f"wrote {output}")
     return scores
+
+
+def to_stderr(message):
+    """predict's log: standard output may hold the predictions."""
+    print(message, file=sys.stderr)
+
+
+def predict(model_path, input=None, output=None, tagger=None, log=to_stderr):
+    """A saved model's predictions (a model.npz, or the run folder that holds it; each task's `predict` says
+    what it reads and writes) on the file `input` (None or "-": standard input), written to the file
+    `output` (atomically; None: standard output). `tagger`: for a parser, a tagger's model.npz or run folder,
+    whose tags the parser reads instead of the input's XPOS. Returns the text written."""
+    cls, meta, model = load_model(model_file(model_path))
+    options = {}
+    if tagger is not None:
+        if cls.name != "parse":
+            raise ConfigError(f"--tagger: only parser models take a tagger; --model {model_path} is a {cls.name} model")
+        options["tagger"] = load_model(model_file(tagger, "--tagger"))
+        if options["tagger"][0].name != "pos":
+            raise ConfigError(f"--tagger {tagger}: a {options['tagger'][0].name} model, not a tagger; give a model "
+                              "of tinyprop train pos (its run folder or model.npz)")
+    from_stdin = input in (None, "-")
+    name = "<stdin>" if from_stdin else input
+    try:
+        stream = nullcontext(sys.stdin.buffer) if from_stdin else open(input, "rb")
+    except OSError as error:
+        raise DataError(f"{input}: cannot read it ({error.strerror})") from error
+    with stream as opened:
+        text = cls.predict(model, meta, opened, name, log=log, **options)
+    if output:
+        write_bytes(output, text.encode("utf-8"))
+        log(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    return text
+
+
+def model_file(path, option="--model"):
+    """The model.npz that `path` names: the file itself, or the one in a run's folder."""
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "model.npz")):
+            raise ConfigError(f"{option} {path}: the folder holds no model.npz; give a run's folder (tinyprop train's "
+                              "--out) or a model file")
+        return os.path.join(path, "model.npz")
+    if not os.path.exists(path):
+        raise ConfigError(f"{option} {path}: no such file or folder; give a run's folder (tinyprop train's --out) or "
+                          "its model.npz")
+    return path
 
 
 def load_model(path):

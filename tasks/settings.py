@@ -145,13 +145,14 @@ class Settings:
             return f"--optim {self.optim}"
         return None
 
-    def checked(self, given=None, source=None):
+    def checked(self, given=None, source=None, naming=None):
         """A copy with the fields the net or optimizer does not use set to None, after checking every value.
 
         given: the fields the user set (an option the net ignores is then an error; by default, those
         that are not None and differ from their default). source: {field: config file} for the fields
         a config file set: a message about one names the file, and one the net ignores is accepted
-        (nnmnist's files carry every key whatever the NetType)."""
+        (nnmnist's files carry every key whatever the NetType). naming: how messages name a field (default:
+        its nnmnist key and option)."""
         cls = type(self)
         source = source or {}
         if given is None:
@@ -159,7 +160,7 @@ class Settings:
 
         def fail(name, problem):
             where = f"{source[name]}: " if name in source else ""
-            raise ConfigError(f"{where}{cls.name_of(name)}: {problem}")
+            raise ConfigError(f"{where}{(naming or cls.name_of)(name)}: {problem}")
 
         check_value(cls.__dataclass_fields__["net"], self.net, fail)
         unused = {f.name: self.unused_by(f.name) for f in cls.fields()}

@@ -59,6 +59,7 @@ class Task:
       `simplified_pairs(model)`                    meSimp's (layer, consumer) pairs
       `check_description(path, meta, arrays)`      a saved description's sizes against its arrays
       `check_saved(meta, data)`                    the data a saved model is scored on
+      `predict(model, meta, stream, name, log)`    a saved model's output text on an input (tinyprop predict)
     An instance, made of (data, model, meta), gives what the loop drives: `train_size`,
     `train_step(indices)` -> (summed loss, correct, predictions), `evaluate(split)` -> (mean loss, score %,
     {other score: value}), `product_layers()` (the papers' "backprop time"; `product_layers_text()` names
@@ -79,6 +80,8 @@ class Task:
         self.timers = Timers()
         self.optimizer = None
         self.simplifier = None
+        self.activator = None  # meAct's (tinyprop.meact.MinimalEffortActivation), set by the run
+        self.update_sizes = None  # an UpdateSizes, when the run records them
         self.rng = None  # the model's random stream (dropout, random k), set by the run
 
     @property
@@ -134,16 +137,23 @@ class Task:
         self.model.backward(self.loss.backward(), need_dx=False)
         if self.simplifier is not None:
             self.simplifier.observe()
+        if self.activator is not None:
+            self.activator.observe()
         self.timers.forward += after_forward - start
         self.timers.backward += time.perf_counter() - after_forward
         return loss, int((logits.argmax(axis=1) == targets).sum())
 
     def update(self):
-        """The optimizer's step on the accumulated gradients, then clear them; timed."""
+        """The optimizer's step on the accumulated gradients, then clear them; timed (the update sizes' measure
+        is not)."""
+        if self.update_sizes is not None:
+            self.update_sizes.before()
         start = time.perf_counter()
         self.optimizer.step()
         self.model.zero_grad()
         self.timers.update += time.perf_counter() - start
+        if self.update_sizes is not None:
+            self.update_sizes.after()
 
     @contextmanager
     def evaluating(self):
@@ -161,6 +171,48 @@ class Timers:
     forward: float = 0.0
     backward: float = 0.0
     update: float = 0.0
+
+
+class UpdateSizes:
+    """The average absolute parameter change per update (TKDE 2018, Figure 4, right, and its footnote 2: the
+    change, not the gradient, which Adam rescales), since the last `take`: per parameter, the mean over its
+    entries and the updates of |w_after - w_before|, and over all the parameters' entries ("all").
+
+    Each update copies the parameters before it and compares after, so the measure costs about three passes
+    over them a step, outside the update's timer.
+    """
+
+    def __init__(self, params):
+        self.params = list(params)
+        self.clear()
+
+    def clear(self):
+        self.sums = np.zeros(len(self.params))
+        self.updates = 0
+        self._before = [None] * len(self.params)
+
+    def before(self):
+        for i, param in enumerate(self.params):
+            if self._before[i] is None or self._before[i].shape != param.shape:  # meSimp changes shapes
+                self._before[i] = np.empty_like(param.value)
+            np.copyto(self._before[i], param.value)
+
+    def after(self):
+        for i, param in enumerate(self.params):
+            change = np.subtract(param.value, self._before[i], out=self._before[i])
+            self.sums[i] += np.abs(change, out=change).sum(dtype=np.float64)
+        self.updates += 1
+
+    def take(self):
+        """{"all": ..., parameter name: ...} since the last take (None if no update), then clear."""
+        if not self.updates:
+            return None
+        sizes = np.array([param.value.size for param in self.params])
+        taken = {"all": float(self.sums.sum() / sizes.sum() / self.updates)}
+        taken.update({param.name: float(total / size / self.updates)
+                      for param, total, size in zip(self.params, self.sums, sizes)})
+        self.clear()
+        return taken
 
 
 def peak_memory_mb():

@@ -88,7 +88,7 @@ def test_evaluate_names_a_missing_model_file(tmp_path):
     assert "missing.npz' does not exist" in result.output
     result = run("evaluate", "--model", tmp_path)
     assert result.exit_code == 1
-    assert f"the folder {tmp_path} holds no model.npz" in result.output
+    assert f"--model {tmp_path}: the folder holds no model.npz" in result.output
 
 
 def write_broken_model_files(folder, trained_model):

@@ -5,7 +5,10 @@ with Reduced Overfitting", ICML 2017; Sun et al., "Training Simplification and M
 Simplification for Deep Learning: A Minimal Effort Back Propagation Method", TKDE 2018.
 
 `import tinyprop as tp` gives `tp.layers`, `tp.optim` and meSimp's classes (`tp.Simplifier`,
-`tp.ColumnBlock`, the activity records), imported on first use.
+`tp.ColumnBlock`, the activity records) and the data readers, imported on first use:
+`tp.read_idx(path, ndim)` (an MNIST IDX file, gzip or raw: a uint8 array of its header's shape, images
+(n, 28, 28)), `tp.read_conllu(path)` (a CoNLL-U file: a list of `tp.Sentence`, with forms, UPOS, XPOS,
+heads and relations) and `tp.write_conllu`.
 """
 import importlib
 
@@ -13,7 +16,9 @@ __version__ = "0.1.0"
 
 SUBMODULES = ("layers", "optim")
 MESIMP_CLASSES = ("ActivityRecord", "ColumnBlock", "GateActivityRecord", "LinearActivityRecord", "Simplifier")
-__all__ = [*SUBMODULES, *MESIMP_CLASSES]
+DATA = {"read_idx": "tinyprop.tasks.mnist", "read_conllu": "tinyprop.tasks.conllu",  # name -> its module
+        "write_conllu": "tinyprop.tasks.conllu", "Sentence": "tinyprop.tasks.conllu"}
+__all__ = [*SUBMODULES, *MESIMP_CLASSES, *DATA]
 
 
 def __getattr__(name):
@@ -22,6 +27,8 @@ def __getattr__(name):
         return importlib.import_module(f"tinyprop.{name}")
     if name in MESIMP_CLASSES:
         return getattr(importlib.import_module("tinyprop.mesimp"), name)
+    if name in DATA:
+        return getattr(importlib.import_module(DATA[name]), name)
     raise AttributeError(f"module 'tinyprop' has no attribute {name!r}")
 
 

@@ -102,8 +102,7 @@ def shared_rows_input_grad(dy, weight, rows, dx):
 
     The rows are the outer loop, four at a time: each is read from memory once and then from the
     L1 cache for every example, and W's rows are not gathered into a copy first. For a small dx
-    this beats BLAS on the gathered rows (784->500, k 80: 31.6 against 45.8 us at batch 10,
-    27.1 against 37.3 at batch 8); for a larger one BLAS wins (52.9 against 49.5 at batch 16).
+    this beats BLAS on the gathered rows; for a larger one BLAS wins (docs/performance.md).
     """
     n_in = weight.shape[1]
     k = rows.shape[0]
@@ -216,3 +215,58 @@ def col2im_add(dcols, kernel, stride, out_w, padded):
                     for v in range(kernel):
                         padded[b, c, top + u, left + v] += dcols[b, p, j]
                         j += 1
+
+
+# meAct (TKDE 2018, Section 3.5, Algorithm 3): each example b uses only its own active units of a hidden
+# layer, held CSR-like for the whole training set: example j's units are indices[offsets[j]:offsets[j + 1]].
+# examples[b] is the training-set index of the batch's example b. The inactive units' outputs are zero, so
+# their gradients are zero too and these kernels skip them.
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def active_rows_forward(x, weight, bias, examples, indices, offsets, y):
+    """y[b, r] = W[r] . x[b] + bias[r] for r in example examples[b]'s active set, 0 elsewhere; y: (batch, out),
+    overwritten. tinyprop.reference.active_linear_forward, reading only the active rows of W.
+
+    "reassoc" lets the dot product run in SIMD lanes; without it each row is a chain of dependent adds.
+    """
+    n_in = x.shape[1]
+    for b in range(x.shape[0]):
+        y[b, :] = 0.0
+        j = examples[b]
+        for t in range(offsets[j], offsets[j + 1]):
+            r = indices[t]
+            total = bias[r]
+            for c in range(n_in):
+                total += weight[r, c] * x[b, c]
+            y[b, r] = total
+
+
+@njit(cache=True)
+def add_active_rows_grad(dy, x, examples, indices, offsets, weight_grad, bias_grad, weight_rows, bias_rows):
+    """dW[r] += dy[b, r] x[b] and db[r] += dy[b, r] for r in example examples[b]'s active set, marking those
+    rows of W and b. tinyprop.reference.active_linear_backward's dW and db, touching only the active rows."""
+    n_in = x.shape[1]
+    for b in range(x.shape[0]):
+        j = examples[b]
+        for t in range(offsets[j], offsets[j + 1]):
+            r = indices[t]
+            g = dy[b, r]
+            weight_rows[r] = bias_rows[r] = True
+            bias_grad[r] += g
+            for c in range(n_in):
+                weight_grad[r, c] += g * x[b, c]
+
+
+@njit(cache=True)
+def active_rows_input_grad(dy, weight, examples, indices, offsets, dx):
+    """dx[b] = sum of dy[b, r] W[r] over r in example examples[b]'s active set; dx: (batch, in), overwritten.
+    tinyprop.reference.active_linear_backward's dx, reading only the active rows of W."""
+    for b in range(dx.shape[0]):
+        dx[b, :] = 0.0
+        j = examples[b]
+        for t in range(offsets[j], offsets[j + 1]):
+            r = indices[t]
+            g = dy[b, r]
+            for c in range(dx.shape[1]):
+                dx[b, c] += g * weight[r, c]

@@ -57,8 +57,8 @@ class LinearActivityRecord(ActivityRecord):
 
     The C#'s binary heap also fills those places with zeros of original index below k, but
     breaks the ties by heap position, not by index. Counted that way exactly (a scratch
-    transcription of its heap), six seeds of `--net mlpvar` gave 97.64 to 97.94 (mean 97.83)
-    against 97.80 to 98.12 (97.95) counted here, at like sizes (RESULTS.md).
+    transcription of its heap), six seeds of `--net mlpvar` were no more accurate (mean 97.83
+    against 97.95 counted here, at like sizes; docs/mnist.md).
     """
 
     def __init__(self, n_units, k):

@@ -7,6 +7,10 @@ magnitude, top_k(dy), and passes them on as the dense backward would (Algorithm 
 
 The fast layers (tinyprop.layers.Linear, LSTM) compute exactly these functions, with the same
 ties (the lower index wins) and the same dense bias gradient; the tests hold them to it.
+
+meAct (TKDE 2018, Section 3.5, Algorithm 3) is at the end: the selection of each example's active
+units from its accumulated gradients, and a hidden layer's forward and backward on them alone
+(tinyprop.meact and tinyprop.layers.ActiveLinear compute the same faster).
 Everything here computes in the dtype it is given (the layers' float32, or float64 for a check).
 """
 import numpy as np
@@ -102,3 +106,32 @@ def lstm_backward(W_x, W_h, b, x, dh, k=None):
         dW_h += np.outer(kept, h[t])
         dx[t], dh_next, dc_next = kept @ W_x, kept @ W_h, dc * f
     return dW_x, dW_h, dz.sum(axis=0), dx, mask
+
+
+def meact_active_mask(g, p):
+    """Algorithm 3, lines 6-10, as tinyprop reads line 7: unit i stays active for example j when its share of
+    the example's accumulated absolute gradient exceeds p, g_ij > p * sum_i g_ij; the other units are masked
+    (their activation a_ij is set to zero). An example whose gradients are all zero keeps no unit.
+    g: (examples, units), |dL/dy| summed over the dense epochs -> (examples, units) bool."""
+    return g > p * g.sum(axis=1, keepdims=True, dtype=np.float64)
+
+
+def active_sets(mask):
+    """A mask's active sets held CSR-like: (indices int32, offsets int64), example j's units
+    indices[offsets[j]:offsets[j + 1]], ascending. mask: (examples, units) bool."""
+    offsets = np.zeros(mask.shape[0] + 1, dtype=np.int64)
+    np.cumsum(mask.sum(axis=1), out=offsets[1:])
+    return np.nonzero(mask)[1].astype(np.int32), offsets
+
+
+def active_linear_forward(x, W, b, mask):
+    """meAct's forward of a hidden layer: y = x W^T + b on each example's active units, 0 on the masked ones,
+    which "contribute none to the results" (Section 3.5).
+    x: (batch, in), W: (out, in), b: (out,), mask: (batch, out) bool -> y: (batch, out)."""
+    return np.where(mask, x @ W.T + b, 0)
+
+
+def active_linear_backward(x, W, dy, mask):
+    """Its backward: a masked unit's output is the constant 0, so its gradient is zero, for W's row and the
+    bias entry too; the dense backward (eqs. 7, 8) of the masked dy -> dW: (out, in), db: (out,), dx: (batch, in)."""
+    return linear_backward(x, W, np.where(mask, dy, 0))

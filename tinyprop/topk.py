@@ -10,9 +10,7 @@ started from the first k entries but from the first k that reach a floor read fr
 histogram of the magnitudes (`magnitude_floor`, 128 counters): the weakest kept entry is
 then near the k-th largest from the start, and the entries that a plain heap would take in
 and later drop are turned away at once. With the histogram the selection is 2.6 times
-faster at k = 80 of 500 (1.8 against 4.7 us an example), 1.8 times at the parser's 20 of
-103, 1.5 times at the tagger's 10 of 500 (random normal gradients; the plain and the seeded
-heap timed alternately in one process).
+faster at k = 80 of 500 (the measurements: docs/performance.md).
 
 Tie rule: when magnitudes are equal the lower index wins. The selection is then
 exactly what a stable descending argsort picks,
@@ -90,8 +88,7 @@ def magnitude_floor(bits, k, counts):
     the bucket in which the count of entries from the top reaches k. 0, no floor, when that
     is the last bucket (fewer than k entries within a factor of about 256 of the largest, as
     when most gradients are zero), and where the histogram would cost more than it saves
-    (k < 5 or k > 7/8 of the entries, where it made the selection up to 1 us an example
-    slower at n = 500).
+    (k < 5 or k > 7/8 of the entries, where it made the selection slower; docs/performance.md).
     """
     n = bits.shape[0]
     if k < 5 or 8 * k > 7 * n:

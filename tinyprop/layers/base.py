@@ -12,9 +12,19 @@ class Layer:
     and returns dL/dx, or None when the caller says it needs none (the first layer).
     Gradients accumulate until they are cleared by `zero_grad`.
     Calling a layer runs its forward: `layer(x)` is `layer.forward(x)`, as in PyTorch.
+
+    What forward and backward return is the caller's to keep: a later call does not change it.
+    (A layer that passes its argument through, Reshape or Dropout when off, may return that
+    argument or a view of it.) A loop that drops each gradient once the layer below has
+    used it, as the training loops do, may opt into reused buffers for speed: after
+    `layer.reuse_buffers()` (undone by `reuse_buffers(False)`; `reusing_buffers` tells which),
+    backward may return an array the layer keeps and overwrites at its next backward. Only
+    Linear's dx uses this today; the other layers return fresh arrays either way. A layer made
+    of layers passes the setting on to them, as it does `train`'s.
     """
 
     training = True
+    reusing_buffers = False
 
     def __call__(self, *inputs):
         # forward only: backward stays an explicit call, the step meProp changes
@@ -26,6 +36,10 @@ class Layer:
     def train(self, mode=True):
         """Switch training behaviour (dropout, meProp bookkeeping) on or off."""
         self.training = mode
+
+    def reuse_buffers(self, mode=True):
+        """Opt into (mode=False: out of) backward results that the layer's next backward overwrites."""
+        self.reusing_buffers = mode
 
     def zero_grad(self):
         for param in self.params():

@@ -63,6 +63,11 @@ class Embeddings(Layer):
     def params(self):
         return [param for table in self.tables for param in table.params()]
 
+    def reuse_buffers(self, mode=True):
+        self.reusing_buffers = mode
+        for table in self.tables:
+            table.reuse_buffers(mode)
+
     def forward(self, ids):
         if getattr(ids, "ndim", None) != 2 or ids.shape[1] != self.ends[-1]:
             got = f"shape {ids.shape}" if hasattr(ids, "shape") else type(ids).__name__

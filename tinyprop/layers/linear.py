@@ -13,11 +13,8 @@ from tinyprop.topk import random_rows, topk_rows, unified_topk
 SELECTIONS = ("top", "rand", "unified")
 # Up to this size of x (and of dx, which has its shape), unified meProp's dW and dx are loops over
 # W's k rows in place (tinyprop.kernels.add_shared_rows_grad, shared_rows_input_grad), with x and
-# dx in the 32 KB L1 cache; above it, BLAS on dy's k gathered columns and W's k rows. Measured at
-# k 20 and 80, inputs 500 to 2,400, batches 4 to 32 (dx: 8 to 16): wherever x held up to 8,192
-# floats (784 x 10 holds 7,840, 500 x 16 8,000) the loops won, dW's by 1.08x to 3.6x, dx's by
-# 1.14x to 2.2x; above, the winner depended on k and the batch (dW at 784 x 16, k 80: BLAS by 8%;
-# at 2,400 x 8, k 20: the loop by 1.34x; at 2,400 x 32, k 80: BLAS by 1.6x).
+# dx in the 32 KB L1 cache; above it, BLAS on dy's k gathered columns and W's k rows: the loops beat
+# BLAS below this size (docs/performance.md).
 UNIFIED_LOOP_MAX_BYTES = 32 * 1024
 
 
@@ -46,9 +43,9 @@ class Linear(Layer):
     Kept for backward: `x`, the input of the last forward. Kept after backward: `dy` and
     `selected`, the chosen indices ((batch, k) per example, or (k,) unified), which
     meSimp counts. `backward_seconds` sums the time spent in backward ("backprop time").
-    backward writes dx into a buffer the layer reuses while the input's shape stays the
-    same: a fresh (10,000, 2,400) array a step cost the parser's meProp backward 15% in page
-    faults. Copy dx to keep it past the next backward.
+    backward returns dx in a fresh array; after `reuse_buffers()` (tinyprop.layers.base.Layer), as
+    the training loops do, in a buffer the layer reuses while the input's shape stays the same: a
+    fresh (10,000, 2,400) array a step cost the parser's meProp backward 15% in page faults.
     """
 
     def __init__(self, n_in, n_out, k=None, selection="top", rng=None, dtype=np.float32, name="linear"):
@@ -85,7 +82,7 @@ class Linear(Layer):
         check_input(self.name, x, ("batch", self.n_in))
         self.x = np.ascontiguousarray(x, dtype=self.weight.value.dtype)
         # (W x^T)^T rather than x W^T: OpenBLAS is faster with the large matrix on the left at
-        # mini-batch sizes (784->500, batch 10, cold caches: 267 us against 386 us).
+        # mini-batch sizes (docs/performance.md).
         return np.ascontiguousarray((self.weight.value @ self.x.T).T) + self.bias.value
 
     def backward(self, dy, need_dx=True):
@@ -145,6 +142,10 @@ class Linear(Layer):
         return dx
 
     def _input_grad_buffer(self):
+        """The array backward writes dx into: a fresh one, or, reusing buffers, the layer's own."""
+        if not self.reusing_buffers:
+            self._dx = None
+            return np.empty_like(self.x)
         if self._dx is None or self._dx.shape != self.x.shape:
             self._dx = np.empty_like(self.x)
         return self._dx

@@ -156,6 +156,11 @@ class BiLSTM(Layer):
     def params(self):
         return [param for lstm in self.directions for param in lstm.params()]
 
+    def reuse_buffers(self, mode=True):
+        self.reusing_buffers = mode
+        for lstm in self.directions:
+            lstm.reuse_buffers(mode)
+
     def forward(self, x):
         ahead, behind = self.directions
         return np.concatenate([ahead.forward(x), behind.forward(x[::-1])[::-1]], axis=-1)

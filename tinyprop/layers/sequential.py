@@ -23,6 +23,11 @@ class Sequential(Layer):
         for layer in self.layers:
             layer.train(mode)
 
+    def reuse_buffers(self, mode=True):
+        self.reusing_buffers = mode
+        for layer in self.layers:
+            layer.reuse_buffers(mode)
+
     def forward(self, x):
         for layer in self.layers:
             x = layer.forward(x)

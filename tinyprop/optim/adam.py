@@ -16,10 +16,9 @@ def adam_update_rows(value, grad, mean, mean_square, rows, step_size, beta1, bet
     Left subnormal, it would make every later step on it slow: processors handle subnormal
     floats in microcode. In the MNIST MLP a weight that stops getting gradient (an input pixel
     seldom inked, a unit that stopped firing) has its mean turn subnormal about 800 steps later;
-    after one dense epoch a fifth of the first layer's means were, and the update took 4.5 to
-    4.8 s of the epoch, against 3.6 to 3.9 s with the flush (three epochs: 14.0 against 10.7 s),
-    with the same results bit for bit. What the flush drops, below `tiny`, is far below what can
-    move a weight.
+    after one dense epoch a fifth of the first layer's means were, and the flush makes that
+    epoch's update 1.25x faster, with the same results bit for bit (docs/performance.md). What
+    the flush drops, below `tiny`, is far below what can move a weight.
     """
     to = value.dtype.type  # the scalars come as Python floats; in value's type float32 arithmetic stays float32
     step_size, beta1, beta2, eps, l2, clip_bound, tiny = (to(step_size), to(beta1), to(beta2), to(eps), to(l2),

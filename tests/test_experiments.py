@@ -1,0 +1,277 @@
+"""Experiment files, sweeps (local processes and Ray) and the reports made from their runs."""
+import csv
+import io
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from tinyprop.cli import main
+from tinyprop.tasks import report
+from tinyprop.tasks.experiments import load, reproduce, run_specs, shipped, state
+from tinyprop.tasks.mnist import MnistSettings
+from tinyprop.tasks.run import run
+from tinyprop.tasks.settings import ConfigError
+
+TINY = """
+paper = "a test"
+table = "Table T"
+caption = "two rows, two seeds"
+seeds = 2
+
+[[row]]
+label = "dense"
+task = "mnist"
+settings = { net = "mlp", hidden = 64 }
+paper = { test = 90.0 }
+
+[[row]]
+label = "top-{k}"
+task = "mnist"
+settings = { net = "mlptop", hidden = 64, k = [8, 16] }
+paper = { test = [nan, 91.5] }
+baseline = "dense"
+"""
+
+
+def write(folder, text, name="tiny.toml"):
+    path = os.path.join(folder, name)
+    with open(path, "w") as handle:
+        handle.write(text)
+    return path
+
+
+def summaries(result_folder):
+    found = {}
+    for row in sorted(os.listdir(result_folder)):
+        for seed in sorted(os.listdir(os.path.join(result_folder, row))):
+            if seed.startswith("seed-"):
+                with open(os.path.join(result_folder, row, seed, "summary.json")) as handle:
+                    found[row, seed] = json.load(handle)
+    return found
+
+
+def test_expansion_labels_seeds_and_folders(tmp_path):
+    experiment = load(write(tmp_path, TINY))
+    assert [row.label for row in experiment.rows] == ["dense", "top-8", "top-16"]
+    assert [row.baseline for row in experiment.rows] == [None, "dense", "dense"]
+    assert experiment.rows[2].paper == {"test": 91.5} and experiment.rows[2].grid == ("k", 16)
+    specs = run_specs(experiment, tmp_path / "results")
+    # every row's first seed before any row's second, so that a sweep cut short pairs up
+    assert [(spec.row.label, spec.seed) for spec in specs] == [
+        ("dense", 1), ("top-8", 1), ("top-16", 1), ("dense", 2), ("top-8", 2), ("top-16", 2)]
+    assert specs[1].settings.k == 8 and specs[1].settings.seed == 1
+    assert specs[0].folder == str(tmp_path / "results" / "tiny" / "dense" / "seed-1")
+    quick = run_specs(experiment, tmp_path / "results", seeds=1, max_examples=100, epochs=1)
+    assert len(quick) == 3 and all("quick" in spec.folder and spec.settings.epochs == 1 for spec in quick)
+
+
+@pytest.mark.parametrize("change, message, replacement", [
+    ('caption = "two rows, two seeds"', "unknown key colour", 'colour = "red"\ncaption = "x"'),
+    ('settings = { net = "mlp", hidden = 64 }', "row 1 (dense): settings: hidden_size is not a setting of the mnist "
+     "task", 'settings = { net = "mlp", hidden_size = 64 }'),
+    ("seeds = 2\n", "row 1 (dense): no seeds", "\n"),
+    ("k = [8, 16]", "row 2 (top-{k}): settings hidden, k are lists", "k = [8, 16]"),
+    ("k = [8, 16]", "row 2 (top-{k}): k = []: a grid needs one or more different values", "k = []"),
+    ("paper = { test = [nan, 91.5] }", "row 2 (top-{k}): paper's test must be a list of 2 figures",
+     "paper = { test = 91.5 }"),
+    ('baseline = "dense"', "row 'top-8': baseline 'densest' is not the label of a row", 'baseline = "densest"'),
+    ('settings = { net = "mlp", hidden = 64 }', "row 1 (dense): settings: k: --net mlp does not use it",
+     'settings = { net = "mlp", k = 5 }'),
+    ('settings = { net = "mlp", hidden = 64 }', "row 1 (dense): settings: hidden: must be at least 1, got 0",
+     'settings = { net = "mlp", hidden = 0 }'),
+    ('settings = { net = "mlp", hidden = 64 }', "row 1 (dense): settings: seed is the sweep's",
+     'settings = { net = "mlp", seed = 3 }'),
+])
+def test_bad_files_name_the_file_and_row_before_anything_runs(tmp_path, change, message, replacement):
+    text = TINY.replace(change, replacement)
+    if "lists" in message:
+        text = text.replace('hidden = 64, k = [8, 16]', 'hidden = [64, 32], k = [8, 16]')
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        reproduce(path, tmp_path / "results", log=lambda line: None)
+    assert str(error.value).startswith(f"{path}: ") and message in str(error.value)
+    assert "\n" not in str(error.value)
+    assert not os.path.exists(tmp_path / "results")
+
+
+def test_shipped_experiment_files_load():
+    assert "table2" in shipped()
+    for name in shipped():
+        experiment = load(name)
+        assert experiment.rows and all(row.seeds for row in experiment.rows)
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory, data_root):
+    """TINY swept once on local processes (2 at a time): (its file, results folder, summaries, log lines)."""
+    folder = tmp_path_factory.mktemp("swept")
+    path = write(folder, TINY)
+    lines = []
+    sweep = reproduce(path, folder / "results", jobs=2, max_examples=300, epochs=1,
+                      data_dir=os.path.join(data_root, "mnist"), log=lines.append)
+    assert not sweep.failed and sweep.done == 6
+    return path, folder / "results", summaries(folder / "results" / "quick" / "tiny-max300-epochs1"), lines
+
+
+@pytest.mark.data
+def test_local_sweep_reports_what_its_summaries_give(swept):
+    path, results, found, lines = swept
+    folder = results / "quick" / "tiny-max300-epochs1"
+    assert len(found) == 6 and "6/6 done, 0 running, 0 failed, 0 left" in lines[-1]
+    assert {summary["k"] for summary in found.values()} == {None, 8, 16}
+    assert all(os.path.isfile(folder / row / seed / "log.txt") for row, seed in found)
+    result = report.collect(path, results, max_examples=300, epochs=1)
+    top16 = [found["top-16", f"seed-{seed}"]["test_acc"] for seed in (1, 2)]
+    dense = [found["dense", f"seed-{seed}"]["test_acc"] for seed in (1, 2)]
+    row = result.rows[2]
+    assert row.test.n == 2 and row.test.mean == pytest.approx(statistics.mean(top16))
+    assert row.test.sd == pytest.approx(statistics.stdev(top16))
+    assert row.effect.mean == pytest.approx(statistics.mean([a - b for a, b in zip(top16, dense)]))
+    text = report.markdown(result)
+    assert f"| top-16 | 2/2 | {statistics.mean(top16):.2f} ± {statistics.stdev(top16):.2f}" in text
+    assert f"| 91.50 | {statistics.mean(top16) - 91.5:+.2f} |" in text
+    rows = list(csv.DictReader(io.StringIO(report.csv_text(result))))
+    assert float(rows[0]["test_mean"]) == pytest.approx(statistics.mean(dense)) and rows[0]["seeds"] == "2"
+
+
+@pytest.mark.data
+def test_finished_runs_are_skipped_stopped_ones_resumed_changed_ones_refused(swept, tmp_path, mnist_dir):
+    path, results, found, lines = swept
+    copied = tmp_path / "results"
+    shutil.copytree(results, copied)
+    stopped = copied / "quick" / "tiny-max300-epochs1" / "top-8" / "seed-2"
+    os.unlink(stopped / "summary.json")  # as if killed after its last evaluation
+    lines = []
+    sweep = reproduce(path, copied, jobs=2, max_examples=300, epochs=1, data_dir=mnist_dir, log=lines.append)
+    assert "5 finished before, 1 to resume, 0 to start" in lines[0] and sweep.done == 6
+    with open(stopped / "summary.json") as handle:
+        assert json.load(handle)["test_acc"] == found["top-8", "seed-2"]["test_acc"]
+    changed = write(tmp_path, TINY.replace("hidden = 64, k", "hidden = 48, k"))
+    with pytest.raises(ConfigError, match="hold runs made with other settings"):
+        reproduce(changed, copied, max_examples=300, epochs=1, data_dir=mnist_dir, log=lines.append)
+
+
+@pytest.mark.data
+def test_a_failing_run_is_reported_and_the_others_go_on(tmp_path, mnist_dir):
+    text = TINY.replace('settings = { net = "mlp", hidden = 64 }',
+                        'settings = { net = "mlp", hidden = 64, label_count = 5 }')
+    path = write(tmp_path, text)
+    lines = []
+    sweep = reproduce(path, tmp_path / "results", seeds=1, jobs=2, max_examples=300, epochs=1, data_dir=mnist_dir,
+                      log=lines.append)
+    assert sweep.done == 2 and [spec.row.label for spec, error in sweep.failed] == ["dense"]
+    assert "label" in sweep.failed[0][1].lower()
+    failed = next(line for line in lines if "dense/seed-1: FAILED" in line)
+    with open(failed.rsplit("(its log: ", 1)[1].rstrip(")")) as handle:  # refused before training: beside its folder
+        assert "Traceback" in handle.read()
+
+
+@pytest.mark.data
+def test_sweep_stopped_by_ctrl_c_goes_on_where_it_stopped(tmp_path, mnist_dir):
+    path = write(tmp_path, TINY)
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "tinyprop", "reproduce", path, "--results", str(results), "--seeds", "1",
+               "--jobs", "2", "--max-examples", "3000", "--epochs", "2", "--data-dir", mnist_dir]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    folder = results / "quick" / "tiny-max3000-epochs2"
+    deadline = time.monotonic() + 120
+    while not list(folder.glob("*/seed-1/checkpoint.npz")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)  # as the terminal's Ctrl-C: to the sweep and its runs
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "the same command goes on" in err
+    assert any(state(folder / row / "seed-1") == "stopped" for row in ("dense", "top-8", "top-16"))
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    assert "to resume" in finished.stdout and "3/3 done" in finished.stdout
+    # each equals the run made in one go
+    for row, settings in (("dense", dict(net="mlp")), ("top-8", dict(net="mlptop", k=8))):
+        alone = run("mnist", MnistSettings(hidden=64, seed=1, max_examples=3000, epochs=2, data_dir=mnist_dir,
+                                           **settings), tmp_path / f"alone-{row}", log=lambda line: None)
+        with open(folder / row / "seed-1" / "summary.json") as handle:
+            swept = json.load(handle)
+        assert (swept["test_acc"], swept["best_dev_acc"]) == (alone["test_acc"], alone["best_dev_acc"])
+
+
+@pytest.fixture
+def ray_head():
+    """A Ray head on 127.0.0.1 for this test alone; its processes (one process group) stopped after it."""
+    pytest.importorskip("ray")
+    port = 6400 + os.getpid() % 500
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # Ray's socket paths must be short
+    environment = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    head = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "ray"), "start", "--head", "--block",
+                             "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+                             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+                            env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        for signum, wait in ((signal.SIGTERM, 3), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(head.pid, signum)
+                head.wait(timeout=wait)
+                break
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                continue
+        try:
+            os.killpg(head.pid, signal.SIGKILL)  # what the head left of its group
+        except ProcessLookupError:
+            pass
+
+
+@pytest.mark.data
+def test_ray_sweep_gives_the_local_sweeps_runs(swept, tmp_path, mnist_dir, ray_head, monkeypatch):
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    path, results, by_pool, lines = swept
+    lines = []
+    sweep = reproduce(path, tmp_path / "ray", ray_address=ray_head, max_examples=300, epochs=1,
+                      data_dir=mnist_dir, log=lines.append)
+    assert not sweep.failed and sweep.done == 6, lines
+    by_ray = summaries(tmp_path / "ray" / "quick" / "tiny-max300-epochs1")
+    assert {key: summary["test_acc"] for key, summary in by_ray.items()} == \
+        {key: summary["test_acc"] for key, summary in by_pool.items()}
+    result = report.collect(path, tmp_path / "ray", max_examples=300, epochs=1)
+    dense = [by_ray["dense", f"seed-{seed}"]["test_acc"] for seed in (1, 2)]
+    assert result.rows[0].test.mean == pytest.approx(statistics.mean(dense))
+    assert result.rows[0].test.sd == pytest.approx(statistics.stdev(dense))
+
+
+def test_commands_refuse_conflicting_options(tmp_path):
+    runner = CliRunner()
+    outcome = runner.invoke(main, ["reproduce", "table2", "--jobs", "2", "--ray", "auto"])
+    assert outcome.exit_code == 2 and "give one of them" in outcome.output
+    outcome = runner.invoke(main, ["report"])
+    assert outcome.exit_code == 2 and "--update-docs" in outcome.output
+    outcome = runner.invoke(main, ["reproduce", "table99"])
+    assert outcome.exit_code == 1 and "no experiment named 'table99'" in outcome.output
+
+
+@pytest.mark.data
+def test_plots_are_drawn(swept, tmp_path):
+    pytest.importorskip("matplotlib")
+    path, results, found, lines = swept
+    made = report.plots(report.collect(path, results, max_examples=300, epochs=1), tmp_path / "plots")
+    assert sorted(os.path.basename(name) for name in made) == ["tiny-backprop.png", "tiny-dev.png", "tiny-test.png"]
+    for name in made:
+        with open(name, "rb") as handle:
+            assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_committed_documents_are_what_report_makes_from_results():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for path, text in report.documents(os.path.join(root, "results"), root).items():
+        with open(path) as handle:
+            assert handle.read() == text, f"{path} differs from what tinyprop report --update-docs makes of results/"

@@ -1,0 +1,64 @@
+"""The fully connected hidden layer of meAct: each example computes only its own active units."""
+import time
+
+import numpy as np
+
+from tinyprop.kernels import active_rows_forward, active_rows_input_grad, add_active_rows_grad
+from tinyprop.layers.base import check_forward_done, check_input, check_same_shape
+from tinyprop.layers.linear import Linear
+
+
+class ActiveLinear(Linear):
+    """y = x W^T + b on each example's active units only (TKDE 2018, Section 3.5, Algorithm 3, line 11).
+
+    x: (batch, in) -> y: (batch, out), W: (out, in), one row per neuron, as in Linear.
+
+    `active`: None, or (examples, indices, offsets), set before each training step by
+    tinyprop.meact.MinimalEffortActivation: examples (batch,) the training-set indices of the batch's
+    examples, and the active sets of the whole training set held CSR-like (example j's units are
+    indices[offsets[j]:offsets[j + 1]]). With it, in training, the forward computes for example b only
+    the rows of W in its set (the others' outputs are 0: the masked units "contribute none to the
+    results"), and the backward gives gradient to those rows of W and entries of b only, and reads only
+    those rows for dx, marking the rows that got gradient (weight.rows_with_grad, bias.rows_with_grad)
+    so that the optimizer updates only them, as meProp's backward does. The output of a masked unit is
+    the constant 0, so, unlike meProp's, the bias gradient is sparse too.
+
+    This is tinyprop.reference.active_linear_forward and active_linear_backward for the mask of the
+    active sets, computed by tinyprop.kernels' active_rows_* loops: no dense product with a mask.
+    Without `active` (meAct's dense epochs, evaluation, a saved model) it is an ordinary Linear, which
+    keeps its last output `y` so that the record can read the activations a_ij.
+    """
+
+    def __init__(self, n_in, n_out, rng=None, dtype=np.float32, name="linear"):
+        super().__init__(n_in, n_out, rng=rng, dtype=dtype, name=name)
+        self.active = None
+        self.y = None
+
+    def forward(self, x):
+        if self.active is None or not self.training:
+            self.y = super().forward(x)
+            return self.y
+        check_input(self.name, x, ("batch", self.n_in))
+        self.x = np.ascontiguousarray(x, dtype=self.weight.value.dtype)
+        self.y = np.empty((x.shape[0], self.n_out), dtype=self.x.dtype)
+        active_rows_forward(self.x, self.weight.value, self.bias.value, *self.active, self.y)
+        return self.y
+
+    def backward(self, dy, need_dx=True):
+        if self.active is None:
+            return super().backward(dy, need_dx)
+        check_forward_done(self.name, self.x)
+        check_same_shape(self.name, dy, (self.x.shape[0], self.n_out))
+        start = time.perf_counter()
+        self.dy = dy = np.ascontiguousarray(dy)
+        add_active_rows_grad(dy, self.x, *self.active, self.weight.grad, self.bias.grad, self.weight.rows_with_grad,
+                             self.bias.rows_with_grad)
+        dx = None
+        if need_dx:
+            dx = self._input_grad_buffer()
+            active_rows_input_grad(dy, self.weight.value, *self.active, dx)
+        self.backward_seconds += time.perf_counter() - start
+        return dx
+
+    def __repr__(self):
+        return f"ActiveLinear({self.n_in}, {self.n_out})"
