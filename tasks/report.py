@@ -14,6 +14,7 @@ import json
 import math
 import os
 import statistics
+import textwrap
 
 from tinyprop.tasks.experiments import load, run_specs, shipped, state
 from tinyprop.tasks.files import read_json, write_bytes
@@ -104,6 +105,11 @@ def paper_figure(row, name, digits=2):
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def wrap(text, indent=""):
+    """A paragraph of Markdown cut into lines of at most 110 characters."""
+    return textwrap.fill(text, 110, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
+
+
 def signed(value, digits=2):
     return "-" if math.isnan(value) else f"{value:+.{digits}f}"
 
@@ -116,14 +122,14 @@ def markdown(result, heading="#", root="."):
     hours = math.fsum(summary["wall_time_s"] for summary, config, folder in done) / 3600
     processors = sorted({config.get("provenance", {}).get("processor") or "unknown"
                          for summary, config, folder in done})
-    lines += [f"{experiment.paper}. Made by `tinyprop reproduce {experiment.name}`, then `tinyprop report "
-              f"{experiment.name}`, from {len(done)} runs ({hours:.1f} CPU hours) in "
-              f"`{os.path.relpath(result.folder, root)}`; processors: {', '.join(processors) or 'none yet'}. Test is "
-              "the "
-              "score at the best dev score's evaluation; ± is the standard deviation over seeds, [ ] the lowest and "
-              "highest seed.", ""]
+    lines += [wrap(f"{experiment.paper}. Made by `tinyprop reproduce {experiment.name}`, then `tinyprop report "
+                   f"{experiment.name}`, from {len(done)} runs ({hours:.1f} CPU hours) in "
+                   f"`{os.path.relpath(result.folder, root)}`; processors: {', '.join(processors) or 'none yet'}. "
+                   "Test is the score at the best dev score's evaluation; ± is the standard deviation over seeds, "
+                   "[ ] the lowest and highest seed. Backprop time is the linear layers' backward over the whole "
+                   "run, as the run measured it, one run per core beside other work: compare times with care."), ""]
     if experiment.deviations:
-        lines += ["Deviations from the paper:", ""] + [f"- {text}" for text in experiment.deviations] + [""]
+        lines += ["Deviations from the paper:", ""] + [wrap(f"- {text}", "  ") for text in experiment.deviations] + [""]
     lines += ["| row | seeds | test (%) | paper | test - paper | dev (%) | paper | backprop (s) | paper | "
               "hidden sizes | against the baseline, per seed |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -143,10 +149,12 @@ def markdown(result, heading="#", root="."):
                      f"{paper_figure(row.row, 'backprop_s', 1)} | {sizes} | {effect} |")
     verdicts = directions(result)
     if verdicts:
-        lines += ["", "Does the paper's direction of effect hold here?", ""] + [f"- {text}" for text in verdicts]
+        lines += ["", "Does the paper's direction of effect hold here?", ""]
+        lines += [wrap(f"- {text}", "  ") for text in verdicts]
     short = [f"{row.row.label} ({row.test.n} of {row.wanted})" for row in result.rows if row.test.n < row.wanted]
     if short:
-        lines += ["", f"Short of their seeds: {', '.join(short)}; `tinyprop reproduce {experiment.name}` goes on."]
+        lines += ["", wrap(f"Short of their seeds: {', '.join(short)}; `tinyprop reproduce {experiment.name}` goes "
+                           "on.")]
     return "\n".join(lines) + "\n"
 
 
@@ -164,7 +172,7 @@ def directions(result):
         within = " (within one standard deviation of the per-seed differences)" if row.effect.n > 1 and abs(
             row.effect.mean) < row.effect.sd else ""
         texts.append(f"{row.row.label} against {row.row.baseline}: {verdict}, {signed(row.effect.mean)}{spread} "
-                     f"points of test over {row.effect.n} paired seeds{within}")
+                     f"points of test over {row.effect.n} paired seed{'s' if row.effect.n > 1 else ''}{within}")
     return texts
 
 
@@ -193,10 +201,11 @@ def csv_text(result):
 
 def readme_table(result, root="."):
     """The README's results table: test score over seeds beside the paper's, and the backprop time."""
-    lines = [README_START, "", f"{result.experiment.table} of {result.experiment.paper} (test score at best dev, "
-             "mean ± standard deviation over seeds; the paper's is its best of 5 runs). Made by `tinyprop report "
-             f"{result.experiment.name}` from `{os.path.relpath(result.folder, root)}`; the full table, its "
-             "deviations from the paper and the other tables: [RESULTS.md](RESULTS.md).", "",
+    lines = [README_START, "", wrap(
+        f"{result.experiment.table} of {result.experiment.paper} (test score at best dev, mean ± standard deviation "
+        "over seeds; the paper's is its best of 5 runs). Made by `tinyprop report "
+        f"{result.experiment.name}` from `{os.path.relpath(result.folder, root)}`; the full table, its deviations "
+        "from the paper and the other tables: [RESULTS.md](RESULTS.md)."), "",
              "| row | seeds | test (%) | paper | backprop (s) |", "|---|---|---|---|---|"]
     for row in result.rows:
         lines.append(f"| {row.row.label} | {row.test.n} | {row.test.text(band=False)} | "
@@ -209,10 +218,10 @@ def documents(results="results", root="."):
     and README.md with its table block replaced."""
     reports = [collect(name, results) for name in shipped()]
     reports = [result for result in reports if result.runs]
-    heading = ["# Results", "", "Generated by `tinyprop report --update-docs` from the runs in `results/` (each "
-               "made by `tinyprop reproduce EXPERIMENT`); do not edit by hand. The experiment files are in "
-               "`experiments/`. Measurements of speed made by hand, with their commands, are in "
-               "[docs/performance.md](docs/performance.md).", ""]
+    heading = ["# Results", "", wrap("Generated by `tinyprop report --update-docs` from the runs in `results/` "
+                                     "(each made by `tinyprop reproduce EXPERIMENT`); do not edit by hand. The "
+                                     "experiment files are in `experiments/`. Measurements of speed made by hand, "
+                                     "with their commands, are in [docs/performance.md](docs/performance.md)."), ""]
     texts = {os.path.join(root, "RESULTS.md"): "\n".join(heading) + "\n" + "\n".join(
         markdown(result, "##", root) for result in reports)}
     readme_path = os.path.join(root, "README.md")
