@@ -24,16 +24,21 @@ A file (experiments/table2.toml) names its table and lists its rows:
 A row's seeds are a count (seeds 1..N) or a list. Each run's folder is
 RESULTS/EXPERIMENT/ROW/seed-N (RESULTS/quick/... for runs cut short with max_examples or epochs,
 which are never mixed with full ones). `reproduce` skips finished runs, resumes interrupted ones
-and carries on past failed ones, on this machine's cores or on a Ray cluster.
+and carries on past failed ones, on this machine's cores or on a Ray cluster. A run identical to a
+finished one of another experiment (task, settings, seed) is copied from it, not run again.
 """
 import dataclasses
+import glob
+import json
 import math
 import multiprocessing
 import os
 import re
+import shutil
 import signal
 import statistics
 import sys
+import tempfile
 import time
 import traceback
 from importlib import resources
@@ -276,8 +281,38 @@ def state(folder):
 def same_settings(spec):
     """Whether the run in spec's folder was made with spec's settings (wherever its data was)."""
     from tinyprop.tasks.files import read_json
-    made = dict(read_json(os.path.join(spec.folder, "config.json"))["settings"], data_dir=None)
-    return made == dict(dataclasses.asdict(spec.settings), data_dir=None)
+    config = read_json(os.path.join(spec.folder, "config.json"))
+    return run_key(config["task"], config["settings"]) == run_key(spec.row.task, dataclasses.asdict(spec.settings))
+
+
+def run_key(task, settings):
+    """What makes two runs the same: the task and every setting (the seed too), wherever the data was."""
+    return task, json.dumps(dict(settings, data_dir=None), sort_keys=True)
+
+
+def copy_identical_runs(specs, root):
+    """Give each of `specs` a copy of an identical finished run of another experiment under `root` (Table 10's
+    dense rows are Table 2's), if there is one; returns how many were copied."""
+    from tinyprop.tasks.files import read_json
+    finished = {}
+    for summary in sorted(glob.glob(os.path.join(root, "*", "*", "seed-*", "summary.json"))):
+        config = read_json(os.path.join(os.path.dirname(summary), "config.json"))
+        finished.setdefault(run_key(config["task"], config["settings"]), os.path.dirname(summary))
+    copied = 0
+    for spec in specs:
+        source = finished.get(run_key(spec.row.task, dataclasses.asdict(spec.settings)))
+        if source is None:
+            continue
+        os.makedirs(os.path.dirname(spec.folder), exist_ok=True)
+        temporary = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(spec.folder))
+        for name in ("config.json", "metrics.jsonl", "summary.json", "model.npz"):
+            if os.path.exists(os.path.join(source, name)):
+                shutil.copy2(os.path.join(source, name), temporary)
+        with open(os.path.join(temporary, "log.txt"), "w") as handle:
+            handle.write(f"copied from {source}, a finished run with the same task, settings and seed\n")
+        os.rename(temporary, spec.folder)  # whole, or not at all
+        copied += 1
+    return copied
 
 
 def run_one(task, settings, folder):
@@ -431,13 +466,19 @@ def reproduce(experiment, results="results", seeds=None, jobs=None, ray_address=
     if changed:
         raise ConfigError(f"{len(changed)} run folders hold runs made with other settings than {experiment.path} now "
                           f"gives (the first: {changed[0].folder}); move them away, or put the file back")
+    experiment_folder = os.path.dirname(os.path.dirname(specs[0].folder))
+    copied = copy_identical_runs([spec for spec in specs if state(spec.folder) == "new"],
+                                 os.path.dirname(experiment_folder))
+    if copied:
+        log(f"{copied} runs copied from the identical finished runs (same task, settings and seed) of other "
+            "experiments")
     todo = [spec for spec in specs if state(spec.folder) != "done"]
     jobs = jobs or len(os.sched_getaffinity(0))
     resuming = sum(state(spec.folder) == "stopped" for spec in todo)
     where = f"on the Ray cluster at {ray_address}" if ray_address else f"{jobs} at a time"
     log(f"{experiment.table} ({experiment.name}): {len(specs)} runs, {len(specs) - len(todo)} finished before, "
         f"{resuming} to resume, {len(todo) - resuming} to start; {where}; folders under "
-        f"{os.path.dirname(os.path.dirname(specs[0].folder))}")
+        f"{experiment_folder}")
     sweep = Sweep(len(specs), len(specs) - len(todo), todo, 1 if ray_address else jobs, log)
     if todo:
         runs = ray_runs(todo, ray_address, sweep) if ray_address else local_runs(todo, jobs, sweep)

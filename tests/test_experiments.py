@@ -275,3 +275,23 @@ def test_committed_documents_are_what_report_makes_from_results():
     for path, text in report.documents(os.path.join(root, "results"), root).items():
         with open(path) as handle:
             assert handle.read() == text, f"{path} differs from what tinyprop report --update-docs makes of results/"
+
+
+@pytest.mark.data
+def test_a_run_identical_to_another_experiments_is_copied_not_run(swept, tmp_path, mnist_dir):
+    path, results, found, lines = swept
+    copied = tmp_path / "results"
+    shutil.copytree(results, copied)
+    text = TINY.replace('table = "Table T"', 'table = "Table U"').replace("k = [8, 16]", "k = [16, 32]")
+    other = write(tmp_path, text, "other.toml")
+    lines = []
+    sweep = reproduce(other, copied, seeds=1, jobs=2, max_examples=300, epochs=1, data_dir=mnist_dir,
+                      log=lines.append)
+    assert "2 runs copied from the identical finished runs" in lines[0] and sweep.done == 3
+    folder = copied / "quick" / "other-max300-epochs1"
+    for row in ("dense", "top-16"):
+        with open(folder / row / "seed-1" / "summary.json") as handle:
+            assert json.load(handle) == found[row, "seed-1"]
+        with open(folder / row / "seed-1" / "log.txt") as handle:
+            assert handle.read().startswith("copied from ")
+    assert not list(folder.glob("*/.tmp-*"))
