@@ -8,10 +8,10 @@ Ctrl-C: 130).
 """
 import os
 
-# One BLAS thread unless the user says otherwise: at the papers' mini-batch sizes the
-# products are too small to split, and idle BLAS threads spinning on the second core
-# made the Numba kernels about 2x slower (docs/performance.md). Set before numpy is
-# imported, which reads it once.
+# OpenBLAS starts with one thread unless the user says otherwise (numpy reads this once, at import): a run
+# then sets the count it was given (--threads; tasks.run.using_threads), for which OpenBLAS makes the
+# threads it lacks, and the commands that give none (bench, report) run on one, with no idle BLAS threads
+# spinning beside the Numba kernels, which made them about 2x slower (docs/performance.md).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import inspect  # noqa: E402
@@ -280,7 +280,9 @@ def train(ctx, resume_dir, **common):
               help="Parser models: write the parsed test set (as evaluated) to this CoNLL-U file.")
 @click.option("--all-examples", is_flag=True,
               help="Score every example of dev and test, also for a model trained with --max-examples.")
-def evaluate(model_path, data_dir, output, all_examples):
+@click.option("--threads", type=click.IntRange(min=1),
+              help="Threads of BLAS and of tinyprop's kernels.  [default: 1]")
+def evaluate(model_path, data_dir, output, all_examples, threads):
     """Re-evaluate a saved model on the dev and test sets.
 
     Without --data-dir, on the files the model was trained on (model.npz records them); if they
@@ -293,7 +295,8 @@ def evaluate(model_path, data_dir, output, all_examples):
     def work():
         if output:
             check_writable(output)
-        evaluate_model(model_path, data_dir, all_examples, output, log=click.echo)
+        evaluate_model(model_path, data_dir, all_examples, output, log=click.echo,
+                       **({} if threads is None else dict(threads=threads)))
     carry_out(work)
 
 
@@ -361,6 +364,8 @@ class ExperimentCommand(click.Command):
 @click.option("--seeds", type=click.IntRange(min=1), help="Run seeds 1..N of every row (default: each row's).")
 @click.option("--jobs", type=click.IntRange(min=1),
               help="Runs at a time on this machine.  [default: the cores this process may use]")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="Threads of each run that its row does not set.  [default: 1]")
 @click.option("--ray", "ray_address", callback=not_empty,
               help="Run on a Ray cluster instead: its address (HOST:PORT), or 'auto' for the one this machine "
                    "belongs to. Needs tinyprop[cluster].")
@@ -371,7 +376,7 @@ class ExperimentCommand(click.Command):
 @click.option("--epochs", type=click.IntRange(min=1), help="A quick look: N epochs (runs go to RESULTS/quick/).")
 @click.option("--data-dir", type=click.Path(file_okay=False), callback=not_empty,
               help="Folder with the tasks' data; else $TINYPROP_DATA.")
-def reproduce(experiment, seeds, jobs, ray_address, results, max_examples, epochs, data_dir):
+def reproduce(experiment, seeds, jobs, threads, ray_address, results, max_examples, epochs, data_dir):
     """Run an experiment: every row of a paper's table with each of its seeds, each run in a process of
     its own.
 
@@ -387,7 +392,7 @@ def reproduce(experiment, seeds, jobs, ray_address, results, max_examples, epoch
     def work():
         try:
             return reproduce_experiment(experiment, results, seeds, jobs, ray_address, max_examples, epochs,
-                                        data_dir, log=click.echo)
+                                        data_dir, log=click.echo, threads=threads)
         except KeyboardInterrupt:
             click.echo("\nstopped: the same command goes on (finished runs are kept, the others resume from their "
                        "checkpoints)", err=True)
@@ -454,8 +459,10 @@ def report(experiment, results, form, output, plots, max_examples, epochs, updat
               help="Also time the parser's layers (2400->500 and 500->103, batch 10,000, k 20).")
 @click.option("--lstm/--no-lstm", default=True, show_default=True,
               help="Also time the tagger's LSTM backward through time (140->500, 16 steps, k 10 per gate).")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Also time each layer on this many threads (BLAS's and the kernels'), after one thread.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def bench(n_in, n_out, batch, k, rounds, calls, conv, parser, lstm, as_json):
+def bench(n_in, n_out, batch, k, rounds, calls, conv, parser, lstm, threads, as_json):
     """Time the backward of single layers: dense (BLAS and loops) against meProp (top, unified, rand).
 
     The papers' shapes always run (MNIST: linear 784->500 and 500->500 and the CNN's two
@@ -464,6 +471,7 @@ def bench(n_in, n_out, batch, k, rounds, calls, conv, parser, lstm, as_json):
     """
     from tinyprop.bench import (PAPER_CONV_SHAPES, PAPER_SHAPES, PARSER_BATCH, PARSER_K, PARSER_SHAPES, TAGGER_SHAPE,
                                 bench_conv, bench_layer, bench_lstm, format_report)
+    from tinyprop.tasks.run import using_threads
     if (n_in is None) != (n_out is None):
         raise click.UsageError("give both --in and --out, or neither")
     shapes = list(PAPER_SHAPES) + ([(n_in, n_out)] if n_in is not None else [])
@@ -481,10 +489,15 @@ def bench(n_in, n_out, batch, k, rounds, calls, conv, parser, lstm, as_json):
     if lstm:
         runs.append(lambda: bench_lstm(**TAGGER_SHAPE, rounds=max(1, rounds * 2 // 3), calls=max(1, calls // 2)))
     results = []
+
+    def timed(run, count):
+        with using_threads(count):
+            return run()
     for run in runs:
-        results.append(run())
-        if not as_json:
-            click.echo(format_report(results[-1]))
+        for count in sorted({1, threads}):  # the papers' comparison is on one thread
+            results.append(carry_out(lambda: timed(run, count)))
+            if not as_json:
+                click.echo(format_report(results[-1]))
     if as_json:
         click.echo(json.dumps(results, indent=2))
 

@@ -1,6 +1,6 @@
 """Whole training epochs of the papers' MNIST MLP: tinyprop dense and meProp, PyTorch dense and meProp as a mask.
 
-    TINYPROP_DATA=../shared/data python benchmarks/epoch_compare.py [--rounds 3] [--k 80]
+    TINYPROP_DATA=../shared/data python benchmarks/epoch_compare.py [--rounds 3] [--k 80] [--threads 1,2]
 
 784-500-500-10, ReLU, Adam (lr 0.001), mini-batch 10, the 55,000 training images.
 The variants take turns, one epoch each per round, in this one process (the machine
@@ -10,8 +10,9 @@ PyTorch is measured only if it is installed (it is not a dependency of tinyprop;
 here `pip install torch==2.13.0` installs its CPU build from a local file): dense, with its
 default thread count and with one thread, and with meProp as public re-implementations write
 it, the gradient at each hidden layer's output multiplied by a 0/1 mask of its per-example
-top-k (every product still computed densely), with the default threads. tinyprop runs with
-one BLAS thread, as its command line does.
+top-k (every product still computed densely), with the default threads. tinyprop runs each of its
+variants on each count of --threads (BLAS's and the kernels', as a run's --threads sets them; default: one
+and the cores this process may use), and reports for each count the ratio of mlptop's epoch to the dense one's.
 """
 import argparse
 import dataclasses
@@ -24,6 +25,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 from tinyprop.tasks.mnist import Mnist, MnistSettings, MnistTask, build_mlp, locate_files, scale_pixels  # noqa: E402
+from tinyprop.tasks.run import using_threads  # noqa: E402
+from tinyprop.tasks.settings import CORES  # noqa: E402
 from tinyprop.tasks.training import Timers, make_optimizer  # noqa: E402
 
 SIZES = [784, 500, 500, 10]
@@ -31,18 +34,20 @@ PHASES = [field.name for field in dataclasses.fields(Timers)]  # forward, backwa
 BATCH = 10
 
 
-def tinyprop_epoch(net, k, data, seed, unified=False):
+def tinyprop_epoch(net, k, data, seed, threads, unified=False):
     settings = MnistSettings(net=net, k=None if net == "mlp" else k, unified=unified).checked()
     model = build_mlp(SIZES, net, k, unified, rng=np.random.default_rng(seed))
     task = MnistTask(data, model, meta=dict(net=net, sizes=SIZES))
     task.optimizer = make_optimizer(settings, model.params(), task.train_size)
     order_rng = np.random.default_rng(seed)
-    task.train_step(np.arange(BATCH))  # compile the kernels (or load them from Numba's cache) before any timing
+    with using_threads(threads):
+        task.train_step(np.arange(BATCH))  # compile the kernels (or load them from Numba's cache) before any timing
 
     def epoch():
         order = order_rng.permutation(task.train_size)
-        for first in range(0, len(order), BATCH):
-            task.train_step(order[first:first + BATCH])
+        with using_threads(threads):
+            for first in range(0, len(order), BATCH):
+                task.train_step(order[first:first + BATCH])
     return epoch, task.timers
 
 
@@ -97,14 +102,23 @@ def main():
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--max-examples", type=int, help="train on the first N training images only (quick runs)")
+    parser.add_argument("--threads", default=f"1,{CORES}",
+                        help="tinyprop's thread counts, comma-separated (default: 1 and the cores this process may "
+                             "use)")
     args = parser.parse_args()
+    counts = sorted({int(count) for count in args.threads.split(",")})
 
     data = Mnist(locate_files())
     data.keep_first(args.max_examples)
     variants, timers = {}, {}  # timers: each tinyprop variant's forward, backward and update seconds, summed
-    for name, net, unified in (("tinyprop mlp (dense)", "mlp", False), (f"tinyprop mlptop k={args.k}", "mlptop", False),
-                               (f"tinyprop mlptop k={args.k} unified", "mlptop", True)):
-        variants[name], timers[name] = tinyprop_epoch(net, args.k, data, args.seed, unified)
+
+    def tinyprop_name(variant, count):
+        return f"tinyprop {variant}, {count} thread" + ("s" if count > 1 else "")
+    for count in counts:
+        for variant, net, unified in (("mlp (dense)", "mlp", False), (f"mlptop k={args.k}", "mlptop", False),
+                                      (f"mlptop k={args.k} unified", "mlptop", True)):
+            name = tinyprop_name(variant, count)
+            variants[name], timers[name] = tinyprop_epoch(net, args.k, data, args.seed, count, unified)
     try:
         import torch
         epoch, threads = torch_epoch(data, args.seed, threads=None)
@@ -127,16 +141,21 @@ def main():
             print(f"round {round_number}: {name}: {times[name][-1]:.2f} s", flush=True)
     medians = {name: float(np.median(values)) for name, values in times.items()}
     phase_medians = {name: dict(zip(PHASES, np.median(values, axis=0).tolist())) for name, values in phases.items()}
-    dense = medians["tinyprop mlp (dense)"]
+    dense = medians[tinyprop_name("mlp (dense)", 1)]
     print(f"\nmedian epoch time over {args.rounds} rounds ({len(data.splits['train'][1]):,} images, batch {BATCH}, "
           "Adam):")
     for name, seconds in medians.items():
         split = ", ".join(f"{phase} {value:.2f}" for phase, value in phase_medians.get(name, {}).items())
-        print(f"  {name:<40} {seconds:7.2f} s   dense tinyprop / this: {dense / seconds:5.2f}x"
+        print(f"  {name:<48} {seconds:7.2f} s   dense tinyprop, 1 thread / this: {dense / seconds:5.2f}x"
               + (f"   ({split} s)" if split else ""))
+    ratios = {count: medians[tinyprop_name(f"mlptop k={args.k}", count)] / medians[tinyprop_name("mlp (dense)", count)]
+              for count in counts}
+    for count, ratio in ratios.items():
+        threads = f"{count} thread" + ("s" if count > 1 else "")
+        print(f"  on {threads}: mlptop k={args.k}'s epoch / the dense one's: {ratio:.2f}")
     if args.json:
-        print(json.dumps(dict(rounds=args.rounds, seconds=times, medians=medians, phase_medians=phase_medians),
-                         indent=2))
+        print(json.dumps(dict(rounds=args.rounds, seconds=times, medians=medians, phase_medians=phase_medians,
+                              mlptop_over_dense={str(count): ratio for count, ratio in ratios.items()}), indent=2))
 
 
 if __name__ == "__main__":

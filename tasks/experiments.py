@@ -28,6 +28,7 @@ and carries on past failed ones, on this machine's cores or on a Ray cluster. A 
 finished one of another experiment (task, settings, seed) is copied from it, not run again.
 """
 import dataclasses
+import difflib
 import glob
 import json
 import math
@@ -44,7 +45,7 @@ import traceback
 from importlib import resources
 
 from tinyprop.tasks import TASKS, task_class
-from tinyprop.tasks.settings import ConfigError
+from tinyprop.tasks.settings import CORES, ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -239,15 +240,19 @@ def check_settings(task, values, fail):
         if name in RUN_SETTINGS:
             fail(f"settings: {name} is the sweep's (reproduce's --seeds, --max-examples, --data-dir), not a row's")
         if name not in fields:
-            fail(f"settings: {name} is not a setting of the {task} task ({', '.join(sorted(fields - RUN_SETTINGS))})")
+            near = difflib.get_close_matches(name, fields - RUN_SETTINGS, n=1)
+            fail(f"settings: {name} is not a setting of the {task} task" + (
+                f"; did you mean {near[0]}?" if near else f" ({', '.join(sorted(fields - RUN_SETTINGS))})"))
     try:
         return cls(**values).checked(given=set(values), naming=str)
     except ConfigError as error:
         fail(f"settings: {error}")
 
 
-def run_specs(experiment, results="results", seeds=None, max_examples=None, epochs=None, data_dir=None):
-    """The runs of an experiment: each row with each of its seeds (the first `seeds` of them, if given)."""
+def run_specs(experiment, results="results", seeds=None, max_examples=None, epochs=None, data_dir=None,
+              threads=None):
+    """The runs of an experiment: each row with each of its seeds (the first `seeds` of them, if given), on
+    `threads` threads where the row does not set them (None: the settings' default)."""
     root = os.path.abspath(results)
     if max_examples is not None or epochs is not None:
         quick = "-".join(part for part in (max_examples and f"max{max_examples}", epochs and f"epochs{epochs}")
@@ -266,6 +271,8 @@ def run_specs(experiment, results="results", seeds=None, max_examples=None, epoc
                       data_dir=data_dir and os.path.abspath(data_dir))
         if epochs is not None:
             values["epochs"] = epochs
+        if threads is not None:
+            values.setdefault("threads", threads)
         settings = task_class(row.task).Settings(**values).checked(given=set(values) - {"max_examples", "data_dir"})
         specs.append(RunSpec(row, seed, os.path.join(root, row.slug, f"seed-{seed}"), settings))
     return specs
@@ -286,8 +293,9 @@ def same_settings(spec):
 
 
 def run_key(task, settings):
-    """What makes two runs the same: the task and every setting (the seed too), wherever the data was."""
-    return task, json.dumps(dict(settings, data_dir=None), sort_keys=True)
+    """What makes two runs the same: the task and every setting (the seed too), wherever the data was and on
+    however many threads (a stopped run resumes on its own count)."""
+    return task, json.dumps(dict(settings, data_dir=None, threads=None), sort_keys=True)
 
 
 def copy_identical_runs(specs, root):
@@ -456,12 +464,14 @@ def format_duration(seconds):
 
 
 def reproduce(experiment, results="results", seeds=None, jobs=None, ray_address=None, max_examples=None,
-              epochs=None, data_dir=None, log=print):
-    """Run every run of `experiment` (a name or a .toml path) that has not finished; returns the Sweep
-    (its `failed`: [(spec, error)])."""
+              epochs=None, data_dir=None, log=print, threads=None):
+    """Run every run of `experiment` (a name or a .toml path) that has not finished, each on `threads` threads
+    where its row does not set them (default: the settings' default); returns the Sweep (its `failed`:
+    [(spec, error)])."""
     if not isinstance(experiment, Experiment):
         experiment = load(experiment)
-    specs = run_specs(experiment, results, seeds, max_examples, epochs, data_dir)
+    jobs = jobs or CORES
+    specs = run_specs(experiment, results, seeds, max_examples, epochs, data_dir, threads)
     changed = [spec for spec in specs if state(spec.folder) != "new" and not same_settings(spec)]
     if changed:
         raise ConfigError(f"{len(changed)} run folders hold runs made with other settings than {experiment.path} now "
@@ -473,7 +483,6 @@ def reproduce(experiment, results="results", seeds=None, jobs=None, ray_address=
         log(f"{copied} runs copied from the identical finished runs (same task, settings and seed) of other "
             "experiments")
     todo = [spec for spec in specs if state(spec.folder) != "done"]
-    jobs = jobs or len(os.sched_getaffinity(0))
     resuming = sum(state(spec.folder) == "stopped" for spec in todo)
     where = f"on the Ray cluster at {ray_address}" if ray_address else f"{jobs} at a time"
     log(f"{experiment.table} ({experiment.name}): {len(specs)} runs, {len(specs) - len(todo)} finished before, "

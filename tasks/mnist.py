@@ -30,9 +30,9 @@ import numpy as np
 from tinyprop.tasks.files import DataError, training_data, write_bytes
 from tinyprop.tasks.settings import ConfigError, Settings, about, retold, setting
 from tinyprop.tasks.training import OPTIMIZER_CLASSES, Task
-from tinyprop.layers import Conv2d, Dropout, Linear, MaxPool2d, ReLU, Reshape, Sequential
+from tinyprop.layers import ActiveLinear, Conv2d, Dropout, Linear, MaxPool2d, ReLU, Reshape, Sequential
 
-MLP_NETS = ("mlp", "mlptop", "mlprand", "mlpvar")
+MLP_NETS = ("mlp", "mlptop", "mlprand", "mlpvar", "mlpact")
 CNN_NETS = ("cnn", "cnntop")
 MNIST_NETS = MLP_NETS + CNN_NETS
 MEPROP_NETS = ("mlptop", "mlprand", "mlpvar", "cnntop")
@@ -313,7 +313,8 @@ def build_mlp(sizes, net="mlp", k=None, unified=False, dropout=0.0, rng=None):
     """The papers' MNIST MLP: Linear, ReLU[, Dropout], ..., Linear (sizes: in, hidden..., out).
 
     meProp (mlptop, mlprand, and mlpvar, which meSimp then simplifies) applies to the
-    hidden layers; the 10-unit output layer stays dense (TKDE 2018, Section 2.3.1).
+    hidden layers; the 10-unit output layer stays dense (TKDE 2018, Section 2.3.1). mlpact's hidden layers
+    are ActiveLinear, meAct's (Section 3.5), and its output layer a dense Linear.
     """
     rng = rng if rng is not None else np.random.default_rng()
     selection = {"mlptop": "unified" if unified else "top", "mlprand": "rand", "mlpvar": "top"}.get(net)
@@ -321,8 +322,11 @@ def build_mlp(sizes, net="mlp", k=None, unified=False, dropout=0.0, rng=None):
     for position, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), 1):
         hidden = position < len(sizes) - 1
         sparse = hidden and selection is not None
-        layers.append(Linear(n_in, n_out, k=min(k, n_out) if sparse else None, selection=selection if sparse else "top",
-                             rng=rng, name=f"layer{position}"))
+        if hidden and net == "mlpact":
+            layers.append(ActiveLinear(n_in, n_out, rng=rng, name=f"layer{position}"))
+        else:
+            layers.append(Linear(n_in, n_out, k=min(k, n_out) if sparse else None,
+                                 selection=selection if sparse else "top", rng=rng, name=f"layer{position}"))
         if hidden:
             layers.append(ReLU())
             if dropout:
@@ -366,9 +370,9 @@ class MnistSettings(Settings):
     mini-batch 10, 20 epochs, meProp k 80; nnmnist's config files set the same fields by its keys."""
 
     net: str = retold(Settings, "net", "mlp", choices=MNIST_NETS,
-                      help="mlp: dense MLP; mlptop: meProp top-k; mlprand: random k; mlpvar: meSimp; cnn: dense "
-                           "CNN; cnntop: CNN with spatial top-k.")
-    dense_updates: bool = retold(Settings, "dense_updates", nets=MEPROP_NETS,
+                      help="mlp: dense MLP; mlptop: meProp top-k; mlprand: random k; mlpvar: meSimp; mlpact: meAct; "
+                           "cnn: dense CNN; cnntop: CNN with spatial top-k.")
+    dense_updates: bool = retold(Settings, "dense_updates", nets=MEPROP_NETS + ("mlpact",),
                                  help=about(Settings, "dense_updates").help + " (The dense nets update every row "
                                       "anyway.)")
     hidden: int = retold(Settings, "hidden", nets=MLP_NETS, help="MLP: hidden layer size.")
@@ -381,6 +385,13 @@ class MnistSettings(Settings):
     k_ratio: float = setting(0.05, "cnntop: share of each feature map's positions kept by the convolutions' "
                                    "spatial top-k.", nets=("cnntop",), above=0, at_most=1)
     unified: bool = setting(False, "mlptop with one top-k set per mini-batch.", nets=("mlptop",))
+    act_after: int = setting(10, "mlpact: dense epochs before meAct (Algorithm 3's e), during which each example's "
+                                 "gradients are recorded.", key="ActAfter", nets=("mlpact",), at_least=1)
+    act_threshold: float = setting(0.004, "mlpact: meAct's activation threshold p; a hidden unit stays active for an "
+                                          "example when its share of the example's recorded gradient exceeds p.",
+                                   key="ActThreshold", nets=("mlpact",), above=0, below=1)
+    update_sizes: bool = setting(False, "Record each part's average absolute parameter change per update in "
+                                        "metrics.jsonl (Figure 4, right); mlpact always does.", nets=MLP_NETS)
     label_count: int = setting(10, "Classes.", key="LabelCount", at_least=2, option=False)
     train_file: Optional[str] = setting(None, "Training images.", key="TrainFile", option=False, path=True)
     train_label_file: Optional[str] = setting(None, "Training labels.", key="TrainLabelFile", option=False, path=True)
@@ -389,6 +400,7 @@ class MnistSettings(Settings):
 
     meprop_nets = MEPROP_NETS
     simplified_nets = ("mlpvar",)
+    activated_nets = ("mlpact",)
     nnmnist = True
     nnmnist_defaults = dict(batch=100, k=160)  # where nnmnist's Config() differs from the papers' MNIST setting
 
@@ -403,6 +415,11 @@ class MnistSettings(Settings):
         hidden = CNN_HIDDEN if self.net in CNN_NETS else self.hidden
         if self.meprop and not self.k < hidden:
             fail("k", f"must be smaller than the hidden size {hidden}, got {self.k}")
+        if self.net == "mlpact" and self.layers < 2:
+            fail("layers", f"mlpact applies meAct to hidden layers, so it needs Layers >= 2, got {self.layers}")
+        if self.net == "mlpact" and not self.act_after < self.epochs:
+            fail("act_after", f"must be below MaxEpoch (--epochs) {self.epochs}, got {self.act_after}: meAct starts "
+                              "after that many epochs")
 
 
 class MnistTask(Task):
@@ -473,6 +490,11 @@ class MnistTask(Task):
         linears = linear_layers(model)
         return zip(linears[:-1], linears[1:])
 
+    @classmethod
+    def activated_layers(cls, model):
+        """meAct's layers: the hidden ActiveLinear layers of an mlpact MLP."""
+        return [layer for layer in model.layers if isinstance(layer, ActiveLinear)]
+
     def describe_run(self, settings):
         return f"{describe(self.meta)}, train {self.train_size} dev {self.data.size('dev')} test {self.data.size('test')}"
 
@@ -486,6 +508,8 @@ class MnistTask(Task):
     def train_step(self, indices):
         """One mini-batch: forward, backward, update. Returns (summed loss, correct, predictions)."""
         images, labels = self.data.splits["train"]
+        if self.activator is not None:
+            self.activator.use(indices)
         return self.step(scale_pixels(images[indices]), labels[indices].astype(np.intp))
 
     def evaluate(self, split):

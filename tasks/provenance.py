@@ -78,10 +78,10 @@ def blas():
     import numpy  # noqa: F401 -- loads NumPy's BLAS; threadpoolctl lists only the libraries already loaded
     import scipy.linalg.cython_blas  # noqa: F401 -- SciPy's, which Numba's np.dot (the LSTM's products) calls
     from threadpoolctl import threadpool_info
-    return [{"internal_api": info["internal_api"], "version": info.get("version"),
-             "architecture": info.get("architecture"), "num_threads": info["num_threads"],
-             "threading_layer": info.get("threading_layer"), "file": os.path.basename(info["filepath"])}
-            for info in threadpool_info() if info["user_api"] == "blas"]
+    return sorted(({"internal_api": info["internal_api"], "version": info.get("version"),
+                    "architecture": info.get("architecture"), "num_threads": info["num_threads"],
+                    "threading_layer": info.get("threading_layer"), "file": os.path.basename(info["filepath"])}
+                   for info in threadpool_info() if info["user_api"] == "blas"), key=lambda library: library["file"])
 
 
 def file_record(path):

@@ -24,12 +24,14 @@ from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
+from tinyprop.meact import MinimalEffortActivation
 from tinyprop.mesimp import Simplifier
 from tinyprop.tasks import task_class
 from tinyprop.tasks.files import DataError, keep_lines, read_json, read_model_file, write_bytes, write_json, write_npz
 from tinyprop.tasks.provenance import provenance
 from tinyprop.tasks.settings import ConfigError, resolve_seed
-from tinyprop.tasks.training import CHECKPOINT, Checkpoint, make_optimizer, param_count, train, write_summary
+from tinyprop.tasks.training import (CHECKPOINT, Checkpoint, UpdateSizes, make_optimizer, param_count, train,
+                                     write_summary)
 
 RUN_FILES = ("config.json", "metrics.jsonl", "model.npz", CHECKPOINT, "summary.json")
 
@@ -57,7 +59,7 @@ def run(task_name, settings, out_dir=None, log=print):
     config_path = os.path.join(out_dir, "config.json")
     training = False
     try:
-        with locked(out_dir), one_blas_thread():
+        with locked(out_dir), using_threads(settings.threads):
             seed = resolve_seed(settings.seed)
             config = dict(task=task_name, settings=dataclasses.asdict(settings), seed_used=seed)
             write_json(config_path, config)  # first: a run killed from here on can be resumed
@@ -96,7 +98,7 @@ def resume(out_dir, log=print):
     cls, settings, config = read_run_config(config_path)
     seed = config["seed_used"]
     try:
-        with locked(out_dir), one_blas_thread():
+        with locked(out_dir), using_threads(settings.threads):
             for temporary in glob.glob(os.path.join(out_dir, ".tmp-*")):  # a write that a kill interrupted
                 os.unlink(temporary)
             started = config.get("provenance")
@@ -158,29 +160,52 @@ ENVIRONMENT = ("tinyprop_version", "python", "numpy", "numba", "scipy", "process
 
 
 def environment_changes(before, now):
-    """What differs, of what decides float32 rounding, between the provenance of a run's start and now."""
-    return [f"{name} was {before.get(name)}, now {now.get(name)}" for name in ENVIRONMENT
-            if before.get(name) != now.get(name)]
+    """What differs, of what decides float32 rounding, between the provenance of a run's start and now (the
+    BLAS libraries in any order: the order they loaded in does not matter)."""
+    def shown(name, value):
+        if name == "blas" and isinstance(value, list):
+            return sorted(" ".join(str(library.get(key)) for key in ("file", "version", "architecture", "num_threads"))
+                          for library in value)
+        return value
+    return [f"{name} was {shown(name, before.get(name))}, now {shown(name, now.get(name))}" for name in ENVIRONMENT
+            if shown(name, before.get(name)) != shown(name, now.get(name))]
 
 
 @contextmanager
-def one_blas_thread():
-    """One BLAS thread, as the command line runs (cli.py says why), from Python too: a run's results
-    depend on the thread count. SciPy's BLAS (Numba's np.dot) is loaded first, so that it is limited too."""
+def using_threads(count):
+    """`count` threads for BLAS (threadpoolctl) and for tinyprop's Numba kernels inside the block, from Python
+    too: BLAS's results depend on the count. SciPy's BLAS (Numba's np.dot) is loaded first, so that it is
+    set too. OpenBLAS makes the threads it lacks: one started with OPENBLAS_NUM_THREADS=1 (cli.py) runs more."""
+    import numba
     import scipy.linalg.cython_blas  # noqa: F401
     from threadpoolctl import threadpool_limits
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+    most = numba.config.NUMBA_NUM_THREADS
+    if count > most:
+        raise ConfigError(f"--threads {count}: Numba runs at most {most} threads in this process (the cores it may "
+                          "use, or NUMBA_NUM_THREADS); give at most that")
+    before = numba.get_num_threads()
+    numba.set_num_threads(count)
+    try:
+        with threadpool_limits(limits=count, user_api="blas"):
+            yield
+    finally:
+        numba.set_num_threads(before)
 
 
 def build_task(cls, settings, data, meta, seed):
-    """The model a description names, with its random stream, optimizer and (meSimp) simplifier, as a task."""
+    """The model a description names, with its random stream, optimizer, (meSimp) simplifier, (meAct) activator
+    and, where the settings ask or meAct runs, the update sizes' measure, as a task."""
     rng = np.random.default_rng(seed)
     task = cls(data, cls.build_model(meta, rng, settings.dropout or 0.0), meta)
     task.rng = rng
     task.optimizer = make_optimizer(settings, task.model.params(), task.train_size)
     if settings.net in settings.simplified_nets:
         task.simplifier = Simplifier(cls.simplified_pairs(task.model), settings.prune)
+    if settings.net in settings.activated_nets:
+        task.activator = MinimalEffortActivation(cls.activated_layers(task.model), task.train_size, settings.act_after,
+                                                 settings.act_threshold)
+    if task.activator is not None or getattr(settings, "update_sizes", False):
+        task.update_sizes = UpdateSizes(task.model.params())
     return task
 
 
@@ -202,6 +227,8 @@ def finish(task, settings, seed, out_dir, training, log):
                        train_cycle=settings.train_cycle)
         log(f"final sizes {task.simplifier.describe()}; the saved model's (best dev) {summary['saved_hidden_sizes']}")
         summary.update(task.simplified_fields(lambda: load_model(os.path.join(out_dir, "model.npz"))[2], log))
+    if task.activator is not None:
+        summary.update(task.activator.summary_fields())
     write_summary(out_dir, summary)
     os.unlink(os.path.join(out_dir, CHECKPOINT))
     names = [key[len("best_dev_"):] for key in summary if key.startswith("best_dev_")]
@@ -213,11 +240,11 @@ def finish(task, settings, seed, out_dir, training, log):
     return summary
 
 
-def evaluate(model_path, data_dir=None, all_examples=False, output=None, log=print):
+def evaluate(model_path, data_dir=None, all_examples=False, output=None, log=print, threads=1):
     """Score a saved model (a model.npz, or the run folder that holds it) on dev and test: on the files it
     was trained on, unless `data_dir` names others or they have moved, and on the run's --max-examples
-    unless `all_examples`. `output`: a file for the task's predictions on test (the parser's CoNLL-U).
-    Returns {split: (loss, score, {other: value})}."""
+    unless `all_examples`, with `threads` threads (using_threads). `output`: a file for the task's predictions
+    on test (the parser's CoNLL-U). Returns {split: (loss, score, {other: value})}."""
     model_path = model_file(model_path)
     meta, arrays = read_model_file(model_path)
     if output and not hasattr(task_class(meta.get("task"), f"{model_path}: "), "write_output"):
@@ -229,7 +256,8 @@ def evaluate(model_path, data_dir=None, all_examples=False, output=None, log=pri
     task = cls(data, model, meta)
     scores = {}
     for split in ("dev", "test"):
-        scores[split] = task.evaluate(split)
+        with using_threads(threads):
+            scores[split] = task.evaluate(split)
         loss, score, others = scores[split]
         title = "accuracy" if cls.score_name == "acc" else cls.score_name.upper()
         shown = "  ".join([f"{title} {score:.2f}%"] + [f"{name.upper()} {value:.2f}%" for name, value in others.items()]

@@ -27,6 +27,8 @@ from typing import Optional
 import numpy as np
 
 OPTIMIZERS = ("sgd", "adagrad", "adam")
+# the cores this process may use (its CPU affinity), where the system tells
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class ConfigError(Exception):
@@ -105,10 +107,15 @@ class Settings:
                                   "epochs 1-5, 11-15 prune).", key="TrainCycle", nets="simplified_nets", at_least=1)
     max_examples: Optional[int] = setting(None, "Use at most N examples of each split (quick runs).", at_least=1)
     data_dir: Optional[str] = setting(None, "Folder with the task's data.", path=True)
+    threads: int = setting(1, "Threads of BLAS and of tinyprop's kernels, training and evaluating (one until "
+                              "measuring shows more pay: docs/performance.md). The kernels give the same bits on "
+                              "any number; BLAS may not, so a run repeats bit for bit with the same count.",
+                           at_least=1)
 
     # the net names of the task that run meProp and meSimp (subclasses set them)
     meprop_nets = ()
     simplified_nets = ()
+    activated_nets = ()  # meAct's
     # whether the task reads nnmnist config files (messages then name a setting by key and option)
     nnmnist = False
 

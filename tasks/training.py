@@ -17,6 +17,11 @@ MaxEpoch simplifies throughout. Each metrics line of a meSimp run has `hidden_si
 of the model it scores, and after a pruning `pruned_sizes`; the summary has
 `saved_hidden_sizes` and `saved_param_count`, those of the model in model.npz (whose test
 score it reports), beside the task's final `hidden_sizes` and `param_count`.
+
+meAct (a task whose `activator` is not None; TKDE 2018, Section 3.5) selects each example's active
+units before epoch ActAfter + 1 (tinyprop.meact); each of its metrics lines says whether the part
+trained on them (`meact`), and, with `update_sizes` (`UpdateSizes`), each line has the part's average
+absolute parameter change per update (`update_size`).
 """
 import json
 import math
@@ -149,8 +154,7 @@ class Task:
         if self.update_sizes is not None:
             self.update_sizes.before()
         start = time.perf_counter()
-        self.optimizer.step()
-        self.model.zero_grad()
+        self.optimizer.step(zero_grad=True)  # the optimizer holds every parameter of the model
         self.timers.update += time.perf_counter() - start
         if self.update_sizes is not None:
             self.update_sizes.after()
@@ -249,9 +253,10 @@ class Checkpoint:
 
     Arrays: every parameter ("param/NAME") and its optimizer state ("state/NAME/MOMENT"), the best
     dev's model.npz arrays ("best/NAME"; resume writes model.npz from them, so that the two never
-    disagree), meSimp's record ("record/I/FIELD"). JSON ("progress"): `Progress`, the settings, the
-    optimizer's step count, the model's random state, the timers (each product layer's backward too),
-    the current model description (meSimp's sizes), meSimp's other record fields and original sizes.
+    disagree), meSimp's record ("record/I/FIELD"), meAct's accumulators or active sets ("meact/NAME/I").
+    JSON ("progress"): `Progress`, the settings, the optimizer's step count, the model's random state, the
+    timers (each product layer's backward too), the current model description (meSimp's sizes), meSimp's
+    other record fields and original sizes, meAct's other fields ("meact").
     """
 
     @staticmethod
@@ -271,12 +276,15 @@ class Checkpoint:
                     else:
                         kept[name] = value
                 records.append(kept)
+        if task.activator is not None:
+            arrays.update({f"meact/{name}": value for name, value in task.activator.arrays().items()})
         state = dict(
             progress=asdict(progress), settings=asdict(settings), optimizer_steps=task.optimizer.steps,
             model_rng=task.rng.bit_generator.state, timers=asdict(task.timers),
             layer_backward_seconds=[layer.backward_seconds for layer in task.product_layers()],
             meta=task.current_meta(), records=records,
-            original_sizes=task.simplifier.original_sizes if task.simplifier is not None else None)
+            original_sizes=task.simplifier.original_sizes if task.simplifier is not None else None,
+            meact=task.activator.fields() if task.activator is not None else None)
         arrays["progress"] = np.array(json.dumps(state))
         write_npz(os.path.join(out_dir, CHECKPOINT), arrays)
 
@@ -319,6 +327,9 @@ class Checkpoint:
                     vars(record).update(kept)
                     vars(record).update({name[len(f"record/{i}/"):]: value for name, value in arrays.items()
                                          if name.startswith(f"record/{i}/")})
+            if task.activator is not None:
+                task.activator.restore(state["meact"], {name[len("meact/"):]: value for name, value in arrays.items()
+                                                        if name.startswith("meact/")})
             progress = Progress(**state["progress"])
         except (KeyError, TypeError, ValueError) as error:
             raise DataError(f"{path}: does not fit the run's model and settings ({error}); it is damaged or from "
@@ -347,10 +358,14 @@ def train(task, settings, seed, out_dir, log=print, resumed=None):
             first_part = 1
             if task.simplifier is not None and epoch > 1 and (epoch - 1) % settings.train_cycle == 0:
                 task.optimizer.reset()
+        if task.activator is not None and task.activator.start_epoch(epoch):
+            log(f"meAct from epoch {epoch}: active units per example {task.activator.describe()}")
         shuffle_state = shuffle.bit_generator.state
         parts = np.array_split(shuffle.permutation(task.train_size), settings.iter_per_epoch)
         for part in range(first_part, settings.iter_per_epoch + 1):
             part_start = time.perf_counter()
+            if task.update_sizes is not None:
+                task.update_sizes.clear()
             with np.errstate(over="ignore", invalid="ignore"):  # a diverging run ends just below, with advice
                 loss, correct, count = train_part(task, parts[part - 1], settings.batch, f"epoch {epoch} part {part}")
             progress.train_seconds += time.perf_counter() - part_start
@@ -361,6 +376,11 @@ def train(task, settings, seed, out_dir, log=print, resumed=None):
                     "model's): training has diverged; lower the learning rate (--lr), or clip the gradients (a "
                     "small --clip-bound)")
             record = dict(epoch=epoch, part=part, train_loss=loss / count, train_acc=100.0 * correct / count)
+            if task.update_sizes is not None:
+                record["update_size"] = task.update_sizes.take()
+            if task.activator is not None:
+                task.activator.count_part(record["update_size"])
+                record.update(task.activator.record_fields())
             record.update(evaluation(task, "dev"))
             if task.simplifier is not None:
                 record["hidden_sizes"] = task.simplifier.sizes()  # of the model just evaluated

@@ -37,19 +37,21 @@ def test_epoch_compare_reports_medians_ratios_and_the_phases_within_each_epoch(m
     fit within its epoch, and the printed ratios are the dense median over each variant's."""
     script = os.path.join(os.path.dirname(HERE), "benchmarks", "epoch_compare.py")
     env = dict(os.environ, TINYPROP_DATA=os.path.dirname(mnist_dir), PYTHONPATH=os.path.dirname(HERE))
-    result = subprocess.run([sys.executable, script, "--rounds", "2", "--max-examples", "300", "--json"], env=env,
+    result = subprocess.run([sys.executable, script, "--rounds", "2", "--max-examples", "300", "--threads", "1",
+                             "--json"], env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout[result.stdout.index("\n{") + 1:])
     medians, phases = report["medians"], report["phase_medians"]
-    assert set(phases) == {"tinyprop mlp (dense)", "tinyprop mlptop k=80", "tinyprop mlptop k=80 unified"}
+    assert set(phases) == {"tinyprop mlp (dense), 1 thread", "tinyprop mlptop k=80, 1 thread",
+                           "tinyprop mlptop k=80 unified, 1 thread"}
     for name, split in phases.items():
         assert list(split) == ["forward", "backward", "update"] and min(split.values()) > 0
         # the epoch also shuffles, slices and scales the batches (over two rounds each median is a mean)
         assert sum(split.values()) <= medians[name]
         assert len(report["seconds"][name]) == 2
     assert "300 images, batch 10" in result.stdout
-    dense = medians["tinyprop mlp (dense)"]
-    lines = {line[:42].strip(): line for line in result.stdout.splitlines() if line.startswith("  ")}
+    dense = medians["tinyprop mlp (dense), 1 thread"]
+    lines = {line[:54].strip(): line for line in result.stdout.splitlines() if line.startswith("  ")}
     for name, seconds in medians.items():
-        assert f"dense tinyprop / this: {dense / seconds:5.2f}x" in lines[name]
+        assert f"dense tinyprop, 1 thread / this: {dense / seconds:5.2f}x" in lines[name]

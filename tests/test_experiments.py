@@ -77,7 +77,8 @@ def test_expansion_labels_seeds_and_folders(tmp_path):
 @pytest.mark.parametrize("change, message, replacement", [
     ('caption = "two rows, two seeds"', "unknown key colour", 'colour = "red"\ncaption = "x"'),
     ('settings = { net = "mlp", hidden = 64 }', "row 1 (dense): settings: hidden_size is not a setting of the mnist "
-     "task", 'settings = { net = "mlp", hidden_size = 64 }'),
+     "task; did you mean hidden?", 'settings = { net = "mlp", hidden_size = 64 }'),
+    ('settings = { net = "mlp", hidden = 64 }', "row 1 (dense): settings: colour is not a setting of the mnist task (", 'settings = { net = "mlp", colour = 64 }'),
     ("seeds = 2\n", "row 1 (dense): no seeds", "\n"),
     ("k = [8, 16]", "row 2 (top-{k}): settings hidden, k are lists", "k = [8, 16]"),
     ("k = [8, 16]", "row 2 (top-{k}): k = []: a grid needs one or more different values", "k = []"),

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import numba
 import numpy as np
 import pytest
 
@@ -11,6 +12,19 @@ from tinyprop.kernels import (add_selected_rows_grad, add_shared_rows_grad, add_
 from tinyprop.reference import linear_backward, selection_mask
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="Numba has one thread on this machine")
+
+
+def on_threads(count, kernel, *arguments):
+    """kernel(*arguments), with copies of the arrays among them, on `count` threads; returns the arguments."""
+    arguments = [argument.copy() if isinstance(argument, np.ndarray) else argument for argument in arguments]
+    before = numba.get_num_threads()
+    numba.set_num_threads(count)
+    try:
+        kernel(*arguments)
+    finally:
+        numba.set_num_threads(before)
+    return arguments
 
 
 def reference_gradients(dy, x, weight, mask):
@@ -30,6 +44,46 @@ def test_add_selected_rows_grad_adds_the_references_dw(rng):
     add_selected_rows_grad(dy, x, selected, weight_grad, weight_rows)
     np.testing.assert_allclose(weight_grad, expected, rtol=1e-6)
     assert np.flatnonzero(weight_rows).tolist() == [0, 1, 2, 3, 8]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("batch,n_in", [(9, 70), (50, 3000)])  # x in one block of examples, and in three
+def test_add_selected_rows_grad_adds_each_rows_examples_in_their_order(rng, threads, batch, n_in):
+    """Row r gets w + dy[b, r] x[b] example after example in float32, as on one thread, on any number of
+    threads: bit for bit (rows repeat among examples, and some examples select a row twice)."""
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("Numba has one thread on this machine")
+    dy = rng.standard_normal((batch, 40)).astype(np.float32)
+    x = rng.standard_normal((batch, n_in)).astype(np.float32)
+    selected = rng.integers(0, 40, (batch, 13)).astype(np.int32)
+    weight_grad = rng.standard_normal((40, n_in)).astype(np.float32)
+    expected = weight_grad.copy()
+    for b in range(batch):
+        for r in selected[b]:
+            expected[r] = expected[r] + dy[b, r] * x[b]
+    weight_grad, weight_rows = on_threads(threads, add_selected_rows_grad, dy, x, selected, weight_grad,
+                                          np.zeros(40, bool))[3:]
+    assert np.array_equal(weight_grad, expected)
+    assert np.array_equal(np.flatnonzero(weight_rows), np.unique(selected))
+
+
+@two_threads
+@pytest.mark.parametrize("batch,n_in,n_out,k", [(10, 784, 500, 80), (13, 200, 97, 31), (3, 5, 7, 7),
+                                                 (60, 2400, 103, 20)])
+def test_the_linear_kernels_give_the_same_bits_on_one_and_two_threads(rng, batch, n_in, n_out, k):
+    dy = rng.standard_normal((batch, n_out)).astype(np.float32)
+    x = rng.standard_normal((batch, n_in)).astype(np.float32)
+    weight = rng.standard_normal((n_out, n_in)).astype(np.float32)
+    selected = np.sort([rng.choice(n_out, k, replace=False) for _ in range(batch)], axis=1).astype(np.int32)
+    rows = rng.choice(n_out, k, replace=False).astype(np.int32)
+    dx = np.full_like(x, np.nan)
+    calls = [(add_selected_rows_grad, dy, x, selected, weight.copy(), np.zeros(n_out, bool)),
+             (selected_input_grad, dy, weight, selected, dx),
+             (add_shared_rows_grad, dy, x, rows, weight.copy(), np.zeros(n_out, bool)),
+             (shared_rows_input_grad, dy, weight, rows, dx)]
+    for kernel, *arguments in calls:
+        for one, two in zip(on_threads(1, kernel, *arguments), on_threads(2, kernel, *arguments)):
+            assert np.array_equal(one, two), kernel.__name__
 
 
 def test_selected_input_grad_is_the_references_dx(rng):

@@ -1,4 +1,5 @@
 """Optimizers: nnmnist's update rules, and sparse row updates that leave other rows alone."""
+import numba
 import numpy as np
 import pytest
 
@@ -44,6 +45,52 @@ def test_sparse_step_leaves_other_rows_and_state_bit_identical(rng, make):
     for name, array in param.state.items():
         assert np.array_equal(array[untouched], before[1][name][untouched])
     assert not np.array_equal(param.value[[1, 4]], before[0][[1, 4]])
+
+
+RULES = {"adam": lambda p, **kw: Adam(p, clip_bound=0.3, l2=0.01, **kw),
+         "adagrad": lambda p, **kw: AdaGrad(p, lr=0.01, l2=0.01, clip_bound=0.5, **kw),
+         "sgd": lambda p, **kw: SGD(p, lr=0.1, decay_rate=0.5, decay_steps=3, l2=0.01, clip_bound=0.5, **kw)}
+
+
+def train_steps(rng, make, fused, threads=1, dense_updates=False):
+    """Five steps on a (300, 40) parameter and a bias, each row getting gradient at some of them; the parameters."""
+    params = [make_param(rng, (300, 40)), make_param(rng, (300,))]
+    optimizer = make(params, dense_updates=dense_updates)
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        for _ in range(5):
+            for param in params:
+                give_gradient(param, rng.choice(300, 90, replace=False), rng)
+            if fused:
+                optimizer.step(zero_grad=True)
+            else:
+                optimizer.step()
+                optimizer.zero_grad()
+    finally:
+        numba.set_num_threads(before)
+    return params
+
+
+@pytest.mark.parametrize("dense_updates", [False, True])
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_the_fused_step_is_the_step_then_zero_grad_bit_for_bit(rule, dense_updates):
+    fused = train_steps(np.random.default_rng(3), RULES[rule], True, dense_updates=dense_updates)
+    unfused = train_steps(np.random.default_rng(3), RULES[rule], False, dense_updates=dense_updates)
+    for one, other in zip(fused, unfused):
+        assert np.array_equal(one.value, other.value)
+        assert all(np.array_equal(one.state[name], other.state[name]) for name in one.state)
+        assert not one.grad.any() and not one.rows_with_grad.any()
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="Numba has one thread on this machine")
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_steps_give_the_same_bits_on_one_and_two_threads(rule):
+    one = train_steps(np.random.default_rng(4), RULES[rule], True, threads=1)
+    two = train_steps(np.random.default_rng(4), RULES[rule], True, threads=2)
+    for a, b in zip(one, two):
+        assert np.array_equal(a.value, b.value)
+        assert all(np.array_equal(a.state[name], b.state[name]) for name in a.state)
 
 
 def test_dense_adam_moves_every_row_as_nnmnist(rng):
@@ -95,14 +142,17 @@ def test_adam_flushes_moments_that_decay_below_the_smallest_normal_float(rng, dt
      lambda w, g, f: w - f(0.1) * np.clip(g + f(0.01) * w, f(-0.5), f(0.5))),
     (lambda p: AdaGrad(p, lr=0.1, eps=1e-6, l2=0.01),
      lambda w, g, f: w - f(0.1) * (g + f(0.01) * w) / np.sqrt((g + f(0.01) * w) ** 2 + f(1e-6)))])
-def test_float32_parameters_step_in_float32_arithmetic(rng, make, rule):
+@pytest.mark.parametrize("zero_grad", [False, True])
+def test_float32_parameters_step_in_float32_arithmetic(rng, make, rule, zero_grad):
     """The kernels take their scalars as Python floats and compute in the parameter's type: the step
-    equals the rule computed in float32 numpy bit for bit (in float64 and rounded, it would not)."""
+    equals the rule computed in float32 numpy bit for bit (in float64 and rounded, it would not), fused
+    with zero_grad or not."""
     param = make_param(rng, (50, 4))
     give_gradient(param, range(50), rng)
     w, g = param.value.copy(), param.grad.copy()
-    make([param]).step()
+    make([param]).step(zero_grad=zero_grad)
     assert np.array_equal(param.value, rule(w, g, np.float32))
+    assert param.grad.any() != zero_grad
     in_float64 = rule(w.astype(np.float64), g.astype(np.float64), np.float64)
     assert not np.array_equal(param.value, in_float64.astype(np.float32))
 

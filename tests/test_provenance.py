@@ -81,3 +81,13 @@ def test_the_record_is_json_with_the_command_line_and_versions(record):
     assert record["command_line"] == sys.argv
     assert record["tinyprop_version"] == tinyprop.__version__ and record["numpy"] == np.__version__
     assert record["numba_threads"]["in_use"] >= 1 and record["cpu_count"] >= 1
+
+
+def test_environment_changes_ignore_the_order_blas_libraries_loaded_in():
+    from tinyprop.tasks.run import environment_changes
+    numpy_blas = {"file": "libscipy_openblas64_.so", "version": "0.3.27", "architecture": "Zen", "num_threads": 1}
+    scipy_blas = {"file": "libscipy_openblas.so", "version": "0.3.27", "architecture": "Zen", "num_threads": 1}
+    before = {"numpy": "2.1", "blas": [numpy_blas, scipy_blas]}
+    assert environment_changes(before, {"numpy": "2.1", "blas": [scipy_blas, numpy_blas]}) == []
+    changed = environment_changes(before, {"numpy": "2.1", "blas": [scipy_blas, dict(numpy_blas, architecture="Haswell")]})
+    assert len(changed) == 1 and "libscipy_openblas64_.so 0.3.27 Zen 1" in changed[0] and "Haswell" in changed[0]

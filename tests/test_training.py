@@ -27,6 +27,7 @@ class ScriptedTask:
     meta = {"data_files": {}}
     records = []
     original_sizes = [1]
+    activator = update_sizes = None  # no meAct, no update sizes
 
     def __init__(self, dev_scores=None, simplified=True, loss=0.0, correct=0, eval_seconds=0.0):
         self.simplifier = self if simplified else None

@@ -25,6 +25,7 @@ over lets the branch predictor learn the heap's path and flatters the selection.
 """
 import time
 
+import numba
 import numpy as np
 
 from tinyprop.kernels import add_selected_rows_grad, selected_input_grad
@@ -83,7 +84,8 @@ def _dense_loop_backward(n_in, n_out, x, rng):
 
 
 def _report(shape, limit, medians, references, rounds, calls, pool):
-    return dict(shape=shape, limit=limit, rounds=rounds, calls_per_round=calls, gradient_pool=pool,
+    return dict(shape=shape, limit=limit, threads=numba.get_num_threads(), rounds=rounds, calls_per_round=calls,
+                gradient_pool=pool,
                 variants={name: dict(median_us=seconds * 1e6,
                                      **{f"vs_{ref}": medians[ref] / seconds for ref in references})
                           for name, seconds in medians.items()})
@@ -143,7 +145,8 @@ def format_report(result):
         title = (f"conv {shape['in_channels']}->{shape['out_channels']} channels, {shape['size']}x{shape['size']}, "
                  f"5x5 padding 2, batch {shape['batch']}")
     references = [key for key in next(iter(result["variants"].values())) if key.startswith("vs_")]
-    lines = [f"{title}; median of {result['rounds']} rounds x {result['calls_per_round']} calls",
+    threads = f"{result['threads']} thread" + ("s" if result["threads"] > 1 else "")
+    lines = [f"{title}; {threads}, median of {result['rounds']} rounds x {result['calls_per_round']} calls",
              f"  {'variant':<11} {'median':>10}" + "".join(f"  {key[3:] + ' / this':>16}" for key in references)]
     for name, entry in result["variants"].items():
         lines.append(f"  {name:<11} {entry['median_us']:8.1f}us" + "".join(f"  {entry[key]:15.2f}x"

@@ -13,48 +13,90 @@ as in both of the authors' implementations (C# nnmnist and PyTorch): the papers'
 eqs. (9) and (10) sparsify the products with W and x, and db costs only `out` additions. Called with every row selected, the same loops are
 the "dense loop" reference the benchmark compares against (the papers' C# figures
 come from plain loops like these).
+
+The four linear kernels run on every thread Numba has (numba.set_num_threads), and give the same
+bits on any number of threads: the work is split so that each entry of dW and dx is written by one
+thread only, with the same additions in the same order as on one thread.
 """
-from numba import njit
+import numpy as np
+from numba import njit, prange
+
+# The columns of dx (and of W's rows) that one thread computes at a time in shared_rows_input_grad:
+# four 64-byte cache lines of float32, so that two threads never write into one line. The blocks do not
+# depend on the thread count (a Numba kernel that asks for it cannot be cached).
+COLUMN_BLOCK = 64
+# The examples add_selected_rows_grad takes at a time: as many as make this many bytes of x, which then
+# stay in the L2 cache (512 KB a core here) while the rows sweep them; the parser's whole x (10,000 x 2,400
+# float32, 96 MB) would be read from memory once for each row.
+X_BLOCK_BYTES = 256 * 1024
 
 
 @njit(cache=True)
+def examples_by_row(selected, n_rows):
+    """Which examples selected each row, in order: row r's are examples[starts[r]:starts[r + 1]].
+
+    selected: (batch, k) int32. A counting sort of its entries by row: starts (n_rows + 1,), examples (batch * k,).
+    """
+    starts = np.zeros(n_rows + 1, dtype=np.int64)
+    for b in range(selected.shape[0]):
+        for t in range(selected.shape[1]):
+            starts[selected[b, t] + 1] += 1
+    for r in range(n_rows):
+        starts[r + 1] += starts[r]
+    filled = starts[:n_rows].copy()
+    examples = np.empty(selected.size, dtype=np.int32)
+    for b in range(selected.shape[0]):
+        for t in range(selected.shape[1]):
+            r = selected[b, t]
+            examples[filled[r]] = b
+            filled[r] += 1
+    return starts, examples
+
+
+@njit(cache=True, parallel=True)
 def add_selected_rows_grad(dy, x, selected, weight_grad, weight_rows):
     """Eq. (9): accumulate dW on the selected rows and mark those rows as having gradient.
     Adds tinyprop.reference.linear_backward's dW for the mask of `selected`, touching only its rows.
 
     dy: (batch, out); x: (batch, in); selected: (batch, k) int32; weight_grad: (out, in);
-    weight_rows: (out,) bool. Two selected rows per sweep over x[b], which halves the
-    loads of x[b] (11% faster at both the MNIST and the parser shapes).
+    weight_rows: (out,) bool. The rows are shared out among the threads, each row adding the examples
+    that selected it in their order, one after another as on one thread (the same bits on any number
+    of threads); a block of examples (X_BLOCK_BYTES of x) at a time. Two examples per sweep over the
+    row, which loads and stores it once per two.
     """
     n_in = x.shape[1]
-    k = selected.shape[1]
-    for b in range(selected.shape[0]):
-        for t in range(0, k - 1, 2):
-            r0, r1 = selected[b, t], selected[b, t + 1]
-            g0, g1 = dy[b, r0], dy[b, r1]
-            weight_rows[r0] = weight_rows[r1] = True
-            for j in range(n_in):
-                weight_grad[r0, j] += g0 * x[b, j]
-                weight_grad[r1, j] += g1 * x[b, j]
-        if k % 2:
-            r = selected[b, k - 1]
-            g = dy[b, r]
+    block = max(1, X_BLOCK_BYTES // (n_in * x.itemsize))
+    for low in range(0, x.shape[0], block):
+        starts, examples = examples_by_row(selected[low:low + block], weight_grad.shape[0])
+        for r in prange(weight_grad.shape[0]):
+            first, last = starts[r], starts[r + 1]
+            if first == last:
+                continue
             weight_rows[r] = True
-            for j in range(n_in):
-                weight_grad[r, j] += g * x[b, j]
+            for i in range(first, last - 1, 2):
+                b0, b1 = low + examples[i], low + examples[i + 1]
+                g0, g1 = dy[b0, r], dy[b1, r]
+                for j in range(n_in):
+                    weight_grad[r, j] = weight_grad[r, j] + g0 * x[b0, j] + g1 * x[b1, j]  # (w + a) + b: in order
+            if (last - first) % 2:
+                b = low + examples[last - 1]
+                g = dy[b, r]
+                for j in range(n_in):
+                    weight_grad[r, j] += g * x[b, j]
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def selected_input_grad(dy, weight, selected, dx):
     """Eq. (10): dx[b] = sum over r in selected[b] of dy[b, r] * W[r]. dx: (batch, in), overwritten.
     tinyprop.reference.linear_backward's dx for the mask of `selected`, reading only those rows of W.
 
     Four selected rows per sweep over dx[b], which is then loaded and stored once per four
     rows instead of once per row (35% faster at the parser's shape, 40% at MNIST's).
+    The examples are shared out among the threads; each dx[b] is one thread's.
     """
     n_in = weight.shape[1]
     k = selected.shape[1]
-    for b in range(selected.shape[0]):
+    for b in prange(selected.shape[0]):
         for j in range(n_in):
             dx[b, j] = 0.0
         for t in range(0, k - 3, 4):
@@ -69,7 +111,7 @@ def selected_input_grad(dy, weight, selected, dx):
                 dx[b, j] += g * weight[r, j]
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def add_shared_rows_grad(dy, x, rows, weight_grad, weight_rows):
     """Eq. (9) with one set of rows for the whole batch (unified top-k): dW[r] += sum_b dy[b, r] * x[b]
     for r in rows, and mark those rows. dy: (batch, out); x: (batch, in); rows: (k,) int32.
@@ -78,10 +120,11 @@ def add_shared_rows_grad(dy, x, rows, weight_grad, weight_rows):
     The rows are the outer loop, four examples a sweep: each row of dW is loaded and stored once
     per four examples, and x is read from the L1 cache. For a small x this beats BLAS's product
     of dy's k gathered columns with x added into dW's rows afterwards (tinyprop.layers.linear).
+    The rows (distinct, as unified_topk gives them) are shared out among the threads; each is one thread's.
     """
     n_in = x.shape[1]
     batch = dy.shape[0]
-    for t in range(rows.shape[0]):
+    for t in prange(rows.shape[0]):
         r = rows[t]
         weight_rows[r] = True
         for b in range(0, batch - 3, 4):
@@ -94,7 +137,7 @@ def add_shared_rows_grad(dy, x, rows, weight_grad, weight_rows):
                 weight_grad[r, j] += g * x[b, j]
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def shared_rows_input_grad(dy, weight, rows, dx):
     """Eq. (10) with one set of rows for the whole batch (unified top-k): dx[b] = sum over r in rows
     of dy[b, r] * W[r]. dy: (batch, out); rows: (k,) int32; dx: (batch, in), overwritten.
@@ -103,24 +146,27 @@ def shared_rows_input_grad(dy, weight, rows, dx):
     The rows are the outer loop, four at a time: each is read from memory once and then from the
     L1 cache for every example, and W's rows are not gathered into a copy first. For a small dx
     this beats BLAS on the gathered rows; for a larger one BLAS wins (docs/performance.md).
+    The threads take blocks of the columns, of dx and of W's rows: W is read once in all, not once a thread.
     """
     n_in = weight.shape[1]
     k = rows.shape[0]
-    for b in range(dy.shape[0]):
-        for j in range(n_in):
-            dx[b, j] = 0.0
-    for t in range(0, k - 3, 4):
-        r0, r1, r2, r3 = rows[t], rows[t + 1], rows[t + 2], rows[t + 3]
+    for block in prange((n_in + COLUMN_BLOCK - 1) // COLUMN_BLOCK):
+        low, high = block * COLUMN_BLOCK, min((block + 1) * COLUMN_BLOCK, n_in)
         for b in range(dy.shape[0]):
-            g0, g1, g2, g3 = dy[b, r0], dy[b, r1], dy[b, r2], dy[b, r3]
-            for j in range(n_in):
-                dx[b, j] += g0 * weight[r0, j] + g1 * weight[r1, j] + g2 * weight[r2, j] + g3 * weight[r3, j]
-    for t in range(k - k % 4, k):
-        r = rows[t]
-        for b in range(dy.shape[0]):
-            g = dy[b, r]
-            for j in range(n_in):
-                dx[b, j] += g * weight[r, j]
+            for j in range(low, high):
+                dx[b, j] = 0.0
+        for t in range(0, k - 3, 4):
+            r0, r1, r2, r3 = rows[t], rows[t + 1], rows[t + 2], rows[t + 3]
+            for b in range(dy.shape[0]):
+                g0, g1, g2, g3 = dy[b, r0], dy[b, r1], dy[b, r2], dy[b, r3]
+                for j in range(low, high):
+                    dx[b, j] += g0 * weight[r0, j] + g1 * weight[r1, j] + g2 * weight[r2, j] + g3 * weight[r3, j]
+        for t in range(k - k % 4, k):
+            r = rows[t]
+            for b in range(dy.shape[0]):
+                g = dy[b, r]
+                for j in range(low, high):
+                    dx[b, j] += g * weight[r, j]
 
 
 @njit(cache=True)

@@ -14,17 +14,24 @@ def as_rows(array):
     return array.reshape(array.shape[0], -1)
 
 
+@njit(cache=True, inline="always")
+def clear_row(grad, marked, r):
+    """grad[r] = 0 and marked[r] = False: row r's gradient is used up. grad: (rows, columns); marked: (rows,) bool."""
+    for j in range(grad.shape[1]):
+        grad[r, j] = 0
+    marked[r] = False
+
+
 @njit(cache=True)
 def clear_marked_rows(grad, marked):
-    """grad[r] = 0 and marked[r] = False for every marked row r. grad: (rows, columns); marked: (rows,) bool.
+    """clear_row for every marked row r. grad: (rows, columns); marked: (rows,) bool.
 
     One compiled call per parameter, after every mini-batch: 1.7x faster than numpy's
     grad[marked] = 0 on the MNIST MLP (docs/performance.md).
     """
     for r in range(grad.shape[0]):
         if marked[r]:
-            grad[r, :] = 0
-            marked[r] = False
+            clear_row(grad, marked, r)
 
 
 class Parameter:

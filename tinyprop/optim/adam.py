@@ -2,15 +2,16 @@
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from tinyprop.optim.optimizer import Optimizer, regularized_clipped
-from tinyprop.parameter import as_rows
+from tinyprop.parameter import as_rows, clear_row
 
 
-@njit(cache=True, error_model="numpy")
-def adam_update_rows(value, grad, mean, mean_square, rows, step_size, beta1, beta2, eps, l2, clip_bound, tiny):
-    """One Adam step on the rows r of (rows, columns) arrays where rows[r] is True ((rows,) bool).
+@njit(cache=True, error_model="numpy", parallel=True)
+def adam_update_rows(value, grad, mean, mean_square, rows, step_size, beta1, beta2, eps, l2, clip_bound, tiny, clear):
+    """One Adam step on the rows r of (rows, columns) arrays where rows[r] is True ((rows,) bool); clear: then
+    clear each such row's gradient and mark (clear_row).
 
     A moment that decays below `tiny`, the smallest normal float of the dtype, is set to zero.
     Left subnormal, it would make every later step on it slow: processors handle subnormal
@@ -25,7 +26,7 @@ def adam_update_rows(value, grad, mean, mean_square, rows, step_size, beta1, bet
                                                           to(clip_bound), to(tiny))
     one = to(1)  # not the literal 1, which would turn float32 arithmetic into float64 (3.3x slower)
     zero = to(0)
-    for r in range(value.shape[0]):
+    for r in prange(value.shape[0]):
         if not rows[r]:
             continue
         for j in range(value.shape[1]):
@@ -35,6 +36,8 @@ def adam_update_rows(value, grad, mean, mean_square, rows, step_size, beta1, bet
             mean[r, j] = zero if abs(m) < tiny else m  # so written, a NaN stays NaN (and the loss says so)
             mean_square[r, j] = zero if v < tiny else v
             value[r, j] -= step_size * mean[r, j] / (math.sqrt(mean_square[r, j]) + eps)
+        if clear:
+            clear_row(grad, rows, r)
 
 
 class Adam(Optimizer):
@@ -55,8 +58,8 @@ class Adam(Optimizer):
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         super().__init__(params, lr, **kwargs)
 
-    def update_rows(self, param, rows):
+    def update_rows(self, param, rows, clear):
         step_size = self.lr * math.sqrt(1 - self.beta2 ** self.steps) / (1 - self.beta1 ** self.steps)
         adam_update_rows(as_rows(param.value), as_rows(param.grad), as_rows(param.state["mean"]),
                          as_rows(param.state["mean_square"]), rows, step_size, self.beta1, self.beta2, self.eps,
-                         self.l2, self.clip_bound, float(np.finfo(param.value.dtype).tiny))
+                         self.l2, self.clip_bound, float(np.finfo(param.value.dtype).tiny), clear)

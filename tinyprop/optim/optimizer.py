@@ -24,8 +24,10 @@ class Optimizer:
     optimizer state stay exactly as they were. With dense_updates=True every row is
     updated every step, as nnmnist does (rows without gradient then see g = 0).
 
-    Subclasses name their state arrays (`state_names`) and give `update_rows(param, rows)`,
-    whose kernel works on (rows, columns) views of the parameter (`as_rows`) and takes its
+    Subclasses name their state arrays (`state_names`) and give `update_rows(param, rows, clear)`,
+    whose kernel works on (rows, columns) views of the parameter (`as_rows`), one row per thread at a
+    time (so the same bits on any number of threads), clears each row's gradient and mark as it leaves
+    the row if `clear` (tinyprop.parameter.clear_row), and takes its
     scalars as Python floats, turning them into the parameter's float type itself, so that
     the arithmetic stays in float32 and vectorises; numpy float32 scalars made at each call, and
     the marked rows' indices gathered in Python, made Adam's step 1.25x slower (docs/performance.md).
@@ -51,17 +53,21 @@ class Optimizer:
         for param in self.params:
             param.state = {name: np.zeros_like(param.value) for name in self.state_names}
 
-    def step(self):
+    def step(self, zero_grad=False):
+        """Update the rows that received gradient (with dense_updates, every row). zero_grad: then clear their
+        gradients and marks as `zero_grad()` does, in the same pass: each row's gradient is read once, not twice.
+        """
         self.steps += 1
         for param in self.params:
-            rows = np.ones(param.shape[0], dtype=bool) if self.dense_updates else param.rows_with_grad
-            self.update_rows(param, rows)
+            if self.dense_updates:
+                param.mark_all_rows()  # rows without gradient are updated too, with g = 0
+            self.update_rows(param, param.rows_with_grad, zero_grad)
 
     def zero_grad(self):
         """Clear the gradients and row marks of the parameters this optimizer updates (call after each step)."""
         for param in self.params:
             param.zero_grad()
 
-    def update_rows(self, param, rows):
-        """Update the rows r of `param` where rows[r] is True ((rows,) bool)."""
+    def update_rows(self, param, rows, clear):
+        """Update the rows r of `param` where rows[r] is True ((rows,) bool); clear: then clear_row each."""
         raise NotImplementedError

@@ -1,20 +1,23 @@
 """Stochastic gradient descent with nnmnist's learning-rate decay."""
-from numba import njit
+from numba import njit, prange
 
 from tinyprop.optim.optimizer import Optimizer, regularized_clipped
-from tinyprop.parameter import as_rows
+from tinyprop.parameter import as_rows, clear_row
 
 
-@njit(cache=True, error_model="numpy")
-def sgd_update_rows(value, grad, rows, lr, l2, clip_bound):
-    """One SGD step on the rows r where rows[r] is True; the scalars, Python floats, in value's type."""
+@njit(cache=True, error_model="numpy", parallel=True)
+def sgd_update_rows(value, grad, rows, lr, l2, clip_bound, clear):
+    """One SGD step on the rows r where rows[r] is True, then, if clear, clear_row; the scalars, Python floats,
+    in value's type."""
     to = value.dtype.type
     lr, l2, clip_bound = to(lr), to(l2), to(clip_bound)
-    for r in range(value.shape[0]):
+    for r in prange(value.shape[0]):
         if not rows[r]:
             continue
         for j in range(value.shape[1]):
             value[r, j] -= lr * regularized_clipped(grad[r, j], value[r, j], l2, clip_bound)
+        if clear:
+            clear_row(grad, rows, r)
 
 
 class SGD(Optimizer):
@@ -35,7 +38,7 @@ class SGD(Optimizer):
         self.decay_steps = decay_steps
         super().__init__(params, lr, **kwargs)
 
-    def update_rows(self, param, rows):
+    def update_rows(self, param, rows, clear):
         lr = self.lr * self.decay_rate ** (self.steps / self.decay_steps)
         sgd_update_rows(as_rows(param.value), as_rows(param.grad), rows,
-                        lr, self.l2, self.clip_bound)
+                        lr, self.l2, self.clip_bound, clear)
