@@ -17,6 +17,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import inspect  # noqa: E402
 import json  # noqa: E402
 import signal  # noqa: E402
+from difflib import get_close_matches  # noqa: E402
 
 import click  # noqa: E402
 
@@ -144,6 +145,13 @@ class TrainCommands(click.Group):
 
     def list_commands(self, ctx):
         return list(TASKS)
+
+    def resolve_command(self, ctx, args):
+        if args and args[0] not in TASKS and not args[0].startswith("-"):
+            near = get_close_matches(args[0], TASKS, n=1)
+            ctx.fail(f"no task {args[0]!r}; the tasks are {', '.join(TASKS)}"
+                     + (f" (did you mean {near[0]}?)" if near else ""))
+        return super().resolve_command(ctx, args)
 
     def get_command(self, ctx, name):
         if name not in TASKS:
@@ -442,7 +450,7 @@ def report(experiment, results, form, output, plots, max_examples, epochs, updat
         else:
             click.echo(text, nl=False)
         for path in reports.plots(result, plots) if plots else ():
-            click.echo(f"wrote {path}")
+            click.echo(f"wrote {path}", err=True)  # standard output may hold the table
     carry_out(work)
 
 

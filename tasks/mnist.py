@@ -58,10 +58,10 @@ IDX_MAGIC = {3: 0x00000803, 1: 0x00000801}  # unsigned bytes, 3 or 1 dimensions
 IMAGE_SHAPE = (28, 28)
 
 
-def read_idx(path, ndim, data=None):
-    """An IDX file of unsigned bytes (gzip or raw) with `ndim` dimensions, its header and length checked: a
-    uint8 array of the header's shape (MNIST's images (n, 28, 28), its labels (n,)). data: the file's bytes,
-    already read (stdin, say), which `path` then names in messages."""
+def read_idx(path, ndim=None, data=None):
+    """An IDX file of unsigned bytes (gzip or raw) with `ndim` dimensions (None: as its header says), its header
+    and length checked: a uint8 array of the header's shape (MNIST's images (n, 28, 28), its labels (n,)).
+    data: the file's bytes, already read (stdin, say), which `path` then names in messages."""
     try:
         if data is None:
             with open(path, "rb") as stream:
@@ -71,6 +71,8 @@ def read_idx(path, ndim, data=None):
     except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise DataError(f"{path}: cannot read it as an IDX file ({error}); "
                         "replace it with a fresh copy of the MNIST file") from error
+    if ndim is None:
+        ndim = data[3] if len(data) >= 4 and data[3] in IDX_MAGIC else 3  # the magic's check below explains
     header_size = 4 + 4 * ndim
     if len(data) < header_size:
         raise DataError(f"{path}: {len(data)} bytes is too short for an IDX header; the file is truncated")

@@ -248,7 +248,8 @@ def evaluate(model_path, data_dir=None, all_examples=False, output=None, log=pri
     model_path = model_file(model_path)
     meta, arrays = read_model_file(model_path)
     if output and not hasattr(task_class(meta.get("task"), f"{model_path}: "), "write_output"):
-        raise ConfigError(f"--output writes a task's predictions; {meta['task']} models have none to write")
+        raise ConfigError(f"--output writes the parser's parsed test set (CoNLL-U); {meta['task']} models have no "
+                          "such output")
     cls, meta, model = build_saved(model_path, *checked_description(model_path, meta, arrays))
     paths, limit = evaluation_data(cls, meta, data_dir, log, all_examples)
     data = cls.load(paths, limit, ("dev", "test"), meta=meta)

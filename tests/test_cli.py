@@ -388,8 +388,8 @@ def test_output_is_refused_for_an_mnist_model(tmp_path):
     path = tmp_path / "model.npz"
     write_npz(str(path), model_file_arrays([], dict(task="mnist", net="mlp", sizes=[784, 10], k=None, unified=False)))
     result = run("evaluate", "--model", path, "--output", tmp_path / "x.conllu")
-    assert result.exit_code == 1 and "--output writes a task's predictions; mnist models have none to write" \
-        in result.output
+    assert result.exit_code == 1 and "--output writes the parser's parsed test set (CoNLL-U); mnist models have no " \
+        "such output" in result.output
 
 
 def test_an_output_file_that_cannot_be_written_is_a_one_line_error(tmp_path, tiny_treebank):
@@ -473,3 +473,9 @@ def test_a_runs_config_json_serves_every_task_with_its_own_defaults_and_seed(tmp
     assert make_settings(MnistSettings, read_config(MnistTask, str(tmp_path / "mnist.json")), dict(net="mlptop")).k == 80
     parse = make_settings(ParseSettings, read_config(ParseTask, str(tmp_path / "parse.json")), dict(net="mlptop", k=5))
     assert (parse.k, parse.k_out) == (5, None)  # k_out follows k
+
+
+def test_an_unknown_task_is_named_with_the_tasks_and_the_nearest():
+    result = run("train", "minst")
+    assert result.exit_code == 2 and "no task 'minst'; the tasks are mnist, parse, pos (did you mean mnist?)" \
+        in result.output

@@ -204,3 +204,10 @@ def test_import_tinyprop_as_tp_gives_the_data_readers():
     assert tp.write_conllu is conllu.write_conllu and tp.Sentence is conllu.Sentence
     assert "uint8 array" in tp.read_idx.__doc__ and "a list of `Sentence`" in tp.read_conllu.__doc__
     assert {"read_idx", "read_conllu"} <= set(dir(tp))
+
+
+@pytest.mark.data
+def test_read_idx_takes_the_dimensions_from_the_header(mnist_dir):
+    paths = locate_files(mnist_dir)
+    assert read_idx(paths["test_images"]).shape == (10000, 28, 28)
+    assert np.array_equal(read_idx(paths["test_labels"]), read_idx(paths["test_labels"], 1))
