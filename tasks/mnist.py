@@ -31,6 +31,7 @@ from tinyprop.tasks.files import DataError, training_data, write_bytes
 from tinyprop.tasks.settings import ConfigError, Settings, about, retold, setting
 from tinyprop.tasks.training import OPTIMIZER_CLASSES, Task
 from tinyprop.layers import ActiveLinear, Conv2d, Dropout, Linear, MaxPool2d, ReLU, Reshape, Sequential
+from tinyprop.meact import MASKS
 
 MLP_NETS = ("mlp", "mlptop", "mlprand", "mlpvar", "mlpact")
 CNN_NETS = ("cnn", "cnntop")
@@ -392,6 +393,10 @@ class MnistSettings(Settings):
     act_threshold: float = setting(0.004, "mlpact: meAct's activation threshold p; a hidden unit stays active for an "
                                           "example when its share of the example's recorded gradient exceeds p.",
                                    key="ActThreshold", nets=("mlpact",), above=0, below=1)
+    act_mask: str = setting("zero", "mlpact: a masked unit's output in meAct's training: zero (0, the default), or "
+                                    "recorded (held at its mean activation over the dense epochs for that example, "
+                                    "a constant in the forward that gets no gradient). Testing uses every unit.",
+                            key="ActMask", nets=("mlpact",), choices=MASKS)
     update_sizes: bool = setting(False, "Record each part's average absolute parameter change per update in "
                                         "metrics.jsonl (Figure 4, right); mlpact always does.", nets=MLP_NETS)
     label_count: int = setting(10, "Classes.", key="LabelCount", at_least=2, option=False)

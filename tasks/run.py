@@ -203,7 +203,7 @@ def build_task(cls, settings, data, meta, seed):
         task.simplifier = Simplifier(cls.simplified_pairs(task.model), settings.prune)
     if settings.net in settings.activated_nets:
         task.activator = MinimalEffortActivation(cls.activated_layers(task.model), task.train_size, settings.act_after,
-                                                 settings.act_threshold)
+                                                 settings.act_threshold, settings.act_mask)
     if task.activator is not None or getattr(settings, "update_sizes", False):
         task.update_sizes = UpdateSizes(task.model.params())
     return task

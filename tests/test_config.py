@@ -38,7 +38,7 @@ def test_nnmnist_default_json_is_understood(tmp_path):
     settings = mnist(path)
     assert (settings.net, settings.batch, settings.k, settings.hidden, settings.epochs) == ("mlp", 100, None, 500, 20)
     assert settings.train_file == "train-images.idx3-ubyte"  # not beside the config: looked up in the data dir
-    meact_keys = {"ActAfter", "ActThreshold"}  # tinyprop's: nnmnist has no meAct
+    meact_keys = {"ActAfter", "ActMask", "ActThreshold"}  # tinyprop's: nnmnist has no meAct
     assert set(nnmnist_keys(MnistSettings)) - meact_keys == set(NNMNIST_DEFAULT_JSON)
 
 
@@ -69,7 +69,7 @@ def test_relative_data_paths_resolve_against_the_config_folder(tmp_path):
 
 @pytest.mark.parametrize("values,message", [
     ({"TrainTopp": 10}, "unknown key 'TrainTopp'; did you mean TrainTop"),
-    ({"Colour": 1}, "unknown key 'Colour'; the keys are ActAfter, ActThreshold, ClipBound"),
+    ({"Colour": 1}, "unknown key 'Colour'; the keys are ActAfter, ActMask, ActThreshold, ClipBound"),
     ({"HiddenSize": "500"}, r"HiddenSize \(--hidden\): must be a whole number"),
     ({"HiddenSize": 2.5}, r"HiddenSize \(--hidden\): must be a whole number"),
     ({"LearningRate": True}, r"LearningRate \(--lr\): must be a number"),

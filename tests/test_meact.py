@@ -136,7 +136,62 @@ def test_the_record_adds_each_examples_gradient_and_activation(rng):
     assert layer.active[0].tolist() == [5, 2]
 
 
+def test_with_act_mask_recorded_a_masked_unit_is_held_at_its_mean_and_gets_no_gradient(rng):
+    """The other reading of Algorithm 3's line 7: a masked unit outputs its recorded mean activation over the e dense
+    epochs for that example (the sum of max(y, 0) divided by e), a constant that gets no gradient."""
+    layer = ActiveLinear(N_IN, N_OUT, rng=rng)
+    activator = MinimalEffortActivation([layer], N_EXAMPLES, act_after=2, threshold=0.05, mask="recorded")
+    examples = [5, 2, 0]
+    x = rng.standard_normal((3, N_IN)).astype(np.float32)
+    dy = rng.standard_normal((3, N_OUT)).astype(np.float32)
+    for _ in range(2):  # two dense epochs over the same batch, with different inputs
+        for batch in (x, 2 * x):
+            activator.use(examples)
+            layer.forward(batch)
+            layer.backward(dy, need_dx=False)
+            activator.observe()
+    relu = np.maximum(layer.forward(x), 0)  # W did not change: the same outputs as the dense epochs'
+    sums = activator.activations[0][examples].copy()
+    np.testing.assert_allclose(sums, 2 * (relu + np.maximum(layer.forward(2 * x), 0)), rtol=1e-5)
+    assert activator.start_epoch(3) and activator.held is not None
+    means = sums / 2  # per example, the mean over the 2 dense epochs' (two visits each) activations
+    activator.use(examples)
+    indices, offsets = activator.indices[0], activator.offsets[0]
+    mask = np.zeros((3, N_OUT), dtype=bool)
+    for b, j in enumerate(examples):
+        mask[b, indices[offsets[j]:offsets[j + 1]]] = True
+    assert mask.any() and not mask.all()
+    y = layer.forward(x)
+    dense = x @ layer.weight.value.T + layer.bias.value
+    np.testing.assert_allclose(y[~mask], means[~mask], rtol=1e-6)  # masked: held at the recorded mean
+    np.testing.assert_allclose(y[mask], dense[mask], rtol=1e-5, atol=1e-6)  # active: computed
+    layer.weight.grad[:] = 0
+    layer.bias.grad[:] = 0
+    dx = layer.backward(dy)
+    # no gradient for a masked unit: a row of W gets the batch's gradient only from the examples it is active for
+    np.testing.assert_allclose(layer.weight.grad, (dy * mask).T @ x, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(layer.bias.grad, (dy * mask).sum(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dx, (dy * mask) @ layer.weight.value, rtol=1e-5, atol=1e-6)
+    # only the rows active for some example are marked for the optimizer
+    np.testing.assert_array_equal(layer.weight.rows_with_grad, mask.any(axis=0))
+    layer.train(False)
+    np.testing.assert_allclose(layer.forward(x), dense, rtol=1e-6)  # testing: the full network
+
+
+def test_act_mask_zero_keeps_no_held_means(rng):
+    layer = ActiveLinear(N_IN, N_OUT, rng=rng)
+    activator = MinimalEffortActivation([layer], N_EXAMPLES, act_after=1, threshold=0.05)
+    activator.gradients[0][:] = activator.activations[0][:] = 1  # a record as if trained: every unit active
+    activator.start_epoch(2)
+    activator.use([1])
+    assert activator.held is None and layer.held is None and set(activator.arrays()) == {"indices/0", "offsets/0"}
+    with pytest.raises(ValueError, match="mask must be one of zero, recorded"):
+        MinimalEffortActivation([layer], N_EXAMPLES, act_after=1, threshold=0.05, mask="frozen")
+
+
 @pytest.mark.parametrize("options, message", [
+    (dict(net="mlpact", act_mask="frozen"), r"^ActMask \(--act-mask\): 'frozen' is not one of zero, recorded"),
+    (dict(net="mlp", act_mask="recorded"), r"^ActMask \(--act-mask\): --net mlp does not use it"),
     (dict(net="mlpact", act_after=3, epochs=3), r"^ActAfter \(--act-after\): must be below MaxEpoch \(--epochs\) 3, "
                                                 "got 3"),
     (dict(net="mlpact", act_after=0), r"^ActAfter \(--act-after\): must be at least 1, got 0"),
@@ -154,9 +209,11 @@ def test_settings_errors_name_the_option(options, message):
 def test_an_nnmnist_config_sets_the_meact_keys(tmp_path):
     from tinyprop.tasks.settings import read_nnmnist_config
     path = tmp_path / "run.json"
-    path.write_text(json.dumps(dict(NetType="mlpact", ActAfter=4, ActThreshold=0.01, MaxEpoch=6)))
+    path.write_text(json.dumps(dict(NetType="mlpact", ActAfter=4, ActThreshold=0.01, ActMask="recorded", MaxEpoch=6)))
     settings = make_settings(MnistSettings, read_nnmnist_config(MnistSettings, str(path)))
-    assert (settings.net, settings.act_after, settings.act_threshold) == ("mlpact", 4, 0.01)
+    assert (settings.net, settings.act_after, settings.act_threshold, settings.act_mask) == (
+        "mlpact", 4, 0.01, "recorded")
+    assert MnistSettings().act_mask == "zero"
 
 
 @pytest.mark.data

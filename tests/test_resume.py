@@ -26,6 +26,7 @@ RUNS = {  # every net that trains differently, with dropout where it draws rando
     "mnist-mlprand": ("mnist", dict(MNIST, net="mlprand", k=40, optim="adagrad", lr=0.01)),
     "mnist-mlpvar": ("mnist", dict(MNIST, net="mlpvar", k=160, train_cycle=1, epochs=3, dropout=0.2)),
     "mnist-mlpact": ("mnist", dict(MNIST, net="mlpact", act_after=1)),
+    "mnist-mlpact-recorded": ("mnist", dict(MNIST, net="mlpact", act_after=1, act_mask="recorded")),
     "mnist-cnn": ("mnist", dict(MNIST, net="cnn", max_examples=40, epochs=1)),
     "mnist-cnntop": ("mnist", dict(MNIST, net="cnntop", k=40, max_examples=60, dropout=0.2)),
     "pos-lstm": ("pos", dict(POS, net="lstm", epochs=1)),
@@ -128,6 +129,8 @@ CASES = [  # (run, where, n): a part's step, right after or before a checkpoint,
     ("mnist-mlpvar", "in a part", 40), ("mnist-mlpvar", "before a save", 3), ("mnist-mlpvar", "after a save", 4),
     # meAct: its accumulators in the checkpoint (dense epoch 1), then its active sets (epoch 2)
     ("mnist-mlpact", "in a part", 20), ("mnist-mlpact", "after a save", 2), ("mnist-mlpact", "in a part", 50),
+    # with the masked units held at their recorded means, which the checkpoint keeps too
+    ("mnist-mlpact-recorded", "after a save", 2), ("mnist-mlpact-recorded", "in a part", 50),
     ("mnist-cnn", "in a part", 3), ("mnist-cnntop", "in a part", 5), ("pos-lstm", "after a save", 1),
     ("pos-lstmtop", "in a part", 25), ("pos-lstmtop", "before a save", 1),
     ("pos-lstmvar", "after a save", 2), ("pos-lstmvar", "in a part", 50),

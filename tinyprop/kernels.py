@@ -265,8 +265,9 @@ def col2im_add(dcols, kernel, stride, out_w, padded):
 
 # meAct (TKDE 2018, Section 3.5, Algorithm 3): each example b uses only its own active units of a hidden
 # layer, held CSR-like for the whole training set: example j's units are indices[offsets[j]:offsets[j + 1]].
-# examples[b] is the training-set index of the batch's example b. The inactive units' outputs are zero, so
-# their gradients are zero too and these kernels skip them.
+# examples[b] is the training-set index of the batch's example b. The inactive units' outputs are zero (or,
+# with act_mask "recorded", held at constants that do not depend on W or x), so these kernels skip their
+# gradients.
 
 
 @njit(cache=True, fastmath={"reassoc"})
@@ -280,6 +281,22 @@ def active_rows_forward(x, weight, bias, examples, indices, offsets, y):
     for b in range(x.shape[0]):
         y[b, :] = 0.0
         j = examples[b]
+        for t in range(offsets[j], offsets[j + 1]):
+            r = indices[t]
+            total = bias[r]
+            for c in range(n_in):
+                total += weight[r, c] * x[b, c]
+            y[b, r] = total
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def active_rows_forward_held(x, weight, bias, examples, indices, offsets, held, y):
+    """active_rows_forward with the masked units held at constants (act_mask "recorded"): y[b] = held[examples[b]],
+    then y[b, r] = W[r] . x[b] + bias[r] for r in the example's active set. held: (examples, out)."""
+    n_in = x.shape[1]
+    for b in range(x.shape[0]):
+        j = examples[b]
+        y[b, :] = held[j, :]
         for t in range(offsets[j], offsets[j + 1]):
             r = indices[t]
             total = bias[r]

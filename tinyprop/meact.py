@@ -18,13 +18,21 @@ epochs add up and depends on the loss's scale. The other reading's count is reco
 one (`absolute_reading_mean`), and so is the share of the dense epochs' activation a_ij that the
 active units carried (`activation_share_mean`), so that a reader can judge (docs/mnist.md).
 
+The other reading of "mask neuron i for example j with a_ij" is `mask="recorded"` (the mnist task's
+act_mask, ActMask): a masked unit's output is held at its recorded activation for that example, the mean
+over the dense epochs a_ij / e, a constant that takes part in the forward (so that it stays close to the
+full network that testing uses) but gets no gradient. mask="zero" is the default.
+
 Memory: g and a are float32 (examples, units) per hidden layer, one copy each, added to in place for
 the mini-batch's rows (about 440 MB for full MNIST's two layers of 500); the selection makes no
-(examples, units) temporary, and the accumulators are dropped once it is done. The active sets are held
+(examples, units) temporary, and the accumulators are dropped once it is done, but for mask="recorded",
+which keeps a, divided in place by e, as the held means (float32, half of it). The active sets are held
 CSR-like: int32 unit indices and int64 offsets per layer.
 """
 import numpy as np
 from numba import njit
+
+MASKS = ("zero", "recorded")  # a masked unit's output: 0, or its recorded mean activation (held, no gradient)
 
 
 @njit(cache=True)
@@ -86,16 +94,21 @@ class MinimalEffortActivation:
     selects the active sets before epoch act_after + 1. `count_part(sizes)` files a part's average
     absolute parameter change per update under the phase it trained in (Figure 4, right).
 
-    The state a checkpoint keeps: `arrays()` (the accumulators before the selection, the active sets after)
+    The state a checkpoint keeps: `arrays()` (the accumulators before the selection, the active sets after,
+    with mask "recorded" the held means too)
     and `fields()`; `restore(fields, arrays)` puts them back.
     """
 
-    def __init__(self, layers, n_examples, act_after, threshold):
+    def __init__(self, layers, n_examples, act_after, threshold, mask="zero"):
         if not 0 < threshold < 1:
             raise ValueError(f"MinimalEffortActivation: the threshold p must be in (0, 1), got {threshold!r}")
+        if mask not in MASKS:
+            raise ValueError(f"MinimalEffortActivation: mask must be one of {', '.join(MASKS)}, got {mask!r}")
         self.layers = list(layers)
         self.act_after = act_after
         self.threshold = threshold
+        self.mask = mask
+        self.held = None  # mask "recorded", once selected: per layer, the mean activations a / e (examples, units)
         self.gradients = [np.zeros((n_examples, layer.n_out), dtype=np.float32) for layer in self.layers]
         self.activations = [np.zeros((n_examples, layer.n_out), dtype=np.float32) for layer in self.layers]
         self.indices = self.offsets = None
@@ -111,8 +124,10 @@ class MinimalEffortActivation:
         """The mini-batch about to be trained on: its examples' training-set indices."""
         self.examples = np.asarray(examples, dtype=np.int64)
         if self.selected:
-            for layer, indices, offsets in zip(self.layers, self.indices, self.offsets):
+            held = self.held if self.held is not None else [None] * len(self.layers)
+            for layer, indices, offsets, means in zip(self.layers, self.indices, self.offsets, held):
                 layer.active = (self.examples, indices, offsets)
+                layer.held = means
 
     def observe(self):
         """Algorithm 3, lines 2-5, for the last backward: g += |dL/dy|, a += max(y, 0), on the batch's rows."""
@@ -140,6 +155,10 @@ class MinimalEffortActivation:
                 layer=layer.name, units=layer.n_out, **size_distribution(offsets),
                 absolute_reading_mean=float(np.count_nonzero(g > self.threshold) / g.shape[0]),
                 activation_share_mean=float(np.nanmean(active_activation_share(a, indices, offsets)))))
+        if self.mask == "recorded":
+            for a in self.activations:
+                a /= self.act_after  # in place: the sums over the e dense epochs become their means
+            self.held = self.activations
         self.gradients = self.activations = None
 
     def describe(self):
@@ -160,7 +179,8 @@ class MinimalEffortActivation:
 
     def summary_fields(self):
         """The settings, the active sets' sizes per layer, and the mean update size per phase and parameter."""
-        fields = dict(act_after=self.act_after, act_threshold=self.threshold, active_units=self.selection)
+        fields = dict(act_after=self.act_after, act_threshold=self.threshold, act_mask=self.mask,
+                      active_units=self.selection)
         for phase, parts in self.part_sizes.items():
             fields[f"update_size_{phase}"] = {name: float(np.mean([part[name] for part in parts]))
                                               for name in parts[0]} if parts else None
@@ -169,7 +189,8 @@ class MinimalEffortActivation:
     def arrays(self):
         if self.selected:
             return {**{f"indices/{i}": a for i, a in enumerate(self.indices)},
-                    **{f"offsets/{i}": a for i, a in enumerate(self.offsets)}}
+                    **{f"offsets/{i}": a for i, a in enumerate(self.offsets)},
+                    **{f"held/{i}": a for i, a in enumerate(self.held or [])}}
         return {**{f"gradients/{i}": a for i, a in enumerate(self.gradients)},
                 **{f"activations/{i}": a for i, a in enumerate(self.activations)}}
 
@@ -183,6 +204,7 @@ class MinimalEffortActivation:
         if self.selection is not None:
             self.indices = [arrays[f"indices/{i}"] for i in range(count)]
             self.offsets = [arrays[f"offsets/{i}"] for i in range(count)]
+            self.held = [arrays[f"held/{i}"] for i in range(count)] if self.mask == "recorded" else None
             self.gradients = self.activations = None
             return
         for name in ("gradients", "activations"):

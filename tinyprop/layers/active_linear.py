@@ -3,7 +3,7 @@ import time
 
 import numpy as np
 
-from tinyprop.kernels import active_rows_forward, active_rows_input_grad, add_active_rows_grad
+from tinyprop.kernels import active_rows_forward, active_rows_forward_held, active_rows_input_grad, add_active_rows_grad
 from tinyprop.layers.base import check_forward_done, check_input, check_same_shape
 from tinyprop.layers.linear import Linear
 
@@ -23,6 +23,11 @@ class ActiveLinear(Linear):
     so that the optimizer updates only them, as meProp's backward does. The output of a masked unit is
     the constant 0, so, unlike meProp's, the bias gradient is sparse too.
 
+    `held`: None (act_mask "zero"), or (examples, out) float32, the training set's recorded mean activations
+    (act_mask "recorded"): then a masked unit's output, for example b, is held at held[examples[b]] instead of 0,
+    a constant (>= 0, so the ReLU after keeps it) that takes part in the forward but, not depending on W, b or x,
+    gets no gradient and gives none to dx: the backward is the same.
+
     This is tinyprop.reference.active_linear_forward and active_linear_backward for the mask of the
     active sets, computed by tinyprop.kernels' active_rows_* loops: no dense product with a mask.
     Without `active` (meAct's dense epochs, evaluation, a saved model) it is an ordinary Linear, which
@@ -32,6 +37,7 @@ class ActiveLinear(Linear):
     def __init__(self, n_in, n_out, rng=None, dtype=np.float32, name="linear"):
         super().__init__(n_in, n_out, rng=rng, dtype=dtype, name=name)
         self.active = None
+        self.held = None
         self.y = None
 
     def forward(self, x):
@@ -41,7 +47,10 @@ class ActiveLinear(Linear):
         check_input(self.name, x, ("batch", self.n_in))
         self.x = np.ascontiguousarray(x, dtype=self.weight.value.dtype)
         self.y = np.empty((x.shape[0], self.n_out), dtype=self.x.dtype)
-        active_rows_forward(self.x, self.weight.value, self.bias.value, *self.active, self.y)
+        if self.held is None:
+            active_rows_forward(self.x, self.weight.value, self.bias.value, *self.active, self.y)
+        else:
+            active_rows_forward_held(self.x, self.weight.value, self.bias.value, *self.active, self.held, self.y)
         return self.y
 
     def backward(self, dy, need_dx=True):
