@@ -10,7 +10,7 @@ import pytest
 
 from tinyprop import reference
 from tinyprop.gradcheck import grad_check
-from tinyprop.kernels import active_rows_forward, active_rows_input_grad, add_active_rows_grad
+from tinyprop.kernels import active_rows_input_grad, add_active_rows_grad, set_active_rows
 from tinyprop.layers import ActiveLinear
 from tinyprop.meact import MinimalEffortActivation, select_active_units
 from tinyprop.optim import Adam
@@ -54,8 +54,8 @@ def test_kernels_compute_the_dense_layer_on_masked_activations(rng, active, dtyp
     dy = rng.standard_normal((5, N_OUT)).astype(dtype)
     tolerance = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
 
-    y = np.full((5, N_OUT), np.nan, dtype=dtype)
-    active_rows_forward(x, W, b, *layer_active, y)
+    y = np.zeros((5, N_OUT), dtype=dtype)
+    set_active_rows(x, W, b, *layer_active, y)
     np.testing.assert_allclose(y, reference.active_linear_forward(x, W, b, mask), **tolerance)
     assert not y[1].any()  # the example without active units outputs zeros
 

@@ -271,32 +271,16 @@ def col2im_add(dcols, kernel, stride, out_w, padded):
 
 
 @njit(cache=True, fastmath={"reassoc"})
-def active_rows_forward(x, weight, bias, examples, indices, offsets, y):
-    """y[b, r] = W[r] . x[b] + bias[r] for r in example examples[b]'s active set, 0 elsewhere; y: (batch, out),
-    overwritten. tinyprop.reference.active_linear_forward, reading only the active rows of W.
+def set_active_rows(x, weight, bias, examples, indices, offsets, y):
+    """y[b, r] = W[r] . x[b] + bias[r] for r in example examples[b]'s active set; the other entries of y (the
+    masked units': zero, or the held constants of act_mask "recorded") are left as the caller set them.
+    y: (batch, out). tinyprop.reference.active_linear_forward, reading only the active rows of W.
 
     "reassoc" lets the dot product run in SIMD lanes; without it each row is a chain of dependent adds.
     """
     n_in = x.shape[1]
     for b in range(x.shape[0]):
-        y[b, :] = 0.0
         j = examples[b]
-        for t in range(offsets[j], offsets[j + 1]):
-            r = indices[t]
-            total = bias[r]
-            for c in range(n_in):
-                total += weight[r, c] * x[b, c]
-            y[b, r] = total
-
-
-@njit(cache=True, fastmath={"reassoc"})
-def active_rows_forward_held(x, weight, bias, examples, indices, offsets, held, y):
-    """active_rows_forward with the masked units held at constants (act_mask "recorded"): y[b] = held[examples[b]],
-    then y[b, r] = W[r] . x[b] + bias[r] for r in the example's active set. held: (examples, out)."""
-    n_in = x.shape[1]
-    for b in range(x.shape[0]):
-        j = examples[b]
-        y[b, :] = held[j, :]
         for t in range(offsets[j], offsets[j + 1]):
             r = indices[t]
             total = bias[r]

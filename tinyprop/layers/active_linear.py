@@ -3,7 +3,7 @@ import time
 
 import numpy as np
 
-from tinyprop.kernels import active_rows_forward, active_rows_forward_held, active_rows_input_grad, add_active_rows_grad
+from tinyprop.kernels import active_rows_input_grad, add_active_rows_grad, set_active_rows
 from tinyprop.layers.base import check_forward_done, check_input, check_same_shape
 from tinyprop.layers.linear import Linear
 
@@ -46,11 +46,10 @@ class ActiveLinear(Linear):
             return self.y
         check_input(self.name, x, ("batch", self.n_in))
         self.x = np.ascontiguousarray(x, dtype=self.weight.value.dtype)
-        self.y = np.empty((x.shape[0], self.n_out), dtype=self.x.dtype)
-        if self.held is None:
-            active_rows_forward(self.x, self.weight.value, self.bias.value, *self.active, self.y)
-        else:
-            active_rows_forward_held(self.x, self.weight.value, self.bias.value, *self.active, self.held, self.y)
+        examples = self.active[0]
+        self.y = (np.zeros((x.shape[0], self.n_out), dtype=self.x.dtype) if self.held is None
+                  else self.held[examples].astype(self.x.dtype, copy=False))  # the masked units' outputs (a copy)
+        set_active_rows(self.x, self.weight.value, self.bias.value, *self.active, self.y)
         return self.y
 
     def backward(self, dy, need_dx=True):
