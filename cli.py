@@ -373,7 +373,8 @@ class ExperimentCommand(click.Command):
 @click.option("--jobs", type=click.IntRange(min=1),
               help="Runs at a time on this machine.  [default: the cores this process may use]")
 @click.option("--threads", type=click.IntRange(min=1),
-              help="Threads of each run that its row does not set.  [default: 1]")
+              help="Threads of each run that its row does not set.  [default: its share of the cores, cores // "
+                   "jobs; on Ray, 1]")
 @click.option("--ray", "ray_address", callback=not_empty,
               help="Run on a Ray cluster instead: its address (HOST:PORT), or 'auto' for the one this machine "
                    "belongs to. Needs tinyprop[cluster].")

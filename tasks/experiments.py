@@ -466,11 +466,13 @@ def format_duration(seconds):
 def reproduce(experiment, results="results", seeds=None, jobs=None, ray_address=None, max_examples=None,
               epochs=None, data_dir=None, log=print, threads=None):
     """Run every run of `experiment` (a name or a .toml path) that has not finished, each on `threads` threads
-    where its row does not set them (default: the settings' default); returns the Sweep (its `failed`:
-    [(spec, error)])."""
+    where its row does not set them (default: its share of the cores, cores // jobs, or one on Ray, whose
+    tasks take one CPU each); returns the Sweep (its `failed`: [(spec, error)])."""
     if not isinstance(experiment, Experiment):
         experiment = load(experiment)
     jobs = jobs or CORES
+    if threads is None:
+        threads = 1 if ray_address else max(1, CORES // jobs)
     specs = run_specs(experiment, results, seeds, max_examples, epochs, data_dir, threads)
     changed = [spec for spec in specs if state(spec.folder) != "new" and not same_settings(spec)]
     if changed:

@@ -317,6 +317,18 @@ def plots(result, folder):
         axes.set_title(f"{result.experiment.table}: meSimp's sizes over training")
         axes.legend(fontsize="small")
         made.append(save(fig, os.path.join(folder, f"{name}-sizes.png")))
+    updating = {label: runs for label, runs in curves.items() if runs and "update_size" in runs[0][-1]}
+    if updating:  # Figure 4's right panel (TKDE 2018): meAct's updates shrink once it starts
+        fig, axes = plt.subplots(figsize=(6, 4))
+        for label, runs in updating.items():
+            band(axes, [[record["update_size"]["all"] for record in records if "update_size" in record]
+                        for records in runs], label)
+        axes.set_yscale("log")
+        axes.set_xlabel("evaluation (parts of epochs)")
+        axes.set_ylabel("mean |parameter change| per update")
+        axes.set_title(f"{result.experiment.table}: size of the updates over training")
+        axes.legend(fontsize="small")
+        made.append(save(fig, os.path.join(folder, f"{name}-updates.png")))
     return made
 
 
@@ -337,9 +349,11 @@ def band(axes, series, label):
 
 
 def save(fig, path):
+    """The figure as `path` (PNG) and beside it as SVG, each written whole or not at all; returns `path`."""
     import matplotlib.pyplot as plt
-    image = io.BytesIO()
-    fig.savefig(image, dpi=120, bbox_inches="tight", format="png")
+    for form, target in (("png", path), ("svg", os.path.splitext(path)[0] + ".svg")):
+        image = io.BytesIO()
+        fig.savefig(image, dpi=120, bbox_inches="tight", format=form)
+        write_bytes(target, image.getvalue())
     plt.close(fig)
-    write_bytes(path, image.getvalue())
     return path

@@ -48,7 +48,7 @@ def test_calling_a_layer_or_a_sequential_runs_its_forward(rng):
     x = rng.standard_normal((3, 5)).astype(np.float32)
     linear = Linear(5, 4, k=2, rng=rng)
     model = Sequential([linear, ReLU()])
-    np.testing.assert_array_equal(linear(x), x @ linear.weight.value.T + linear.bias.value)
+    np.testing.assert_allclose(linear(x), x @ linear.weight.value.T + linear.bias.value, rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(model(x), np.maximum(linear.forward(x), 0))
 
 

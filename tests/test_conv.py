@@ -1,6 +1,7 @@
 """Conv2d, MaxPool2d and Reshape: finite differences, and spatial top-k against the dense math."""
 import math
 
+import numba
 import numpy as np
 import pytest
 
@@ -124,3 +125,24 @@ def test_conv_argument_errors():
         layer.forward(np.zeros((2, 1, 3, 3), np.float32))
     with pytest.raises(ValueError, match="not divisible by the window 2"):
         MaxPool2d(2).forward(np.zeros((1, 1, 5, 4)))
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="Numba has one thread on this machine")
+def test_spatial_topk_gives_the_same_bits_on_one_and_two_threads(rng):
+    """The convolution's kernels (im2col, col2im, the selected positions' dW and dx) on one and two threads."""
+    x = rng.standard_normal((5, 3, 12, 11)).astype(np.float32)
+    dy = None
+    results = []
+    for threads in (1, 2):
+        layer = Conv2d(3, 6, 3, 1, 1, ratio=0.2, rng=np.random.default_rng(1))
+        before = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            y = layer.forward(x)
+            dy = rng.standard_normal(y.shape).astype(np.float32) if dy is None else dy
+            results.append((layer.forward(x), layer.backward(dy), layer.weight.grad.copy(), im2col(x, 3, 2, 1),
+                            col2im(im2col(x, 3, 2, 1), x.shape, 3, 2, 1)))
+        finally:
+            numba.set_num_threads(before)
+    for one, two in zip(*results):
+        assert np.array_equal(one, two)

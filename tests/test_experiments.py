@@ -36,7 +36,7 @@ paper = { test = 90.0 }
 [[row]]
 label = "top-{k}"
 task = "mnist"
-settings = { net = "mlptop", hidden = 64, k = [8, 16] }
+settings = { net = "mlptop", hidden = 64, k = [8, 16], update_sizes = true }
 paper = { test = [nan, 91.5] }
 baseline = "dense"
 """
@@ -265,10 +265,13 @@ def test_plots_are_drawn(swept, tmp_path):
     pytest.importorskip("matplotlib")
     path, results, found, lines = swept
     made = report.plots(report.collect(path, results, max_examples=300, epochs=1), tmp_path / "plots")
-    assert sorted(os.path.basename(name) for name in made) == ["tiny-backprop.png", "tiny-dev.png", "tiny-test.png"]
+    assert sorted(os.path.basename(name) for name in made) == ["tiny-backprop.png", "tiny-dev.png", "tiny-test.png",
+                                                              "tiny-updates.png"]
     for name in made:
         with open(name, "rb") as handle:
             assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+        with open(name[:-len(".png")] + ".svg") as handle:
+            assert "<svg" in handle.read(1000)
 
 
 def test_committed_documents_are_what_report_makes_from_results():

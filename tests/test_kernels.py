@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tinyprop.kernels import (add_selected_rows_grad, add_shared_rows_grad, add_to_rows, selected_input_grad,
-                              shared_rows_input_grad)
+                              shared_rows_input_grad, small_batch_linear)
 from tinyprop.reference import linear_backward, selection_mask
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -80,10 +80,23 @@ def test_the_linear_kernels_give_the_same_bits_on_one_and_two_threads(rng, batch
     calls = [(add_selected_rows_grad, dy, x, selected, weight.copy(), np.zeros(n_out, bool)),
              (selected_input_grad, dy, weight, selected, dx),
              (add_shared_rows_grad, dy, x, rows, weight.copy(), np.zeros(n_out, bool)),
-             (shared_rows_input_grad, dy, weight, rows, dx)]
+             (shared_rows_input_grad, dy, weight, rows, dx),
+             (small_batch_linear, x, weight, weight[:, 0].copy(), np.full_like(dy, np.nan))]
     for kernel, *arguments in calls:
         for one, two in zip(on_threads(1, kernel, *arguments), on_threads(2, kernel, *arguments)):
             assert np.array_equal(one, two), kernel.__name__
+
+
+@pytest.mark.parametrize("batch,n_in,n_out", [(10, 784, 500), (1, 9, 4), (2, 3, 1), (7, 33, 10), (16, 500, 13)])
+def test_small_batch_linear_is_x_wt_plus_b(rng, batch, n_in, n_out):
+    """Every example and row, with the blocks of four rows and two examples cut short at the ends."""
+    x = rng.standard_normal((batch, n_in)).astype(np.float32)
+    weight = rng.standard_normal((n_out, n_in)).astype(np.float32)
+    bias = rng.standard_normal(n_out).astype(np.float32)
+    y = np.full((batch, n_out), np.nan, dtype=np.float32)
+    small_batch_linear(x, weight, bias, y)
+    expected = x.astype(np.float64) @ weight.T.astype(np.float64) + bias
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-4 * np.sqrt(n_in))
 
 
 def test_selected_input_grad_is_the_references_dx(rng):

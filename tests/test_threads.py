@@ -62,3 +62,22 @@ def test_a_sweep_gives_each_run_its_threads_unless_the_row_sets_them(tmp_path):
     experiment = load(str(path))
     assert [spec.settings.threads for spec in run_specs(experiment, tmp_path, threads=2)] == [3, 2]
     assert [spec.settings.threads for spec in run_specs(experiment, tmp_path)] == [3, 1]
+
+
+@pytest.mark.parametrize("jobs,ray_address,threads,expected", [(2, None, None, 2), (None, None, None, 1),
+                                                                (3, None, None, 1), (1, None, None, 4),
+                                                                (None, "auto", None, 1), (2, None, 3, 3)])
+def test_reproduce_gives_each_run_its_share_of_the_cores(tmp_path, monkeypatch, jobs, ray_address, threads,
+                                                         expected):
+    """On a 4-core machine: cores // jobs (jobs defaulting to the cores), one a Ray task, or --threads."""
+    import tinyprop.tasks.experiments as experiments
+    path = tmp_path / "one.toml"
+    path.write_text('paper = "x"\ntable = "t"\ncaption = "c"\nseeds = 1\n'
+                    '[[row]]\nlabel = "shared"\ntask = "mnist"\nsettings = { net = "mlp" }\n')
+    started = []
+    monkeypatch.setattr(experiments, "CORES", 4)
+    monkeypatch.setattr(experiments, "local_runs", lambda todo, jobs, sweep: started.extend(todo) or [])
+    monkeypatch.setattr(experiments, "ray_runs", lambda todo, address, sweep: started.extend(todo) or [])
+    experiments.reproduce(str(path), tmp_path / "results", jobs=jobs, ray_address=ray_address, threads=threads,
+                          log=lambda line: None)
+    assert [spec.settings.threads for spec in started] == [expected]

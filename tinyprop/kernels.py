@@ -1,4 +1,4 @@
-"""Sparse backward kernels of a linear layer y = x W^T + b under meProp.
+"""Sparse backward kernels of a linear layer y = x W^T + b under meProp, and its forward at small batches.
 
 W is laid out (out, in): row r is neuron r, as in the paper (Section 2.1, Figure 2).
 For each example b only the rows in selected[b] (its top-k set S) take part:
@@ -14,8 +14,8 @@ eqs. (9) and (10) sparsify the products with W and x, and db costs only `out` ad
 the "dense loop" reference the benchmark compares against (the papers' C# figures
 come from plain loops like these).
 
-The four linear kernels run on every thread Numba has (numba.set_num_threads), and give the same
-bits on any number of threads: the work is split so that each entry of dW and dx is written by one
+The linear kernels run on every thread Numba has (numba.set_num_threads), and give the same
+bits on any number of threads: the work is split so that each entry of y, dW and dx is written by one
 thread only, with the same additions in the same order as on one thread.
 """
 import numpy as np
@@ -29,6 +29,42 @@ COLUMN_BLOCK = 64
 # stay in the L2 cache (512 KB a core here) while the rows sweep them; the parser's whole x (10,000 x 2,400
 # float32, 96 MB) would be read from memory once for each row.
 X_BLOCK_BYTES = 256 * 1024
+
+
+@njit(cache=True, parallel=True, fastmath={"reassoc"})
+def small_batch_linear(x, weight, bias, y):
+    """y = x W^T + b (eq. 1), the forward of tinyprop.layers.linear.Linear, for a small batch.
+    x: (batch, in); weight: (out, in); bias: (out,); y: (batch, out), overwritten.
+
+    Four rows of W and two examples at a time: eight sums in registers, each row read from memory once for
+    the whole batch, and each pair of x's rows (from the L1 cache) once per four rows. At mini-batch 10,
+    BLAS's product reads W as if the batch were large; this beats it below LOOP_FORWARD_MAX_BATCH
+    (tinyprop.layers.linear). Each entry of y is one thread's, summed in an order fixed by the compiled
+    code ("reassoc" lets the sums run in SIMD lanes): the same bits on any number of threads. The blocks at
+    the ends of W and of the batch repeat their last row or example, which writes the same value twice.
+    """
+    n_out, n_in = weight.shape
+    last_row, last_example = n_out - 1, x.shape[0] - 1
+    zero = weight.dtype.type(0)
+    for block in prange((n_out + 3) // 4):
+        r0 = 4 * block
+        r1, r2, r3 = min(r0 + 1, last_row), min(r0 + 2, last_row), min(r0 + 3, last_row)
+        for b0 in range(0, x.shape[0], 2):
+            b1 = min(b0 + 1, last_example)
+            a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = zero  # a: example b0's sums, c: b1's
+            for j in range(n_in):
+                x0, x1 = x[b0, j], x[b1, j]
+                w0, w1, w2, w3 = weight[r0, j], weight[r1, j], weight[r2, j], weight[r3, j]
+                a0 += w0 * x0
+                a1 += w1 * x0
+                a2 += w2 * x0
+                a3 += w3 * x0
+                c0 += w0 * x1
+                c1 += w1 * x1
+                c2 += w2 * x1
+                c3 += w3 * x1
+            y[b0, r0], y[b0, r1], y[b0, r2], y[b0, r3] = a0 + bias[r0], a1 + bias[r1], a2 + bias[r2], a3 + bias[r3]
+            y[b1, r0], y[b1, r1], y[b1, r2], y[b1, r3] = c0 + bias[r0], c1 + bias[r1], c2 + bias[r2], c3 + bias[r3]
 
 
 @njit(cache=True)
@@ -186,15 +222,16 @@ def add_to_rows(target, rows, values, target_rows):
 # positions S_bc with the largest |dy[b, c, p]|; only those take part in the backward.
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def add_selected_positions_grad(dy, cols, selected, weight_grad):
     """dW[c] += dy[b, c, p] * cols[b, p] for p in selected[b, c].
 
     dy: (batch, channels, positions); cols: (batch, positions, patch); selected: (batch, channels, k).
+    The channels are shared out among the threads, each adding its examples in order: the same bits on any number.
     """
     patch = cols.shape[2]
-    for b in range(selected.shape[0]):
-        for c in range(selected.shape[1]):
+    for c in prange(selected.shape[1]):
+        for b in range(selected.shape[0]):
             for t in range(selected.shape[2]):
                 p = selected[b, c, t]
                 g = dy[b, c, p]
@@ -202,15 +239,16 @@ def add_selected_positions_grad(dy, cols, selected, weight_grad):
                     weight_grad[c, j] += g * cols[b, p, j]
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def add_selected_positions_input_grad(dy, weight, selected, kernel, stride, out_w, padded_dx):
     """dx += sum over selected (b, c, p) of dy[b, c, p] * W[c] laid back onto position p's patch.
 
     The sparse form of col2im(dy W): only the k selected positions per example and channel
-    are visited. padded_dx: (batch, C_in, H + 2 padding, W + 2 padding), accumulated into.
+    are visited. padded_dx: (batch, C_in, H + 2 padding, W + 2 padding), accumulated into; each example's by one
+    thread.
     """
     in_channels = padded_dx.shape[1]
-    for b in range(selected.shape[0]):
+    for b in prange(selected.shape[0]):
         for c in range(selected.shape[1]):
             for t in range(selected.shape[2]):
                 p = selected[b, c, t]
@@ -225,14 +263,14 @@ def add_selected_positions_input_grad(dy, weight, selected, kernel, stride, out_
                             j += 1
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def im2col_copy(padded, kernel, stride, out_w, cols):
     """cols[b, i*out_w + j, (c, u, v)] = padded[b, c, i*stride + u, j*stride + v]: the patches, one row each.
 
     padded: (batch, channels, H + 2p, W + 2p); cols: (batch, positions, channels * kernel * kernel).
     """
     channels = padded.shape[1]
-    for b in range(cols.shape[0]):
+    for b in prange(cols.shape[0]):
         for p in range(cols.shape[1]):
             top = (p // out_w) * stride
             left = (p % out_w) * stride
@@ -244,14 +282,15 @@ def im2col_copy(padded, kernel, stride, out_w, cols):
                         j += 1
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def col2im_add(dcols, kernel, stride, out_w, padded):
     """The adjoint of im2col: padded[b, c, i*stride + u, j*stride + v] += dcols[b, i*out_w + j, (c, u, v)].
 
-    dcols: (batch, positions, channels * kernel * kernel); padded: (batch, channels, H + 2p, W + 2p).
+    dcols: (batch, positions, channels * kernel * kernel); padded: (batch, channels, H + 2p, W + 2p); each
+    example's by one thread.
     """
     channels = padded.shape[1]
-    for b in range(dcols.shape[0]):
+    for b in prange(dcols.shape[0]):
         for p in range(dcols.shape[1]):
             top = (p // out_w) * stride
             left = (p % out_w) * stride

@@ -4,7 +4,7 @@ import time
 import numpy as np
 
 from tinyprop.kernels import (add_selected_rows_grad, add_shared_rows_grad, add_to_rows, selected_input_grad,
-                              shared_rows_input_grad)
+                              shared_rows_input_grad, small_batch_linear)
 from tinyprop.layers.base import (Layer, check_forward_done, check_input, check_meprop_k, check_positive_int,
                                   check_same_shape)
 from tinyprop.parameter import Parameter, glorot_normal
@@ -16,12 +16,18 @@ SELECTIONS = ("top", "rand", "unified")
 # dx in the 32 KB L1 cache; above it, BLAS on dy's k gathered columns and W's k rows: the loops beat
 # BLAS below this size (docs/performance.md).
 UNIFIED_LOOP_MAX_BYTES = 32 * 1024
+# Up to this batch the forward is tinyprop.kernels.small_batch_linear, above it BLAS: the kernel is faster
+# from 2 examples to this many at the MNIST and parser shapes, BLAS at 1 and above (docs/performance.md).
+LOOP_FORWARD_MAX_BATCH = 16
 
 
 class Linear(Layer):
     """y = x W^T + b, with W: (out, in), one row per neuron (TKDE 2018, eq. 1).
 
     x: (batch, in) -> y: (batch, out).
+
+    forward: y = x W^T + b by BLAS; for 2 to LOOP_FORWARD_MAX_BATCH examples, the same by
+    tinyprop.kernels.small_batch_linear, which reads each row of W once for the whole batch.
 
     k=None: ordinary backprop, dW += dy^T x, db += sum_b dy, dx = dy W (eqs. 7, 8), by BLAS.
     With k, meProp (eqs. 9, 10): only k entries of each example's dy take part, chosen by
@@ -81,9 +87,13 @@ class Linear(Layer):
     def forward(self, x):
         check_input(self.name, x, ("batch", self.n_in))
         self.x = np.ascontiguousarray(x, dtype=self.weight.value.dtype)
-        # (W x^T)^T rather than x W^T: OpenBLAS is faster with the large matrix on the left at
-        # mini-batch sizes (docs/performance.md).
-        return np.ascontiguousarray((self.weight.value @ self.x.T).T) + self.bias.value
+        if not 1 < self.x.shape[0] <= LOOP_FORWARD_MAX_BATCH:
+            # (W x^T)^T rather than x W^T: OpenBLAS is faster with the large matrix on the left at
+            # mini-batch sizes (docs/performance.md).
+            return np.ascontiguousarray((self.weight.value @ self.x.T).T) + self.bias.value
+        y = np.empty((self.x.shape[0], self.n_out), dtype=self.x.dtype)
+        small_batch_linear(self.x, self.weight.value, self.bias.value, y)
+        return y
 
     def backward(self, dy, need_dx=True):
         check_forward_done(self.name, self.x)
