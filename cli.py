@@ -90,6 +90,14 @@ def not_empty(ctx, param, value):
     return value
 
 
+def input_file(path):
+    """predict's FILE: a file, or - ; a folder is most likely a run's, given where --model goes."""
+    if path is not None and os.path.isdir(path):
+        raise click.BadParameter(f"{path!r} is a folder, not a file: a model or its run's folder goes to --model "
+                                 "(tinyprop predict --model RUN_FOLDER FILE)")
+    return path
+
+
 def common_options(task=None):
     """--out, --seed, --data-dir and --config, which go before or after the task's name."""
     seed_help = "Random seed; negative: from the clock (the seed used is recorded)."
@@ -311,8 +319,8 @@ def evaluate(model_path, data_dir, output, all_examples, threads):
 @main.command()
 @click.option("--model", "model_path", required=True, type=click.Path(exists=True), callback=not_empty,
               help="A model.npz written by tinyprop train, or the run's folder that holds it.")
-@click.argument("input_path", metavar="[FILE]", required=False, type=click.Path(exists=True, dir_okay=False,
-                                                                                allow_dash=True))
+@click.argument("input_path", metavar="[FILE]", required=False, type=click.Path(exists=True, allow_dash=True),
+                callback=lambda ctx, param, value: input_file(value))
 @click.option("--output", type=click.Path(dir_okay=False), callback=not_empty,
               help="Write the predictions to this file instead of standard output.")
 @click.option("--tagger", "tagger_path", type=click.Path(exists=True), callback=not_empty,

@@ -95,7 +95,10 @@ def read_conllu(path, parsed=True, stream=None):
             continue
         fields = line.split("\t")
         if len(fields) != 10:
-            raise DataError(f"{path}, line {number}: {len(fields)} tab-separated fields, CoNLL-U has 10")
+            plain = len(fields) == 1 and " " in line.strip()  # words separated by spaces: plain text, most likely
+            raise DataError(f"{path}, line {number}: {len(fields)} tab-separated fields, CoNLL-U has 10" + (
+                "; this looks like plain text: the parser reads CoNLL-U, one word a line (its tags may come from "
+                "a tagger: --tagger DIR)" if plain else ""))
         if SKIPPED_ID.match(fields[0]):
             continue
         if not WORD_ID.match(fields[0]) or int(fields[0]) != len(current.forms) + 1:

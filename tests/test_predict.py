@@ -159,7 +159,9 @@ WORD = "1\tDogs\tdog\tNOUN\tNNS\t_\t_\t_\t_\t_\n"
     ("parser", "in.conllu", WORD + WORD.replace("1\tDogs", "2\tbark").replace("NNS", "_"),
      "in.conllu: sentence 1, word 2 ('bark') has no XPOS tag (_); the parser reads the tags it was trained on: give "
      "them, or tag the words first with --tagger DIR"),
-    ("parser", "in.txt", "Dogs bark\n", "in.txt, line 1: 1 tab-separated fields, CoNLL-U has 10"),
+    ("parser", "in.txt", "Dogs bark\n", "in.txt, line 1: 1 tab-separated fields, CoNLL-U has 10; this looks like "
+                                        "plain text: the parser reads CoNLL-U, one word a line (its tags may come "
+                                        "from a tagger: --tagger DIR)"),
     ("classifier", "in.npy", np.zeros((2, 20, 28), np.uint8), "in.npy: an array of shape (2, 20, 28); mnist models "
                                                               "classify an IDX image file"),
     ("classifier", "in.npy", np.full((2, 784), 255.0), "in.npy: float pixels from 255 to 255; training scales pixels "
@@ -192,6 +194,7 @@ def test_a_model_of_the_wrong_kind_or_a_missing_one_is_refused(tmp_path, tagger,
         (["--model", str(tmp_path)], f"--model {tmp_path}: the folder holds no model.npz; give a run's folder"),
         (["--model", str(tmp_path / "none")], f"Path '{tmp_path / 'none'}' does not exist"),
         (["--model", os.path.join(tagger, "config.json")], "config.json: not a tinyprop model file"),
+        ([tagger], f"'{tagger}' is a folder, not a file: a model or its run's folder goes to --model"),
     ]
     for args, message in cases:
         result = predict(*args, input="Dogs bark\n")
