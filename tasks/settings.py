@@ -128,12 +128,15 @@ class Settings:
         return dataclasses.fields(cls)
 
     @classmethod
-    def name_of(cls, name):
-        """How messages name a field: `TrainTop (--k)` where config files have it, else `--k`."""
+    def name_of(cls, name, from_file=False):
+        """How messages name a field: as its user gave it first, `--k (TrainTop)` from the command line,
+        `TrainTop (--k)` from a config file, in tasks whose config files have it; else `--k`."""
         option = "--" + name.replace("_", "-")
         key = about(cls, name).key
         if cls.nnmnist and key:
-            return f"{key} ({option})" if about(cls, name).option else key
+            if not about(cls, name).option:
+                return key
+            return f"{key} ({option})" if from_file else f"{option} ({key})"
         return option
 
     @classmethod
@@ -167,7 +170,7 @@ class Settings:
 
         def fail(name, problem):
             where = f"{source[name]}: " if name in source else ""
-            raise ConfigError(f"{where}{(naming or cls.name_of)(name)}: {problem}")
+            raise ConfigError(f"{where}{naming(name) if naming else cls.name_of(name, name in source)}: {problem}")
 
         check_value(cls.__dataclass_fields__["net"], self.net, fail)
         unused = {f.name: self.unused_by(f.name) for f in cls.fields()}

@@ -113,7 +113,7 @@ def test_a_bad_value_from_the_file_names_the_file_and_one_from_the_command_line_
     path = config_file(tmp_path, NetType="mlptop", TrainTop=-5)
     with pytest.raises(ConfigError, match=re.escape(f"{path}: TrainTop (--k): ") + ".*got -5"):
         mnist(path)
-    with pytest.raises(ConfigError, match=r"^TrainTop \(--k\): .*got 600"):
+    with pytest.raises(ConfigError, match=r"^--k \(TrainTop\): .*got 600"):
         mnist(path, k=600)
 
 
@@ -132,7 +132,7 @@ def test_a_config_file_with_a_byte_order_mark_is_read(tmp_path):
 
 def test_a_value_the_file_does_not_set_is_not_blamed_on_it(tmp_path):
     path = config_file(tmp_path, NetType="mlptop")
-    with pytest.raises(ConfigError, match=r"^TrainTop \(--k\): .*hidden size 100, got 160"):  # nnmnist's default k
+    with pytest.raises(ConfigError, match=r"^--k \(TrainTop\): .*hidden size 100, got 160"):  # nnmnist's default k
         mnist(path, hidden=100)
 
 
@@ -142,15 +142,15 @@ def test_unified_needs_mlptop():
 
 
 @pytest.mark.parametrize("options, message", [
-    (dict(net="cnn", hidden=100), "HiddenSize (--hidden): --net cnn does not use it"),
-    (dict(net="cnntop", layers=5), "Layers (--layers): --net cnntop does not use it"),
-    (dict(net="mlp", k=80), "TrainTop (--k): --net mlp does not use it"),
+    (dict(net="cnn", hidden=100), "--hidden (HiddenSize): --net cnn does not use it"),
+    (dict(net="cnntop", layers=5), "--layers (Layers): --net cnntop does not use it"),
+    (dict(net="mlp", k=80), "--k (TrainTop): --net mlp does not use it"),
     (dict(net="mlptop", k_ratio=0.5), "--k-ratio: --net mlptop does not use it"),
-    (dict(net="mlptop", prune=0.3), "Prune (--prune): --net mlptop does not use it"),
-    (dict(net="mlp", layers=1, hidden=100), "HiddenSize (--hidden): a single linear layer does not use it"),
+    (dict(net="mlptop", prune=0.3), "--prune (Prune): --net mlptop does not use it"),
+    (dict(net="mlp", layers=1, hidden=100), "--hidden (HiddenSize): a single linear layer does not use it"),
     (dict(net="mlp", layers=1, dropout=0.5), "--dropout: a single linear layer does not use it"),
-    (dict(eps=0.1), "Eps (--eps): --optim adam does not use it"),
-    (dict(optim="adagrad", decay_rate=0.5), "DecayRate (--decay-rate): --optim adagrad does not use it"),
+    (dict(eps=0.1), "--eps (Eps): --optim adam does not use it"),
+    (dict(optim="adagrad", decay_rate=0.5), "--decay-rate (DecayRate): --optim adagrad does not use it"),
 ])
 def test_options_the_net_would_ignore_are_refused(options, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -213,9 +213,9 @@ def test_negative_seed_comes_from_the_clock():
 
 
 def test_remaining_bounds():
-    with pytest.raises(ConfigError, match=r"Eps \(--eps\): must be above 0, got 0"):
+    with pytest.raises(ConfigError, match=r"--eps \(Eps\): must be above 0, got 0"):
         mnist(optim="adagrad", eps=0.0)
-    with pytest.raises(ConfigError, match=r"L2RegFactor \(--l2\): must be at least 0"):
+    with pytest.raises(ConfigError, match=r"--l2 \(L2RegFactor\): must be at least 0"):
         mnist(l2=-0.1)
     assert mnist(net="cnntop", k_ratio=1.0).k_ratio == 1.0  # every position: allowed
 
@@ -235,7 +235,7 @@ def test_settings_describe_their_defaults_per_net_and_check_themselves_from_pyth
     assert ParseSettings.defaults_for("k_out") == "--k" and ParseSettings.defaults_for("dropout") == "0.5"
     settings = MnistSettings(net="mlptop", k=40).checked()
     assert (settings.k, settings.prune, settings.eps) == (40, None, None)  # what mlptop and Adam do not use: None
-    with pytest.raises(ConfigError, match=r"^TrainTop \(--k\): --net mlp does not use it"):
+    with pytest.raises(ConfigError, match=r"^--k \(TrainTop\): --net mlp does not use it"):
         MnistSettings(k=40).checked()  # a value other than the default, for a net that ignores it
-    with pytest.raises(ConfigError, match=r"HiddenSize \(--hidden\): must be a whole number, got '500'"):
+    with pytest.raises(ConfigError, match=r"--hidden \(HiddenSize\): must be a whole number, got '500'"):
         MnistSettings(hidden="500").checked()

@@ -190,16 +190,16 @@ def test_act_mask_zero_keeps_no_held_means(rng):
 
 
 @pytest.mark.parametrize("options, message", [
-    (dict(net="mlpact", act_mask="frozen"), r"^ActMask \(--act-mask\): 'frozen' is not one of zero, recorded"),
-    (dict(net="mlp", act_mask="recorded"), r"^ActMask \(--act-mask\): --net mlp does not use it"),
-    (dict(net="mlpact", act_after=3, epochs=3), r"^ActAfter \(--act-after\): must be below MaxEpoch \(--epochs\) 3, "
+    (dict(net="mlpact", act_mask="frozen"), r"^--act-mask \(ActMask\): 'frozen' is not one of zero, recorded"),
+    (dict(net="mlp", act_mask="recorded"), r"^--act-mask \(ActMask\): --net mlp does not use it"),
+    (dict(net="mlpact", act_after=3, epochs=3), r"^--act-after \(ActAfter\): must be below the epochs \(--epochs, MaxEpoch\), 3, "
                                                 "got 3"),
-    (dict(net="mlpact", act_after=0), r"^ActAfter \(--act-after\): must be at least 1, got 0"),
-    (dict(net="mlpact", act_threshold=1.0), r"^ActThreshold \(--act-threshold\): must be below 1, got 1.0"),
-    (dict(net="mlpact", act_threshold=0.0), r"^ActThreshold \(--act-threshold\): must be above 0, got 0.0"),
-    (dict(net="mlp", act_after=5), r"^ActAfter \(--act-after\): --net mlp does not use it; leave it out"),
-    (dict(net="mlptop", act_threshold=0.01), r"^ActThreshold \(--act-threshold\): --net mlptop does not use it"),
-    (dict(net="mlpact", layers=1), r"^Layers \(--layers\): mlpact applies meAct to hidden layers"),
+    (dict(net="mlpact", act_after=0), r"^--act-after \(ActAfter\): must be at least 1, got 0"),
+    (dict(net="mlpact", act_threshold=1.0), r"^--act-threshold \(ActThreshold\): must be below 1, got 1.0"),
+    (dict(net="mlpact", act_threshold=0.0), r"^--act-threshold \(ActThreshold\): must be above 0, got 0.0"),
+    (dict(net="mlp", act_after=5), r"^--act-after \(ActAfter\): --net mlp does not use it; leave it out"),
+    (dict(net="mlptop", act_threshold=0.01), r"^--act-threshold \(ActThreshold\): --net mlptop does not use it"),
+    (dict(net="mlpact", layers=1), r"^--layers \(Layers\): mlpact applies meAct to hidden layers"),
 ])
 def test_settings_errors_name_the_option(options, message):
     with pytest.raises(ConfigError, match=message):

@@ -102,7 +102,7 @@ def test_cycles_prune_in_even_cycles_and_reset_the_optimizer_at_each_cycle_start
 
 def test_more_parts_than_examples_is_a_config_error(tmp_path):
     settings = make_settings(dict(net="mlpvar", epochs=1, iter_per_epoch=5))
-    with pytest.raises(ConfigError, match=r"IterPerEpoch \(--iter-per-epoch\): 5 parts of an epoch, "
+    with pytest.raises(ConfigError, match=r"--iter-per-epoch \(IterPerEpoch\): 5 parts of an epoch, "
                                           r"but the training set has only 4 examples"):
         check_data(Task, settings, ScriptedTask())
 
