@@ -55,7 +55,8 @@ else:  # pragma: no cover (Python 3.10)
 FILE_KEYS = {"paper", "table", "caption", "deviations", "seeds", "row"}
 ROW_KEYS = {"label", "task", "settings", "seeds", "paper", "baseline"}
 FIGURES = {"test": "test score at best dev (%)", "dev": "best dev score (%)", "backprop_s": "backprop time (s)",
-           "hidden_sizes": "hidden layer sizes", "epoch": "epoch of the best dev score"}
+           "hidden_sizes": "hidden layer sizes", "epoch": "epoch of the best dev score",
+           "active_units": "active hidden units per example (meAct)"}
 RUN_SETTINGS = {"seed", "max_examples", "data_dir"}  # the sweep's, not a row's
 
 

@@ -59,6 +59,9 @@ class RowResult:
         self.epoch = Spread([summary["best_epoch"] for summary in summaries])
         self.sizes = [Spread(layer) for layer in zip(*(summary.get("saved_hidden_sizes", summary["hidden_sizes"])
                                                        for summary in summaries))]
+        # meAct's active units per example, per hidden layer
+        self.active = [Spread([layer["mean"] for layer in layers]) for layers in zip(
+            *(summary["active_units"] for summary in summaries if "active_units" in summary))]
         self.effect = None
 
     def paired(self, baseline):
@@ -68,7 +71,14 @@ class RowResult:
         self.better = sum(self.runs[seed][0]["test_acc"] >= baseline.runs[seed][0]["test_acc"] for seed in seeds)
 
     def sizes_text(self):
-        return ", ".join(f"{layer.mean:.0f}" for layer in self.sizes) if self.runs else "-"
+        if not self.runs:
+            return "-"
+        text = ", ".join(f"{layer.mean:.0f}" for layer in self.sizes)
+        if self.active:
+            text += "; active per example " + ", ".join(f"{layer.mean:.0f}" for layer in self.active)
+            if "active_units" in self.row.paper:
+                text += f" (paper {paper_figure(self.row, 'active_units')})"
+        return text
 
 
 class ExperimentResult:
@@ -156,9 +166,9 @@ def markdown(result, heading="#", root="."):
                       ""]
     if experiment.deviations:
         lines += ["Deviations from the paper:", ""] + [wrap(f"- {text}", "  ") for text in experiment.deviations] + [""]
-    lines += ["| row | seeds | test (%) | paper | test - paper | dev (%) | paper | backprop (s) | paper | "
-              "hidden sizes | against the baseline, per seed |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| row | seeds | test (%) | paper | test - paper | dev (%) | paper | best epoch | paper | backprop (s) | "
+              "paper | hidden sizes | against the baseline, per seed |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in result.rows:
         paper_test = row.row.paper.get("test")
         gap = row.test.mean - paper_test if isinstance(paper_test, (int, float)) else math.nan
@@ -171,7 +181,8 @@ def markdown(result, heading="#", root="."):
             sizes += f" (paper {paper_figure(row.row, 'hidden_sizes')})"
         lines.append(f"| {row.row.label} | {row.test.n}/{row.wanted} | {row.test.text()} | "
                      f"{paper_figure(row.row, 'test')} | {signed(gap)} | {row.dev.text(band=False)} | "
-                     f"{paper_figure(row.row, 'dev')} | {row.backprop.text(1, band=False)} | "
+                     f"{paper_figure(row.row, 'dev')} | {row.epoch.text(1, band=False)} | "
+                     f"{paper_figure(row.row, 'epoch')} | {row.backprop.text(1, band=False)} | "
                      f"{paper_figure(row.row, 'backprop_s', 1)} | {sizes} | {effect} |")
     verdicts = directions(result)
     if verdicts:
@@ -204,8 +215,9 @@ def directions(result):
 
 CSV_COLUMNS = ("experiment", "row", "task", "seeds", "seeds_wanted", "test_mean", "test_sd", "test_min", "test_max",
                "dev_mean", "dev_sd", "dev_min", "dev_max", "backprop_s_mean", "train_s_mean", "best_epoch_mean",
-               "hidden_sizes_mean", "paper_test", "paper_dev", "paper_backprop_s", "paper_hidden_sizes", "baseline",
-               "effect_mean", "effect_sd", "effect_pairs")
+               "hidden_sizes_mean", "active_units_mean", "paper_test", "paper_dev", "paper_backprop_s",
+               "paper_hidden_sizes", "paper_epoch", "paper_active_units", "baseline", "effect_mean", "effect_sd",
+               "effect_pairs")
 
 
 def csv_text(result):
@@ -215,11 +227,13 @@ def csv_text(result):
     writer.writerow(CSV_COLUMNS)
     for row in result.rows:
         effect = row.effect or Spread([])
-        paper = [row.row.paper.get(name, "") for name in ("test", "dev", "backprop_s", "hidden_sizes")]
+        paper = [row.row.paper.get(name, "") for name in ("test", "dev", "backprop_s", "hidden_sizes", "epoch",
+                                                          "active_units")]
         writer.writerow([result.experiment.name, row.row.label, row.row.task, row.test.n, row.wanted,
                          row.test.mean, row.test.sd, row.test.min, row.test.max, row.dev.mean, row.dev.sd,
                          row.dev.min, row.dev.max, row.backprop.mean, row.train.mean, row.epoch.mean,
-                         " ".join(f"{layer.mean:g}" for layer in row.sizes)] + [
+                         " ".join(f"{layer.mean:g}" for layer in row.sizes),
+                         " ".join(f"{layer.mean:g}" for layer in row.active)] + [
                             " ".join(map(str, value)) if isinstance(value, list) else value for value in paper] + [
                             row.row.baseline or "", effect.mean, effect.sd, effect.n])
     return out.getvalue()
