@@ -477,7 +477,8 @@ def report(experiment, results, form, output, plots, max_examples, epochs, updat
 @click.option("--lstm/--no-lstm", default=True, show_default=True,
               help="Also time the tagger's LSTM backward through time (140->500, 16 steps, k 10 per gate).")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Also time each layer on this many threads (BLAS's and the kernels'), after one thread.")
+              help="Also time each layer on this many threads (BLAS's and the kernels'), after one thread, with "
+                   "each variant's speed-up.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def bench(n_in, n_out, batch, k, rounds, calls, conv, parser, lstm, threads, as_json):
     """Time the backward of single layers: dense (BLAS and loops) against meProp (top, unified, rand).
@@ -514,7 +515,7 @@ def bench(n_in, n_out, batch, k, rounds, calls, conv, parser, lstm, threads, as_
         for count in sorted({1, threads}):  # the papers' comparison is on one thread
             results.append(carry_out(lambda: timed(run, count)))
             if not as_json:
-                click.echo(format_report(results[-1]))
+                click.echo(format_report(results[-1], single=results[-2] if count > 1 else None))
     if as_json:
         click.echo(json.dumps(results, indent=2))
 

@@ -55,3 +55,22 @@ def test_epoch_compare_reports_medians_ratios_and_the_phases_within_each_epoch(m
     lines = {line[:54].strip(): line for line in result.stdout.splitlines() if line.startswith("  ")}
     for name, seconds in medians.items():
         assert f"dense tinyprop, 1 thread / this: {dense / seconds:5.2f}x" in lines[name]
+
+
+def test_bench_on_two_threads_gives_each_variants_speed_up():
+    """`tinyprop bench --threads 2`: each layer's one-thread table, then the two-thread one with a column of
+    one-thread time over two-thread time, which is what the two tables' medians give."""
+    from click.testing import CliRunner
+
+    from tinyprop.cli import main
+    result = CliRunner().invoke(main, ["bench", "--in", "12", "--out", "8", "--batch", "3", "--k", "2", "--rounds", "1",
+                                       "--calls", "1", "--threads", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    reports = json.loads(result.output)
+    one, two = [report for report in reports if report["shape"].get("n_in") == 12]
+    assert (one["threads"], two["threads"]) == (1, 2)
+    from tinyprop.bench import format_report
+    table = format_report(two, single=one)
+    assert "1 thread / this" in table.splitlines()[1]
+    line = next(line for line in table.splitlines() if line.split()[0] == "top")
+    assert line.split()[-1] == f"{one['variants']['top']['median_us'] / two['variants']['top']['median_us']:.2f}x"

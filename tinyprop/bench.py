@@ -133,7 +133,9 @@ def bench_lstm(n_in, hidden, k, steps, rounds=20, calls=10, pool=16, seed=0):
                    ("dense-blas", "dense-loop"), rounds, calls, pool)
 
 
-def format_report(result):
+def format_report(result, single=None):
+    """The table of one bench_* result; with `single`, the same layer's one-thread result, each variant's time on
+    one thread over its time here (the speed-up of the threads)."""
     shape = result["shape"]
     if shape["kind"] == "linear":
         title = (f"linear {shape['n_in']}->{shape['n_out']}, batch {shape['batch']}, k {shape['k']} "
@@ -147,8 +149,10 @@ def format_report(result):
     references = [key for key in next(iter(result["variants"].values())) if key.startswith("vs_")]
     threads = f"{result['threads']} thread" + ("s" if result["threads"] > 1 else "")
     lines = [f"{title}; {threads}, median of {result['rounds']} rounds x {result['calls_per_round']} calls",
-             f"  {'variant':<11} {'median':>10}" + "".join(f"  {key[3:] + ' / this':>16}" for key in references)]
+             f"  {'variant':<11} {'median':>10}" + "".join(f"  {key[3:] + ' / this':>16}" for key in references)
+             + (f"  {'1 thread / this':>16}" if single else "")]
     for name, entry in result["variants"].items():
         lines.append(f"  {name:<11} {entry['median_us']:8.1f}us" + "".join(f"  {entry[key]:15.2f}x"
-                                                                         for key in references))
+                                                                         for key in references)
+                     + (f"  {single['variants'][name]['median_us'] / entry['median_us']:15.2f}x" if single else ""))
     return "\n".join(lines)
