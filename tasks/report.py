@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import re
 import statistics
 import textwrap
 
@@ -299,7 +300,7 @@ def plots(result, folder):
                 x = [row.row.grid[1] for row in rows]
                 mean = [of(row).mean for row in rows]
                 sd = [0.0 if math.isnan(of(row).sd) else of(row).sd for row in rows]
-                axes.plot(x, mean, marker="o", label=family)
+                axes.plot(x, mean, marker="o", label=re.sub(r"\{(\w+)\}", r"\1", family))  # top-{k}: top-k
                 axes.fill_between(x, [m - s for m, s in zip(mean, sd)], [m + s for m, s in zip(mean, sd)], alpha=0.2)
             values = [row.row.grid[1] for rows in families.values() for row in rows]
             if min(values) > 0 and max(values) / min(values) >= 10:
@@ -313,8 +314,8 @@ def plots(result, folder):
               for row in result.rows if row.runs}
     fig, axes = plt.subplots(figsize=(6, 4))
     for label, runs in curves.items():
-        band(axes, [[record["dev_acc"] for record in records] for records in runs], label)
-    axes.set_xlabel("evaluation (parts of epochs)")
+        band(axes, [[record["dev_acc"] for record in records] for records in runs], label, parts_of(runs))
+    axes.set_xlabel("epoch")
     axes.set_ylabel("dev score (%)")
     axes.set_title(f"{result.experiment.table}: dev score over training")
     axes.legend(fontsize="small")
@@ -325,8 +326,8 @@ def plots(result, folder):
         for label, runs in simplified.items():
             for layer in range(len(runs[0][0]["hidden_sizes"])):
                 band(axes, [[record["hidden_sizes"][layer] for record in records] for records in runs],
-                     f"{label}, layer {layer + 1}")
-        axes.set_xlabel("evaluation (parts of epochs)")
+                     f"{label}, layer {layer + 1}", parts_of(runs))
+        axes.set_xlabel("epoch")
         axes.set_ylabel("hidden size")
         axes.set_title(f"{result.experiment.table}: meSimp's sizes over training")
         axes.legend(fontsize="small")
@@ -336,9 +337,9 @@ def plots(result, folder):
         fig, axes = plt.subplots(figsize=(6, 4))
         for label, runs in updating.items():
             band(axes, [[record["update_size"]["all"] for record in records if "update_size" in record]
-                        for records in runs], label)
+                        for records in runs], label, parts_of(runs))
         axes.set_yscale("log")
-        axes.set_xlabel("evaluation (parts of epochs)")
+        axes.set_xlabel("epoch")
         axes.set_ylabel("mean |parameter change| per update")
         axes.set_title(f"{result.experiment.table}: size of the updates over training")
         axes.legend(fontsize="small")
@@ -346,16 +347,22 @@ def plots(result, folder):
     return made
 
 
+def parts_of(runs):
+    """Evaluations per epoch in runs' metrics (each a list of records with `part`)."""
+    return max(record["part"] for records in runs for record in records)
+
+
 def metrics(folder):
     with open(os.path.join(folder, "metrics.jsonl")) as handle:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def band(axes, series, label):
-    """Mean and ± sd over runs of per-evaluation figures (runs cut to the shortest)."""
+def band(axes, series, label, parts=1):
+    """Mean and ± sd over runs of per-evaluation figures (runs cut to the shortest), at epochs: evaluation i of
+    `parts` an epoch is at i / parts."""
     length = min(map(len, series))
     columns = [Spread([values[i] for values in series]) for i in range(length)]
-    x = range(1, length + 1)
+    x = [i / parts for i in range(1, length + 1)]
     axes.plot(x, [column.mean for column in columns], label=label)
     if len(series) > 1:
         axes.fill_between(x, [column.mean - column.sd for column in columns],
