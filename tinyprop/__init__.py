@@ -10,28 +10,28 @@ Simplification for Deep Learning: A Minimal Effort Back Propagation Method", TKD
 (n, 28, 28)), `tp.read_conllu(path)` (a CoNLL-U file: a list of `tp.Sentence`, with forms, UPOS, XPOS,
 heads and relations) and `tp.write_conllu`.
 """
-import importlib
+import importlib as _importlib
 
 __version__ = "0.1.0"
 
-SUBMODULES = ("layers", "optim")
-MESIMP_CLASSES = ("ActivityRecord", "ColumnBlock", "GateActivityRecord", "LinearActivityRecord", "Simplifier")
-DATA = {"read_idx": "tinyprop.tasks.mnist", "read_conllu": "tinyprop.tasks.conllu",  # name -> its module
-        "write_conllu": "tinyprop.tasks.conllu", "Sentence": "tinyprop.tasks.conllu"}
-__all__ = [*SUBMODULES, *MESIMP_CLASSES, *DATA]
+_SUBMODULES = ("layers", "optim")
+_MESIMP_CLASSES = ("ActivityRecord", "ColumnBlock", "GateActivityRecord", "LinearActivityRecord", "Simplifier")
+_DATA = {"read_idx": "tinyprop.tasks.mnist", "read_conllu": "tinyprop.tasks.conllu",  # name -> its module
+         "write_conllu": "tinyprop.tasks.conllu", "Sentence": "tinyprop.tasks.conllu"}
+__all__ = [*_SUBMODULES, *_MESIMP_CLASSES, *_DATA]
 
 
 def __getattr__(name):
     """PEP 562 lazy attributes: `tinyprop.cli` starts without importing NumPy and Numba."""
-    if name in SUBMODULES:
-        return importlib.import_module(f"tinyprop.{name}")
-    if name in MESIMP_CLASSES:
-        return getattr(importlib.import_module("tinyprop.mesimp"), name)
-    if name in DATA:
-        return getattr(importlib.import_module(DATA[name]), name)
+    if name in _SUBMODULES:
+        return _importlib.import_module(f"tinyprop.{name}")
+    if name in _MESIMP_CLASSES:
+        return getattr(_importlib.import_module("tinyprop.mesimp"), name)
+    if name in _DATA:
+        return getattr(_importlib.import_module(_DATA[name]), name)
     raise AttributeError(f"module 'tinyprop' has no attribute {name!r}")
 
 
 def __dir__():
-    """dir(tinyprop) and tab completion list the lazy names too."""
-    return sorted([*globals(), *__all__])
+    """dir(tinyprop) and tab completion list what tinyprop offers (and the lazy names among it)."""
+    return sorted([*__all__, "__version__"])
