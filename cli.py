@@ -90,7 +90,7 @@ def not_empty(ctx, param, value):
     return value
 
 
-def input_file(path):
+def input_file(ctx, param, path):
     """predict's FILE: a file, or - ; a folder is most likely a run's, given where --model goes."""
     if path is not None and os.path.isdir(path):
         raise click.BadParameter(f"{path!r} is a folder, not a file: a model or its run's folder goes to --model "
@@ -320,7 +320,7 @@ def evaluate(model_path, data_dir, output, all_examples, threads):
 @click.option("--model", "model_path", required=True, type=click.Path(exists=True), callback=not_empty,
               help="A model.npz written by tinyprop train, or the run's folder that holds it.")
 @click.argument("input_path", metavar="[FILE]", required=False, type=click.Path(exists=True, allow_dash=True),
-                callback=lambda ctx, param, value: input_file(value))
+                callback=input_file)
 @click.option("--output", type=click.Path(dir_okay=False), callback=not_empty,
               help="Write the predictions to this file instead of standard output.")
 @click.option("--tagger", "tagger_path", type=click.Path(exists=True), callback=not_empty,
@@ -428,7 +428,7 @@ def reproduce(experiment, seeds, jobs, threads, ray_address, results, max_exampl
               help="Markdown tables, or one CSV line per row with the figures unrounded.")
 @click.option("--output", type=click.Path(dir_okay=False), callback=not_empty, help="Write to this file.")
 @click.option("--plots", type=click.Path(file_okay=False), callback=not_empty,
-              help="Also draw the figures (PNG) into this folder. Needs tinyprop[plot].")
+              help="Also draw the figures (PNG and SVG) into this folder. Needs tinyprop[plot].")
 @click.option("--max-examples", type=click.IntRange(min=1), help="Report the quick runs made with --max-examples N.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Report the quick runs made with --epochs N.")
 @click.option("--update-docs", is_flag=True,
@@ -459,7 +459,8 @@ def report(experiment, results, form, output, plots, max_examples, epochs, updat
         else:
             click.echo(text, nl=False)
         for path in reports.plots(result, plots) if plots else ():
-            click.echo(f"wrote {path}", err=True)  # standard output may hold the table
+            for made in (path, os.path.splitext(path)[0] + ".svg"):
+                click.echo(f"wrote {made}", err=True)  # standard output may hold the table
     carry_out(work)
 
 

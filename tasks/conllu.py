@@ -95,10 +95,13 @@ def read_conllu(path, parsed=True, stream=None):
             continue
         fields = line.split("\t")
         if len(fields) != 10:
-            plain = len(fields) == 1 and " " in line.strip()  # words separated by spaces: plain text, most likely
-            raise DataError(f"{path}, line {number}: {len(fields)} tab-separated fields, CoNLL-U has 10" + (
-                "; this looks like plain text: the parser reads CoNLL-U, one word a line (its tags may come from "
-                "a tagger: --tagger DIR)" if plain else ""))
+            hint = ""
+            if len(fields) == 1 and len(line.split()) == 10:
+                hint = "; its 10 columns are separated by spaces: CoNLL-U separates them by tabs"
+            elif len(fields) == 1 and " " in line.strip():  # words separated by spaces: plain text, most likely
+                hint = ("; this looks like plain text: the parser reads CoNLL-U, one word a line (its tags may come "
+                        "from a tagger: --tagger DIR)")
+            raise DataError(f"{path}, line {number}: {len(fields)} tab-separated fields, CoNLL-U has 10{hint}")
         if SKIPPED_ID.match(fields[0]):
             continue
         if not WORD_ID.match(fields[0]) or int(fields[0]) != len(current.forms) + 1:

@@ -425,8 +425,8 @@ class MnistSettings(Settings):
         if self.net == "mlpact" and self.layers < 2:
             fail("layers", f"mlpact applies meAct to hidden layers, so it needs Layers >= 2, got {self.layers}")
         if self.net == "mlpact" and not self.act_after < self.epochs:
-            fail("act_after", f"must be below the epochs (--epochs, MaxEpoch), {self.epochs}, got {self.act_after}: meAct starts "
-                              "after that many epochs")
+            fail("act_after", f"must be below the epochs (--epochs, MaxEpoch), {self.epochs}, got {self.act_after}: "
+                              "meAct starts after that many epochs")
 
 
 class MnistTask(Task):

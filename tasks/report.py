@@ -62,7 +62,7 @@ class RowResult:
                                                        for summary in summaries))]
         # meAct's active units per example, per hidden layer
         self.active = [Spread([layer["mean"] for layer in layers]) for layers in zip(
-            *(summary["active_units"] for summary in summaries if "active_units" in summary))]
+            *(summary["active_units"] for summary in summaries if summary.get("active_units")))]
         self.effect = None
 
     def paired(self, baseline):

@@ -162,7 +162,7 @@ class Settings:
         that are not None and differ from their default). source: {field: config file} for the fields
         a config file set: a message about one names the file, and one the net ignores is accepted
         (nnmnist's files carry every key whatever the NetType). naming: how messages name a field (default:
-        its nnmnist key and option)."""
+        name_of, its option and nnmnist key, the key first for a field a config file set)."""
         cls = type(self)
         source = source or {}
         if given is None:

@@ -76,7 +76,7 @@ def test_import_tinyprop_as_tp_gives_layers_optim_and_mesimp():
     from tinyprop import layers, mesimp, optim
     assert tp.layers is layers and tp.optim is optim
     assert tp.Simplifier is mesimp.Simplifier and tp.ColumnBlock is mesimp.ColumnBlock
-    assert {"layers", "optim", "Simplifier"} <= set(dir(tp))
+    assert dir(tp) == sorted([*tp.__all__, "__version__"]) and {"layers", "optim", "Simplifier"} <= set(dir(tp))
     with pytest.raises(AttributeError, match="has no attribute 'Lienar'"):
         tp.Lienar
 

@@ -1,6 +1,7 @@
 """The benchmark's references and report (its timings are not tested)."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -58,19 +59,22 @@ def test_epoch_compare_reports_medians_ratios_and_the_phases_within_each_epoch(m
 
 
 def test_bench_on_two_threads_gives_each_variants_speed_up():
-    """`tinyprop bench --threads 2`: each layer's one-thread table, then the two-thread one with a column of
-    one-thread time over two-thread time, which is what the two tables' medians give."""
+    """`tinyprop bench --threads 2`: each layer's one-thread table, then its two-thread table with a column of
+    one-thread time over two-thread time, which the two tables' medians give."""
     from click.testing import CliRunner
 
     from tinyprop.cli import main
     result = CliRunner().invoke(main, ["bench", "--in", "12", "--out", "8", "--batch", "3", "--k", "2", "--rounds", "1",
-                                       "--calls", "1", "--threads", "2", "--json"])
+                                       "--calls", "1", "--threads", "2"])
     assert result.exit_code == 0, result.output
-    reports = json.loads(result.output)
-    one, two = [report for report in reports if report["shape"].get("n_in") == 12]
-    assert (one["threads"], two["threads"]) == (1, 2)
-    from tinyprop.bench import format_report
-    table = format_report(two, single=one)
-    assert "1 thread / this" in table.splitlines()[1]
-    line = next(line for line in table.splitlines() if line.split()[0] == "top")
-    assert line.split()[-1] == f"{one['variants']['top']['median_us'] / two['variants']['top']['median_us']:.2f}x"
+    tables = [table.splitlines() for table in re.split(r"\n(?=\S)", result.output.strip())]
+    mine = [table for table in tables if table[0].startswith("linear 12->8")]
+    assert [table[0].split("; ")[1].split(",")[0] for table in mine] == ["1 thread", "2 threads"]
+    for table in tables:
+        assert ("1 thread / this" in table[1]) == ("2 threads" in table[0]), table[:2]
+
+    def medians(table):
+        return {line.split()[0]: float(line.split()[1][:-2]) for line in table[2:]}
+    one, two = medians(mine[0]), medians(mine[1])
+    top = next(line for line in mine[1][2:] if line.split()[0] == "top")
+    assert float(top.split()[-1][:-1]) == pytest.approx(one["top"] / two["top"], abs=0.006)

@@ -159,6 +159,9 @@ WORD = "1\tDogs\tdog\tNOUN\tNNS\t_\t_\t_\t_\t_\n"
     ("parser", "in.conllu", WORD + WORD.replace("1\tDogs", "2\tbark").replace("NNS", "_"),
      "in.conllu: sentence 1, word 2 ('bark') has no XPOS tag (_); the parser reads the tags it was trained on: give "
      "them, or tag the words first with --tagger DIR"),
+    ("parser", "in.conllu", "1 Dogs dog NOUN NNS _ 0 root _ _\n", "in.conllu, line 1: 1 tab-separated fields, "
+                                                                    "CoNLL-U has 10; its 10 columns are separated "
+                                                                    "by spaces: CoNLL-U separates them by tabs"),
     ("parser", "in.txt", "Dogs bark\n", "in.txt, line 1: 1 tab-separated fields, CoNLL-U has 10; this looks like "
                                         "plain text: the parser reads CoNLL-U, one word a line (its tags may come "
                                         "from a tagger: --tagger DIR)"),

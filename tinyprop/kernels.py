@@ -36,12 +36,12 @@ def small_batch_linear(x, weight, bias, y):
     """y = x W^T + b (eq. 1), the forward of tinyprop.layers.linear.Linear, for a small batch.
     x: (batch, in); weight: (out, in); bias: (out,); y: (batch, out), overwritten.
 
-    Four rows of W and two examples at a time: eight sums in registers, each row read from memory once for
-    the whole batch, and each pair of x's rows (from the L1 cache) once per four rows. At mini-batch 10,
-    BLAS's product reads W as if the batch were large; this beats it below LOOP_FORWARD_MAX_BATCH
-    (tinyprop.layers.linear). Each entry of y is one thread's, summed in an order fixed by the compiled
-    code ("reassoc" lets the sums run in SIMD lanes): the same bits on any number of threads. The blocks at
-    the ends of W and of the batch repeat their last row or example, which writes the same value twice.
+    Four rows of W and two examples at a time: eight sums in registers, each row of W read once for the
+    whole batch, and each pair of x's rows once per four rows of W. Up to LOOP_FORWARD_MAX_BATCH examples
+    this is faster than BLAS's product (tinyprop.layers.linear). Each entry of y is one thread's, summed in
+    an order fixed by the compiled code ("reassoc" lets the sums run in SIMD lanes): the same bits on any
+    number of threads. The blocks at the ends of W and of the batch repeat their last row or example, which
+    writes the same value twice.
     """
     n_out, n_in = weight.shape
     last_row, last_example = n_out - 1, x.shape[0] - 1

@@ -87,13 +87,13 @@ class Linear(Layer):
     def forward(self, x):
         check_input(self.name, x, ("batch", self.n_in))
         self.x = np.ascontiguousarray(x, dtype=self.weight.value.dtype)
-        if not 1 < self.x.shape[0] <= LOOP_FORWARD_MAX_BATCH:
-            # (W x^T)^T rather than x W^T: OpenBLAS is faster with the large matrix on the left at
-            # mini-batch sizes (docs/performance.md).
-            return np.ascontiguousarray((self.weight.value @ self.x.T).T) + self.bias.value
-        y = np.empty((self.x.shape[0], self.n_out), dtype=self.x.dtype)
-        small_batch_linear(self.x, self.weight.value, self.bias.value, y)
-        return y
+        if 2 <= self.x.shape[0] <= LOOP_FORWARD_MAX_BATCH:
+            y = np.empty((self.x.shape[0], self.n_out), dtype=self.x.dtype)
+            small_batch_linear(self.x, self.weight.value, self.bias.value, y)
+            return y
+        # (W x^T)^T rather than x W^T: OpenBLAS is faster with the large matrix on the left at
+        # mini-batch sizes (docs/performance.md).
+        return np.ascontiguousarray((self.weight.value @ self.x.T).T) + self.bias.value
 
     def backward(self, dy, need_dx=True):
         check_forward_done(self.name, self.x)
