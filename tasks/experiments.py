@@ -110,9 +110,12 @@ def slug(text):
 
 
 def shipped():
-    """The experiment files that come with tinyprop: {name: path}."""
+    """The experiment files that come with tinyprop: {name: path}, in the papers' order (table2 before table10)."""
     folder = resources.files("tinyprop.experiments")
-    return {entry.name[:-5]: str(entry) for entry in sorted(folder.iterdir(), key=lambda e: e.name)
+
+    def natural(entry):
+        return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", entry.name)]
+    return {entry.name[:-5]: str(entry) for entry in sorted(folder.iterdir(), key=natural)
             if entry.name.endswith(".toml")}
 
 
