@@ -8,10 +8,10 @@ Ctrl-C: 130).
 """
 import os
 
-# OpenBLAS starts with one thread unless the user says otherwise (numpy reads this once, at import): a run
-# then sets the count it was given (--threads; tasks.run.using_threads), for which OpenBLAS makes the
-# threads it lacks, and the commands that give none (bench, report) run on one, with no idle BLAS threads
-# spinning beside the Numba kernels, which made them about 2x slower (docs/performance.md).
+# OpenBLAS starts with one thread unless the user says otherwise (numpy reads this once, at import): runs keep
+# it at one but for products large enough to share out (tinyprop.threads), and the commands that set no
+# count (bench, report) run on one, with no idle BLAS threads spinning beside the Numba kernels, which
+# made them many times slower (docs/performance.md).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import inspect  # noqa: E402
@@ -297,7 +297,8 @@ def train(ctx, resume_dir, **common):
 @click.option("--all-examples", is_flag=True,
               help="Score every example of dev and test, also for a model trained with --max-examples.")
 @click.option("--threads", type=click.IntRange(min=1),
-              help="Threads of BLAS and of tinyprop's kernels.  [default: 1]")
+              help="Threads of tinyprop's kernels (and of BLAS for large products).  [default: the cores this "
+                   "process may use]")
 def evaluate(model_path, data_dir, output, all_examples, threads):
     """Re-evaluate a saved model on the dev and test sets.
 

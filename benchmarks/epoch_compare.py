@@ -10,13 +10,17 @@ PyTorch is measured only if it is installed (it is not a dependency of tinyprop;
 here `pip install torch==2.13.0` installs its CPU build from a local file): dense, with its
 default thread count and with one thread, and with meProp as public re-implementations write
 it, the gradient at each hidden layer's output multiplied by a 0/1 mask of its per-example
-top-k (every product still computed densely), with the default threads. tinyprop runs each of its
+top-k (every product still computed densely), with the default threads. PyTorch trains in a child
+process that takes its turn in each round: in this process its two OpenMP threads shared the cores with
+tinyprop's (Numba's OpenMP runtime and OpenBLAS's threads), and its two-thread epoch took three times
+its one-thread epoch. tinyprop runs each of its
 variants on each count of --threads (BLAS's and the kernels', as a run's --threads sets them; default: one
 and the cores this process may use), and reports for each count the ratio of mlptop's epoch to the dense one's.
 """
 import argparse
 import dataclasses
 import json
+import multiprocessing
 import os
 import time
 
@@ -95,6 +99,43 @@ def torch_epoch(data, seed, threads, k=None):
     return epoch, default_threads
 
 
+def torch_worker(connection, max_examples, seed, k):
+    """PyTorch's variants in a process of their own: sends their names (None without PyTorch), then runs one
+    epoch of each name it receives, until None."""
+    try:
+        import torch
+    except ImportError:
+        connection.send(None)
+        return
+    data = Mnist(locate_files())
+    data.keep_first(max_examples)
+    epoch, threads = torch_epoch(data, seed, threads=None)
+    epochs = {f"pytorch {torch.__version__} dense, {threads} threads": epoch,
+              f"pytorch {torch.__version__} dense, 1 thread": torch_epoch(data, seed, threads=1)[0],
+              f"pytorch mask k={k}, {threads} threads": torch_epoch(data, seed, None, k)[0]}
+    connection.send(list(epochs))
+    for name in iter(connection.recv, None):
+        epochs[name]()
+        connection.send(name)
+
+
+def torch_variants(max_examples, seed, k):
+    """{name: one epoch in the PyTorch child process} and the child (to join), or ({}, None) without PyTorch."""
+    context = multiprocessing.get_context("spawn")
+    connection, child_end = context.Pipe()
+    child = context.Process(target=torch_worker, args=(child_end, max_examples, seed, k), daemon=True)
+    child.start()
+    names = connection.recv()
+    if names is None:
+        child.join()
+        return {}, None
+
+    def remote(name):
+        connection.send(name)
+        connection.recv()
+    return {name: lambda name=name: remote(name) for name in names}, (child, connection)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -119,13 +160,9 @@ def main():
                                       (f"mlptop k={args.k} unified", "mlptop", True)):
             name = tinyprop_name(variant, count)
             variants[name], timers[name] = tinyprop_epoch(net, args.k, data, args.seed, count, unified)
-    try:
-        import torch
-        epoch, threads = torch_epoch(data, args.seed, threads=None)
-        variants[f"pytorch {torch.__version__} dense, {threads} threads"] = epoch
-        variants[f"pytorch {torch.__version__} dense, 1 thread"] = torch_epoch(data, args.seed, threads=1)[0]
-        variants[f"pytorch mask k={args.k}, {threads} threads"] = torch_epoch(data, args.seed, None, args.k)[0]
-    except ImportError:
+    pytorch, child = torch_variants(args.max_examples, args.seed, args.k)
+    variants.update(pytorch)
+    if child is None:
         print("PyTorch is not installed: measuring tinyprop only (pip install torch==2.13.0)")
 
     times = {name: [] for name in variants}
@@ -139,6 +176,9 @@ def main():
             if before is not None:
                 phases[name].append([now - then for now, then in zip(dataclasses.astuple(timers[name]), before)])
             print(f"round {round_number}: {name}: {times[name][-1]:.2f} s", flush=True)
+    if child is not None:
+        child[1].send(None)
+        child[0].join()
     medians = {name: float(np.median(values)) for name, values in times.items()}
     phase_medians = {name: dict(zip(PHASES, np.median(values, axis=0).tolist())) for name, values in phases.items()}
     dense = medians[tinyprop_name("mlp (dense)", 1)]

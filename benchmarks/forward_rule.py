@@ -1,11 +1,11 @@
 """Linear.forward's rule: BLAS or tinyprop.kernels.small_batch_linear, by batch size.
 
-    python benchmarks/forward_rule.py [--rounds 9] [--threads 1,2]
+    python benchmarks/forward_rule.py [--rounds 9] [--threads 1]
 
 y = x W^T + b at the shapes of the papers' MLP (784 -> 500, 500 -> 500, 500 -> 10) and the parser's
 (2400 -> 500, 500 -> 103), for batches from 1 to 64, each way on each thread count, alternating in one
 process; medians per call, and BLAS's time over the kernel's (above 1: the kernel is faster). The rule in
-tinyprop/layers/linear.py (LOOP_FORWARD_MAX_BATCH) is read from this table.
+tinyprop/layers/linear.py (LOOP_FORWARD_BATCHES) is read from this table, on one thread.
 """
 import argparse
 import os
@@ -23,14 +23,14 @@ BATCHES = (1, 2, 4, 10, 16, 24, 32, 64)
 
 
 def blas(x, weight, bias, y):
-    """Linear.forward's product above LOOP_FORWARD_MAX_BATCH."""
+    """Linear.forward's product outside LOOP_FORWARD_BATCHES."""
     return np.ascontiguousarray((weight @ x.T).T) + bias
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--threads", default="1")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     print(f"{'shape':>12} {'batch':>5} {'threads':>7} {'blas us':>9} {'kernel us':>9} {'blas/kernel':>11}")

@@ -29,7 +29,7 @@ from tinyprop.mesimp import Simplifier
 from tinyprop.tasks import task_class
 from tinyprop.tasks.files import DataError, keep_lines, read_json, read_model_file, write_bytes, write_json, write_npz
 from tinyprop.tasks.provenance import provenance
-from tinyprop.tasks.settings import ConfigError, resolve_seed
+from tinyprop.tasks.settings import CORES, ConfigError, resolve_seed
 from tinyprop.tasks.training import (CHECKPOINT, Checkpoint, UpdateSizes, make_optimizer, param_count, train,
                                      write_summary)
 
@@ -173,9 +173,10 @@ def environment_changes(before, now):
 
 @contextmanager
 def using_threads(count):
-    """`count` threads for BLAS (threadpoolctl) and for tinyprop's Numba kernels inside the block, from Python
-    too: BLAS's results depend on the count. SciPy's BLAS (Numba's np.dot) is loaded first, so that it is
-    set too. OpenBLAS makes the threads it lacks: one started with OPENBLAS_NUM_THREADS=1 (cli.py) runs more."""
+    """`count` threads for tinyprop's Numba kernels inside the block, and one for BLAS (threadpoolctl), but for
+    the products large enough to share out on `count` (tinyprop.threads). SciPy's BLAS (Numba's np.dot) is
+    loaded first, so that it is set too. OpenBLAS makes the threads it lacks: one started with
+    OPENBLAS_NUM_THREADS=1 (cli.py) runs more for those products."""
     import numba
     import scipy.linalg.cython_blas  # noqa: F401
     from threadpoolctl import threadpool_limits
@@ -186,7 +187,7 @@ def using_threads(count):
     before = numba.get_num_threads()
     numba.set_num_threads(count)
     try:
-        with threadpool_limits(limits=count, user_api="blas"):
+        with threadpool_limits(limits=1, user_api="blas"):
             yield
     finally:
         numba.set_num_threads(before)
@@ -240,7 +241,7 @@ def finish(task, settings, seed, out_dir, training, log):
     return summary
 
 
-def evaluate(model_path, data_dir=None, all_examples=False, output=None, log=print, threads=1):
+def evaluate(model_path, data_dir=None, all_examples=False, output=None, log=print, threads=CORES):
     """Score a saved model (a model.npz, or the run folder that holds it) on dev and test: on the files it
     was trained on, unless `data_dir` names others or they have moved, and on the run's --max-examples
     unless `all_examples`, with `threads` threads (using_threads). `output`: a file for the task's predictions

@@ -5,6 +5,7 @@ Exact resume of an mlpact run (its accumulators, then its active sets, in the ch
 import json
 import os
 
+import numba
 import numpy as np
 import pytest
 
@@ -70,6 +71,28 @@ def test_kernels_compute_the_dense_layer_on_masked_activations(rng, active, dtyp
     active_rows_input_grad(dy, W, *layer_active, dx)
     np.testing.assert_allclose(dx, dx_want, **tolerance)
     assert not dx[1].any()
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="Numba has one thread on this machine")
+def test_kernels_give_the_same_bits_on_one_and_two_threads(rng, active):
+    _, layer_active = batch_of(active, [4, 0, 1, 6, 2, 5, 3])
+    x = rng.standard_normal((7, N_IN)).astype(np.float32)
+    W = rng.standard_normal((N_OUT, N_IN)).astype(np.float32)
+    dy = rng.standard_normal((7, N_OUT)).astype(np.float32)
+    results = []
+    for threads in (1, 2):
+        before = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            y, dW, db, dx = np.zeros((7, N_OUT), np.float32), np.ones_like(W), np.ones(N_OUT, np.float32), np.empty_like(x)
+            set_active_rows(x, W, W[:, 0].copy(), *layer_active, y)
+            add_active_rows_grad(dy, x, *layer_active, dW, db, np.zeros(N_OUT, bool), np.zeros(N_OUT, bool))
+            active_rows_input_grad(dy, W, *layer_active, dx)
+        finally:
+            numba.set_num_threads(before)
+        results.append((y, dW, db, dx))
+    for one, two in zip(*results):
+        assert np.array_equal(one, two)
 
 
 def test_active_linear_gradients_pass_a_gradient_check(rng, active):

@@ -37,8 +37,8 @@ def small_batch_linear(x, weight, bias, y):
     x: (batch, in); weight: (out, in); bias: (out,); y: (batch, out), overwritten.
 
     Four rows of W and two examples at a time: eight sums in registers, each row of W read once for the
-    whole batch, and each pair of x's rows once per four rows of W. Up to LOOP_FORWARD_MAX_BATCH examples
-    this is faster than BLAS's product (tinyprop.layers.linear). Each entry of y is one thread's, summed in
+    whole batch, and each pair of x's rows once per four rows of W. At LOOP_FORWARD_BATCHES' sizes this is
+    faster than BLAS's product (tinyprop.layers.linear). Each entry of y is one thread's, summed in
     an order fixed by the compiled code ("reassoc" lets the sums run in SIMD lanes): the same bits on any
     number of threads. The blocks at the ends of W and of the batch repeat their last row or example, which
     writes the same value twice.
@@ -309,46 +309,87 @@ def col2im_add(dcols, kernel, stride, out_w, padded):
 # gradients.
 
 
-@njit(cache=True, fastmath={"reassoc"})
+@njit(cache=True)
+def active_examples_by_row(examples, indices, offsets, n_rows):
+    """Which of the batch's examples have each row in their active sets, in order: row r's are
+    batch[starts[r]:starts[r + 1]]. The transpose of the batch's part of the CSR sets (a counting sort by
+    row): starts (n_rows + 1,), batch (the entries' count,) positions in the batch."""
+    starts = np.zeros(n_rows + 1, dtype=np.int64)
+    for b in range(examples.shape[0]):
+        j = examples[b]
+        for t in range(offsets[j], offsets[j + 1]):
+            starts[indices[t] + 1] += 1
+    for r in range(n_rows):
+        starts[r + 1] += starts[r]
+    filled = starts[:n_rows].copy()
+    batch = np.empty(starts[n_rows], dtype=np.int32)
+    for b in range(examples.shape[0]):
+        j = examples[b]
+        for t in range(offsets[j], offsets[j + 1]):
+            r = indices[t]
+            batch[filled[r]] = b
+            filled[r] += 1
+    return starts, batch
+
+
+@njit(cache=True, parallel=True, fastmath={"reassoc"})
 def set_active_rows(x, weight, bias, examples, indices, offsets, y):
     """y[b, r] = W[r] . x[b] + bias[r] for r in example examples[b]'s active set; the other entries of y (the
     masked units': zero, or the held constants of act_mask "recorded") are left as the caller set them.
     y: (batch, out). tinyprop.reference.active_linear_forward, reading only the active rows of W.
 
-    "reassoc" lets the dot product run in SIMD lanes; without it each row is a chain of dependent adds.
+    Row by row (active_examples_by_row): each row of W that some example needs is read once for the batch,
+    two of its examples a pass, rather than once per example; the rows are shared out among the threads
+    (each entry of y is one thread's). "reassoc" lets the dot products run in SIMD lanes.
     """
+    starts, batch = active_examples_by_row(examples, indices, offsets, weight.shape[0])
     n_in = x.shape[1]
-    for b in range(x.shape[0]):
-        j = examples[b]
-        for t in range(offsets[j], offsets[j + 1]):
-            r = indices[t]
-            total = bias[r]
+    zero = weight.dtype.type(0)
+    for r in prange(weight.shape[0]):
+        first, last = starts[r], starts[r + 1]
+        for i in range(first, last - 1, 2):
+            b0, b1 = batch[i], batch[i + 1]
+            s0 = s1 = zero
             for c in range(n_in):
-                total += weight[r, c] * x[b, c]
-            y[b, r] = total
+                w = weight[r, c]
+                s0 += w * x[b0, c]
+                s1 += w * x[b1, c]
+            y[b0, r], y[b1, r] = s0 + bias[r], s1 + bias[r]
+        if (last - first) % 2:
+            b = batch[last - 1]
+            s = zero
+            for c in range(n_in):
+                s += weight[r, c] * x[b, c]
+            y[b, r] = s + bias[r]
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def add_active_rows_grad(dy, x, examples, indices, offsets, weight_grad, bias_grad, weight_rows, bias_rows):
     """dW[r] += dy[b, r] x[b] and db[r] += dy[b, r] for r in example examples[b]'s active set, marking those
-    rows of W and b. tinyprop.reference.active_linear_backward's dW and db, touching only the active rows."""
+    rows of W and b. tinyprop.reference.active_linear_backward's dW and db, touching only the active rows.
+
+    Row by row (active_examples_by_row), the rows shared out among the threads, each adding its examples in
+    the batch's order: the same bits on any number of threads."""
+    starts, batch = active_examples_by_row(examples, indices, offsets, weight_grad.shape[0])
     n_in = x.shape[1]
-    for b in range(x.shape[0]):
-        j = examples[b]
-        for t in range(offsets[j], offsets[j + 1]):
-            r = indices[t]
+    for r in prange(weight_grad.shape[0]):
+        first, last = starts[r], starts[r + 1]
+        if first == last:
+            continue
+        weight_rows[r] = bias_rows[r] = True
+        for i in range(first, last):
+            b = batch[i]
             g = dy[b, r]
-            weight_rows[r] = bias_rows[r] = True
             bias_grad[r] += g
             for c in range(n_in):
                 weight_grad[r, c] += g * x[b, c]
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def active_rows_input_grad(dy, weight, examples, indices, offsets, dx):
     """dx[b] = sum of dy[b, r] W[r] over r in example examples[b]'s active set; dx: (batch, in), overwritten.
-    tinyprop.reference.active_linear_backward's dx, reading only the active rows of W."""
-    for b in range(dx.shape[0]):
+    tinyprop.reference.active_linear_backward's dx, reading only the active rows of W; each dx[b] one thread's."""
+    for b in prange(dx.shape[0]):
         dx[b, :] = 0.0
         j = examples[b]
         for t in range(offsets[j], offsets[j + 1]):

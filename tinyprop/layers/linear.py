@@ -8,6 +8,7 @@ from tinyprop.kernels import (add_selected_rows_grad, add_shared_rows_grad, add_
 from tinyprop.layers.base import (Layer, check_forward_done, check_input, check_meprop_k, check_positive_int,
                                   check_same_shape)
 from tinyprop.parameter import Parameter, glorot_normal
+from tinyprop.threads import blas_threads_for
 from tinyprop.topk import random_rows, topk_rows, unified_topk
 
 SELECTIONS = ("top", "rand", "unified")
@@ -16,9 +17,9 @@ SELECTIONS = ("top", "rand", "unified")
 # dx in the 32 KB L1 cache; above it, BLAS on dy's k gathered columns and W's k rows: the loops beat
 # BLAS below this size (docs/performance.md).
 UNIFIED_LOOP_MAX_BYTES = 32 * 1024
-# Up to this batch the forward is tinyprop.kernels.small_batch_linear, above it BLAS: the kernel is faster
-# from 2 examples to this many at the MNIST and parser shapes, BLAS at 1 and above (docs/performance.md).
-LOOP_FORWARD_MAX_BATCH = 16
+# Batches from the first to the last of these sizes take tinyprop.kernels.small_batch_linear's forward,
+# the others BLAS's: the sizes where the kernel was faster at the MNIST MLP's shapes (docs/performance.md).
+LOOP_FORWARD_BATCHES = (4, 10)
 
 
 class Linear(Layer):
@@ -26,7 +27,7 @@ class Linear(Layer):
 
     x: (batch, in) -> y: (batch, out).
 
-    forward: y = x W^T + b by BLAS; for 2 to LOOP_FORWARD_MAX_BATCH examples, the same by
+    forward: y = x W^T + b by BLAS; for batches of LOOP_FORWARD_BATCHES' sizes, the same by
     tinyprop.kernels.small_batch_linear, which reads each row of W once for the whole batch.
 
     k=None: ordinary backprop, dW += dy^T x, db += sum_b dy, dx = dy W (eqs. 7, 8), by BLAS.
@@ -87,13 +88,14 @@ class Linear(Layer):
     def forward(self, x):
         check_input(self.name, x, ("batch", self.n_in))
         self.x = np.ascontiguousarray(x, dtype=self.weight.value.dtype)
-        if 2 <= self.x.shape[0] <= LOOP_FORWARD_MAX_BATCH:
+        if LOOP_FORWARD_BATCHES[0] <= self.x.shape[0] <= LOOP_FORWARD_BATCHES[1]:
             y = np.empty((self.x.shape[0], self.n_out), dtype=self.x.dtype)
             small_batch_linear(self.x, self.weight.value, self.bias.value, y)
             return y
         # (W x^T)^T rather than x W^T: OpenBLAS is faster with the large matrix on the left at
         # mini-batch sizes (docs/performance.md).
-        return np.ascontiguousarray((self.weight.value @ self.x.T).T) + self.bias.value
+        with blas_threads_for(self.weight.value.size * self.x.shape[0]):
+            return np.ascontiguousarray((self.weight.value @ self.x.T).T) + self.bias.value
 
     def backward(self, dy, need_dx=True):
         check_forward_done(self.name, self.x)
@@ -112,9 +114,10 @@ class Linear(Layer):
         return dx
 
     def _dense_backward(self, dy, need_dx):
-        self.weight.grad += dy.T @ self.x
-        self.weight.mark_all_rows()
-        return np.matmul(dy, self.weight.value, out=self._input_grad_buffer()) if need_dx else None
+        with blas_threads_for(self.weight.value.size * dy.shape[0]):
+            self.weight.grad += dy.T @ self.x
+            self.weight.mark_all_rows()
+            return np.matmul(dy, self.weight.value, out=self._input_grad_buffer()) if need_dx else None
 
     def _per_example_backward(self, dy, need_dx):
         batch = dy.shape[0]
