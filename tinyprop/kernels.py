@@ -21,10 +21,6 @@ thread only, with the same additions in the same order as on one thread.
 import numpy as np
 from numba import njit, prange
 
-# The columns of dx (and of W's rows) that one thread computes at a time in shared_rows_input_grad:
-# four 64-byte cache lines of float32, so that two threads never write into one line. The blocks do not
-# depend on the thread count (a Numba kernel that asks for it cannot be cached).
-COLUMN_BLOCK = 64
 # The examples add_selected_rows_grad takes at a time: as many as make this many bytes of x, which then
 # stay in the L2 cache (512 KB a core here) while the rows sweep them; the parser's whole x (10,000 x 2,400
 # float32, 96 MB) would be read from memory once for each row.
@@ -182,26 +178,29 @@ def shared_rows_input_grad(dy, weight, rows, dx):
     The rows are the outer loop, four at a time: each is read from memory once and then from the
     L1 cache for every example, and W's rows are not gathered into a copy first. For a small dx
     this beats BLAS on the gathered rows; for a larger one BLAS wins (docs/performance.md).
-    The threads take blocks of the columns, of dx and of W's rows: W is read once in all, not once a thread.
+    The two halves of the batch are two threads' (W's rows are read once a half); each dx[b] sums its
+    rows in the same order on any number of threads.
     """
     n_in = weight.shape[1]
     k = rows.shape[0]
-    for block in prange((n_in + COLUMN_BLOCK - 1) // COLUMN_BLOCK):
-        low, high = block * COLUMN_BLOCK, min((block + 1) * COLUMN_BLOCK, n_in)
-        for b in range(dy.shape[0]):
-            for j in range(low, high):
+    batch = dy.shape[0]
+    half = (batch + 1) // 2
+    for part in prange(2):
+        low, high = part * half, min(batch, (part + 1) * half)
+        for b in range(low, high):
+            for j in range(n_in):
                 dx[b, j] = 0.0
         for t in range(0, k - 3, 4):
             r0, r1, r2, r3 = rows[t], rows[t + 1], rows[t + 2], rows[t + 3]
-            for b in range(dy.shape[0]):
+            for b in range(low, high):
                 g0, g1, g2, g3 = dy[b, r0], dy[b, r1], dy[b, r2], dy[b, r3]
-                for j in range(low, high):
+                for j in range(n_in):
                     dx[b, j] += g0 * weight[r0, j] + g1 * weight[r1, j] + g2 * weight[r2, j] + g3 * weight[r3, j]
         for t in range(k - k % 4, k):
             r = rows[t]
-            for b in range(dy.shape[0]):
+            for b in range(low, high):
                 g = dy[b, r]
-                for j in range(low, high):
+                for j in range(n_in):
                     dx[b, j] += g * weight[r, j]
 
 
