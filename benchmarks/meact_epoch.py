@@ -1,6 +1,7 @@
 """meAct's epoch against a dense epoch of the papers' MNIST MLP (TKDE 2018, Section 3.5, Table 13).
 
     TINYPROP_DATA=../shared/data python benchmarks/meact_epoch.py [--rounds 3] [--act-after 1] [--max-examples N]
+        [--batch 10]
 
 784-500-500-10, ReLU, Adam, mini-batch 10. The mlpact model first trains densely for --act-after epochs
 while recording each example's gradients, then selects its active sets (p = --act-threshold); the dense
@@ -67,6 +68,7 @@ def main():
     parser.add_argument("--act-threshold", type=float, default=0.004)
     parser.add_argument("--max-examples", type=int, default=None, help="a slice of each split (a quick try)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=10, help="the timed epochs' mini-batch (the dense ones': 10)")
     args = parser.parse_args()
     data = Mnist(locate_files())
     data.keep_first(args.max_examples)
@@ -88,7 +90,7 @@ def main():
             before = {name: getattr(task.timers, name) for name in PHASES}
             hidden_seconds[net][0] = 0.0
             start = time.perf_counter()
-            run_epoch(task, order_rngs[net])
+            run_epoch(task, order_rngs[net], args.batch)
             results[net]["epoch"].append(time.perf_counter() - start)
             results[net]["hidden_forward"].append(hidden_seconds[net][0])
             for name in PHASES:
@@ -97,7 +99,7 @@ def main():
     medians = {net: {name: float(np.median(values)) for name, values in result.items()}
                for net, result in results.items()}
     hidden_share, forward_share = forward_work_share(meact, tasks["mlpact"].meta["sizes"])
-    print(f"median seconds over {args.rounds} rounds, {tasks['mlp'].train_size} examples an epoch:")
+    print(f"median seconds over {args.rounds} rounds, {tasks['mlp'].train_size} examples an epoch, batch {args.batch}:")
     print(f"{'':16}" + "".join(f"{name:>16}" for name in ("epoch", "forward", "hidden_forward", "backward", "update")))
     for net in tasks:
         print(f"{net:16}" + "".join(f"{medians[net][name]:16.3f}"
