@@ -64,25 +64,40 @@ def small_batch_linear(x, weight, bias, y):
 
 
 @njit(cache=True)
-def examples_by_row(selected, n_rows):
-    """Which examples selected each row, in order: row r's are examples[starts[r]:starts[r + 1]].
-
-    selected: (batch, k) int32. A counting sort of its entries by row: starts (n_rows + 1,), examples (batch * k,).
+def examples_by_row_csr(examples, indices, offsets, n_rows):
+    """Which of a batch's examples have each row in their sets, in order: row r's are batch[starts[r]:starts[r + 1]],
+    positions in the batch. Example b's rows are indices[offsets[examples[b]]:offsets[examples[b] + 1]] (CSR; meAct's
+    active sets hold the whole training set so, and examples[b] is b's index in it). A counting sort of the batch's
+    entries by row: starts (n_rows + 1,), batch (the entries' count,) int32.
     """
     starts = np.zeros(n_rows + 1, dtype=np.int64)
-    for b in range(selected.shape[0]):
-        for t in range(selected.shape[1]):
-            starts[selected[b, t] + 1] += 1
+    for b in range(examples.shape[0]):
+        j = examples[b]
+        for t in range(offsets[j], offsets[j + 1]):
+            starts[indices[t] + 1] += 1
     for r in range(n_rows):
         starts[r + 1] += starts[r]
     filled = starts[:n_rows].copy()
-    examples = np.empty(selected.size, dtype=np.int32)
-    for b in range(selected.shape[0]):
-        for t in range(selected.shape[1]):
-            r = selected[b, t]
-            examples[filled[r]] = b
+    batch = np.empty(starts[n_rows], dtype=np.int32)
+    for b in range(examples.shape[0]):
+        j = examples[b]
+        for t in range(offsets[j], offsets[j + 1]):
+            r = indices[t]
+            batch[filled[r]] = b
             filled[r] += 1
-    return starts, examples
+    return starts, batch
+
+
+@njit(cache=True)
+def examples_by_row(selected, n_rows):
+    """Which examples selected each row, in order: row r's are examples[starts[r]:starts[r + 1]].
+
+    selected: (batch, k) int32, example b's rows in selected[b]: examples_by_row_csr with offsets 0, k, 2k, ...
+    Returns starts (n_rows + 1,), examples (batch * k,).
+    """
+    k = selected.shape[1]
+    return examples_by_row_csr(np.arange(selected.shape[0]), selected.ravel(), np.arange(0, selected.size + 1, k),
+                               n_rows)
 
 
 @njit(cache=True, parallel=True)
@@ -308,40 +323,17 @@ def col2im_add(dcols, kernel, stride, out_w, padded):
 # gradients.
 
 
-@njit(cache=True)
-def active_examples_by_row(examples, indices, offsets, n_rows):
-    """Which of the batch's examples have each row in their active sets, in order: row r's are
-    batch[starts[r]:starts[r + 1]]. The transpose of the batch's part of the CSR sets (a counting sort by
-    row): starts (n_rows + 1,), batch (the entries' count,) positions in the batch."""
-    starts = np.zeros(n_rows + 1, dtype=np.int64)
-    for b in range(examples.shape[0]):
-        j = examples[b]
-        for t in range(offsets[j], offsets[j + 1]):
-            starts[indices[t] + 1] += 1
-    for r in range(n_rows):
-        starts[r + 1] += starts[r]
-    filled = starts[:n_rows].copy()
-    batch = np.empty(starts[n_rows], dtype=np.int32)
-    for b in range(examples.shape[0]):
-        j = examples[b]
-        for t in range(offsets[j], offsets[j + 1]):
-            r = indices[t]
-            batch[filled[r]] = b
-            filled[r] += 1
-    return starts, batch
-
-
 @njit(cache=True, parallel=True, fastmath={"reassoc"})
 def set_active_rows(x, weight, bias, examples, indices, offsets, y):
     """y[b, r] = W[r] . x[b] + bias[r] for r in example examples[b]'s active set; the other entries of y (the
     masked units': zero, or the held constants of act_mask "recorded") are left as the caller set them.
     y: (batch, out). tinyprop.reference.active_linear_forward, reading only the active rows of W.
 
-    Row by row (active_examples_by_row): each row of W that some example needs is read once for the batch,
+    Row by row (examples_by_row_csr): each row of W that some example needs is read once for the batch,
     two of its examples a pass, rather than once per example; the rows are shared out among the threads
     (each entry of y is one thread's). "reassoc" lets the dot products run in SIMD lanes.
     """
-    starts, batch = active_examples_by_row(examples, indices, offsets, weight.shape[0])
+    starts, batch = examples_by_row_csr(examples, indices, offsets, weight.shape[0])
     n_in = x.shape[1]
     zero = weight.dtype.type(0)
     for r in prange(weight.shape[0]):
@@ -367,9 +359,9 @@ def add_active_rows_grad(dy, x, examples, indices, offsets, weight_grad, bias_gr
     """dW[r] += dy[b, r] x[b] and db[r] += dy[b, r] for r in example examples[b]'s active set, marking those
     rows of W and b. tinyprop.reference.active_linear_backward's dW and db, touching only the active rows.
 
-    Row by row (active_examples_by_row), the rows shared out among the threads, each adding its examples in
+    Row by row (examples_by_row_csr), the rows shared out among the threads, each adding its examples in
     the batch's order: the same bits on any number of threads."""
-    starts, batch = active_examples_by_row(examples, indices, offsets, weight_grad.shape[0])
+    starts, batch = examples_by_row_csr(examples, indices, offsets, weight_grad.shape[0])
     n_in = x.shape[1]
     for r in prange(weight_grad.shape[0]):
         first, last = starts[r], starts[r + 1]
