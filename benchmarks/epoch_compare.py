@@ -25,6 +25,7 @@ import os
 import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # as the command line runs
 
 import numpy as np  # noqa: E402
 

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the command line runs
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import numpy as np  # noqa: E402
 

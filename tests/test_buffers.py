@@ -99,6 +99,19 @@ def test_a_linear_layer_reusing_buffers_returns_the_same_values_in_its_own_array
     np.testing.assert_array_equal(reused[2], fresh[2])
 
 
+def test_embeddings_reusing_buffers_return_the_same_values_in_their_own_array(rng):
+    def forwards(reuse):
+        rng = np.random.default_rng(3)
+        layer = Embeddings([Embedding(7, 3, rng=rng), Embedding(5, 2, rng=rng)], [2, 1])
+        layer.reuse_buffers(reuse)
+        return [layer.forward(np.concatenate([rng.integers(0, 7, (3, 2)), rng.integers(0, 5, (3, 1))], axis=1))
+                for _ in range(3)]
+
+    fresh, reused = forwards(False), forwards(True)
+    assert reused[0] is reused[1] is reused[2] and fresh[0] is not fresh[1]
+    np.testing.assert_array_equal(reused[2], fresh[2])
+
+
 def test_reuse_buffers_reaches_every_layer_and_is_undone_by_false():
     rng = np.random.default_rng(0)
     parts = [Linear(6, 8, rng=rng), ReLU(), Embeddings([Embedding(4, 2, rng=rng)], [1]), BiLSTM(3, 2, rng=rng)]

@@ -7,9 +7,9 @@ import numba
 import numpy as np
 import pytest
 
-from tinyprop.kernels import (add_selected_rows_grad, add_shared_rows_grad, add_to_rows, selected_input_grad,
-                              shared_rows_input_grad, small_batch_linear)
-from tinyprop.reference import linear_backward, selection_mask
+from tinyprop.kernels import (add_selected_rows_grad, add_shared_rows_grad, add_to_looked_up_rows, add_to_rows,
+                              copy_looked_up_rows, selected_input_grad, shared_rows_input_grad, small_batch_linear)
+from tinyprop.reference import embedding_backward, embedding_forward, linear_backward, selection_mask
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="Numba has one thread on this machine")
@@ -144,6 +144,35 @@ def test_add_to_rows(rng):
     add_to_rows(target, np.array([5, 1], dtype=np.int32), values, marks)
     np.testing.assert_allclose(target, expected)
     assert np.array_equal(np.flatnonzero(marks), [1, 5])
+
+
+@pytest.mark.parametrize("threads,parts", [(1, 1), (2, 2), (2, 3), (1, 7)])
+def test_looked_up_rows_are_the_references_lookup_and_add_at(rng, threads, parts):
+    """The lookup, written into the columns of a wider array, and its gradient, read from them, are
+    reference.embedding_forward and embedding_backward (add.at) bit for bit, however the columns are shared
+    out; rows repeat among and within examples."""
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("Numba has one thread on this machine")
+    table = rng.standard_normal((9, 5)).astype(np.float32)
+    ids = rng.integers(0, 9, (30, 4))
+    ids[:, 1] = ids[:, 3] = 2  # a NULL word at two places of every example
+    wide = rng.standard_normal((30, 27)).astype(np.float32)
+    grad = rng.standard_normal((9, 5)).astype(np.float32)
+    expected = grad.copy()
+    np.add.at(expected, ids.ravel(), wide[:, 3:23].reshape(120, 5))
+    marks = np.zeros(9, dtype=bool)
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        add_to_looked_up_rows(grad, ids, wide[:, 3:23], marks, parts)
+        copy_looked_up_rows(table, ids, wide[:, 3:23])
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(grad, expected)
+    assert np.array_equal(np.flatnonzero(marks), np.unique(ids))
+    np.testing.assert_array_equal(wide[:, 3:23], embedding_forward(table, ids))
+    np.testing.assert_allclose(embedding_backward(table, ids, wide[:, 3:23]), np.eye(9)[ids.ravel()].T @ wide[:, 3:23]
+                               .reshape(120, 5), rtol=1e-5, atol=1e-5)  # the reference: the rows' sums
 
 
 @pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="already running without the JIT")

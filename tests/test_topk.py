@@ -1,10 +1,11 @@
 """The heap top-k picks exactly what tinyprop.reference's stable argsort picks; unified and random selections
 equal the reference's too."""
+import numba
 import numpy as np
 import pytest
 
 from tinyprop.reference import random_k_mask, selection_mask, topk_indices, unified_topk_mask
-from tinyprop.topk import BUCKETS, magnitude_floor, random_rows, topk_rows, unified_topk
+from tinyprop.topk import BUCKETS, SHARED_TOPK_ROWS, magnitude_floor, random_rows, topk_rows, unified_topk
 
 
 def heap_topk(grad, k):
@@ -27,6 +28,20 @@ def test_heap_matches_the_reference_on_ties(rng, k):
     grad[1] = 1.0
     grad[2, ::2] = -1.0
     assert np.array_equal(heap_topk(grad, k), topk_indices(grad, k))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_many_rows_shared_out_among_threads_match_the_reference(rng, threads):
+    """From SHARED_TOPK_ROWS rows on, each thread selects a run of rows with its own heap."""
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("Numba has one thread on this machine")
+    grad = rng.integers(-3, 4, size=(SHARED_TOPK_ROWS + 5, 60)).astype(np.float32) * rng.random(60, np.float32)
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        assert np.array_equal(heap_topk(grad, 7), topk_indices(grad, 7))
+    finally:
+        numba.set_num_threads(before)
 
 
 @pytest.mark.parametrize("values", ["relu", "few levels", "wide range", "tiny"])

@@ -230,6 +230,57 @@ def add_to_rows(target, rows, values, target_rows):
             target[r, j] += values[i, j]
 
 
+# Lookup tables (tinyprop.layers.Embedding): row ids[b, i] of the table E is the i-th piece of example b's output.
+
+
+@njit(cache=True, parallel=True)
+def copy_looked_up_rows(table, ids, out):
+    """out[b, i * dim:(i + 1) * dim] = table[ids[b, i]]: tinyprop.reference.embedding_forward (table[ids] side by
+    side), written straight into `out` (batch, n * dim), which may be a column slice of a wider output, so that
+    several tables fill one array without copies. The examples are shared out among the threads."""
+    dim = table.shape[1]
+    for b in prange(ids.shape[0]):
+        piece = out[b]
+        for i in range(ids.shape[1]):
+            row = table[ids[b, i]]
+            for j in range(dim):
+                piece[i * dim + j] = row[j]
+
+
+@njit(cache=True, parallel=True)
+def add_to_looked_up_rows(grad, ids, dy, grad_rows, parts):
+    """grad[ids[b, i]] += dy[b, i * dim:(i + 1) * dim] for every b, i, marking those rows: tinyprop.reference.
+    embedding_backward (NumPy's add.at), with the same bits.
+
+    A row may repeat (a parser's NULL word), so the threads share out rows, not examples: `parts` (the threads')
+    runs of rows with about as many pieces each, every thread reading all of ids and adding the pieces of its
+    own rows in the order of (b, i), whatever `parts` is. (One row with more than 1/parts of the pieces leaves
+    the others' threads idle for the rest.)
+    """
+    n_rows, dim = grad.shape
+    ends = np.zeros(n_rows, dtype=np.int64)  # ends[r]: the pieces of rows 0..r
+    for b in range(ids.shape[0]):
+        for i in range(ids.shape[1]):
+            ends[ids[b, i]] += 1
+    for r in range(n_rows):
+        if ends[r]:
+            grad_rows[r] = True
+        if r:
+            ends[r] += ends[r - 1]
+    first_rows = np.searchsorted(ends, np.arange(parts + 1) * (ends[n_rows - 1] / parts), side="right")
+    first_rows[0], first_rows[parts] = 0, n_rows
+    for part in prange(parts):
+        low, high = first_rows[part], first_rows[part + 1]
+        for b in range(ids.shape[0]):
+            for i in range(ids.shape[1]):
+                r = ids[b, i]
+                if low <= r < high:
+                    row = grad[r]
+                    piece = dy[b, i * dim:(i + 1) * dim]
+                    for j in range(dim):
+                        row[j] += piece[j]
+
+
 # Convolution as a matrix product (TKDE 2018, Section 3.3.2): with the input unfolded into
 # patches, cols: (batch, positions, patch) and W: (channels, patch), the output at position p
 # of channel c is W[c] . cols[b, p]. Spatial top-k keeps, per example and channel, the k

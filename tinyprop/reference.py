@@ -108,6 +108,20 @@ def lstm_backward(W_x, W_h, b, x, dh, k=None):
     return dW_x, dW_h, dz.sum(axis=0), dx, mask
 
 
+def embedding_forward(E, ids):
+    """A lookup table's output: the rows E[ids[b, i]] of the table E: (vocab, dim), side by side for each example.
+    ids: (batch, n) -> (batch, n * dim)."""
+    return E[ids].reshape(ids.shape[0], ids.shape[1] * E.shape[1])
+
+
+def embedding_backward(E, ids, dy):
+    """Its gradient: each piece dy[b, i * dim:(i + 1) * dim] added onto row ids[b, i], in order (a row used twice
+    gets both) -> dE: (vocab, dim). The ids get none."""
+    dE = np.zeros_like(E)
+    np.add.at(dE, ids.ravel(), dy.reshape(ids.size, E.shape[1]))
+    return dE
+
+
 def meact_active_mask(g, p):
     """Algorithm 3, lines 6-10, as tinyprop reads line 7: unit i stays active for example j when its share of
     the example's accumulated absolute gradient exceeds p, g_ij > p * sum_i g_ij; the other units are masked

@@ -36,9 +36,13 @@ Three selections, used by `tinyprop.layers.Linear`:
 The per-example sets feed the sparse kernels of `tinyprop.kernels`; the unified set's k
 rows are read in place by loops for a small batch, gathered and multiplied by BLAS for a larger one.
 """
+import numba
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
+# From this many rows (a parser's mini-batch, a convolution's examples x channels) the rows are shared out
+# among the threads, each with a heap of its own; below it, starting the threads would cost more than they save.
+SHARED_TOPK_ROWS = 256
 INDEX_MASK = np.uint64(0xFFFFFFFF)
 SIGN_MASK = np.uint32(0x7FFFFFFF)
 
@@ -148,6 +152,16 @@ def _topk_rows(bits, k, heap, out_indices):
         topk_of_row(bits[b], k, heap, counts, out_indices[b])
 
 
+@njit(cache=True, parallel=True)
+def _topk_rows_shared(bits, k, parts, out_indices):
+    """_topk_rows with the rows cut into `parts` runs, one a thread."""
+    for part in prange(parts):
+        heap = np.empty(k, dtype=np.uint64)
+        counts = np.empty(BUCKETS, dtype=np.int32)
+        for b in range(part * bits.shape[0] // parts, (part + 1) * bits.shape[0] // parts):
+            topk_of_row(bits[b], k, heap, counts, out_indices[b])
+
+
 def check_selection(grad, k, heap, out_indices, out_shape):
     """Readable errors before the kernels, which would otherwise read or write past their arrays."""
     if grad.dtype != np.float32:
@@ -168,7 +182,11 @@ def topk_rows(grad, k, heap, out_indices):
     heap of k entries, O(n log k) an example, instead of sorting the n.
     """
     check_selection(grad, k, heap, out_indices, (grad.shape[0], k))
-    _topk_rows(grad.view(np.uint32), k, heap, out_indices)
+    threads = numba.get_num_threads()
+    if threads > 1 and grad.shape[0] >= SHARED_TOPK_ROWS:
+        _topk_rows_shared(grad.view(np.uint32), k, threads, out_indices)
+    else:
+        _topk_rows(grad.view(np.uint32), k, heap, out_indices)
 
 
 def unified_topk(grad, k, heap, out_indices):

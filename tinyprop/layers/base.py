@@ -18,9 +18,11 @@ class Layer:
     argument or a view of it.) A loop that drops each gradient once the layer below has
     used it, as the training loops do, may opt into reused buffers for speed: after
     `layer.reuse_buffers()` (undone by `reuse_buffers(False)`; `reusing_buffers` tells which),
-    backward may return an array the layer keeps and overwrites at its next backward. Only
-    Linear's dx uses this today; the other layers return fresh arrays either way. A layer made
-    of layers passes the setting on to them, as it does `train`'s.
+    backward may return an array the layer keeps and overwrites at its next backward, and forward
+    one it overwrites at its next forward. Linear's dx and Embeddings' output use this today (at the
+    parser's mini-batch each is 96 MB, which a fresh array would first page in); the other layers
+    return fresh arrays either way. A layer made of layers passes the setting on to them, as it
+    does `train`'s.
     """
 
     training = True
@@ -44,6 +46,15 @@ class Layer:
     def zero_grad(self):
         for param in self.params():
             param.zero_grad()
+
+    def _kept_array(self, name, shape, dtype):
+        """The array to return a result in: a fresh one, or, reusing buffers, the layer's own attribute `name`
+        (made again when the shape or dtype changes)."""
+        kept = getattr(self, name, None) if self.reusing_buffers else None
+        if kept is None or kept.shape != shape or kept.dtype != dtype:
+            kept = np.empty(shape, dtype=dtype)
+        setattr(self, name, kept if self.reusing_buffers else None)
+        return kept
 
 
 def check_positive_int(owner, name, value):

@@ -92,10 +92,15 @@ class Linear(Layer):
             y = np.empty((self.x.shape[0], self.n_out), dtype=self.x.dtype)
             small_batch_linear(self.x, self.weight.value, self.bias.value, y)
             return y
-        # (W x^T)^T rather than x W^T: OpenBLAS is faster with the large matrix on the left at
-        # mini-batch sizes (docs/performance.md).
+        # The larger matrix on the left: OpenBLAS is faster so at mini-batch sizes, and at the parser's
+        # 10,000 x W^T saves the transposing copy (docs/performance.md).
         with blas_threads_for(self.weight.value.size * self.x.shape[0]):
-            return np.ascontiguousarray((self.weight.value @ self.x.T).T) + self.bias.value
+            if self.x.shape[0] > self.n_out:
+                y = self.x @ self.weight.value.T
+            else:
+                y = np.ascontiguousarray((self.weight.value @ self.x.T).T)
+        y += self.bias.value
+        return y
 
     def backward(self, dy, need_dx=True):
         check_forward_done(self.name, self.x)
@@ -156,12 +161,7 @@ class Linear(Layer):
 
     def _input_grad_buffer(self):
         """The array backward writes dx into: a fresh one, or, reusing buffers, the layer's own."""
-        if not self.reusing_buffers:
-            self._dx = None
-            return np.empty_like(self.x)
-        if self._dx is None or self._dx.shape != self.x.shape:
-            self._dx = np.empty_like(self.x)
-        return self._dx
+        return self._kept_array("_dx", self.x.shape, self.x.dtype)
 
     def remove_outputs(self, keep):
         """meSimp: keep only the output units `keep` (rows of W, entries of b, their gradients and state)."""
