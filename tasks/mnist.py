@@ -437,7 +437,7 @@ class MnistTask(Task):
 
     def __init__(self, data, model, meta):
         super().__init__(data, model, meta)
-        model.reuse_buffers()  # train_step uses each gradient once (tinyprop.layers.base.Layer)
+        model.reuse_buffers()  # train_step is done with each gradient and output in time (tinyprop.layers.base.Layer)
         self.eval_batch = evaluation_batch(meta["net"])
         self.n_classes = meta["sizes"][-1]
 

@@ -203,7 +203,7 @@ class TaggerTask(TreebankTask, Task):
 
     def __init__(self, data, model, meta):
         super().__init__(data, model, meta)
-        model.reuse_buffers()  # train_step uses each gradient once (tinyprop.layers.base.Layer)
+        model.reuse_buffers()  # train_step is done with each gradient and output in time (tinyprop.layers.base.Layer)
         self.encoded = data.encoded
         self.vocabulary = data.vocabulary
         self.n_classes = len(self.vocabulary.tags)

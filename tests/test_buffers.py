@@ -99,7 +99,7 @@ def test_a_linear_layer_reusing_buffers_returns_the_same_values_in_its_own_array
     np.testing.assert_array_equal(reused[2], fresh[2])
 
 
-def test_embeddings_reusing_buffers_return_the_same_values_in_their_own_array(rng):
+def test_embeddings_reusing_buffers_return_the_same_values_in_their_own_array():
     def forwards(reuse):
         rng = np.random.default_rng(3)
         layer = Embeddings([Embedding(7, 3, rng=rng), Embedding(5, 2, rng=rng)], [2, 1])

@@ -146,21 +146,21 @@ def test_add_to_rows(rng):
     assert np.array_equal(np.flatnonzero(marks), [1, 5])
 
 
-@pytest.mark.parametrize("threads,parts", [(1, 1), (2, 2), (2, 3), (1, 7)])
+@pytest.mark.parametrize("threads,parts", [(1, 1), (2, 2), (2, 3), (1, 7), (2, 40)])
 def test_looked_up_rows_are_the_references_lookup_and_add_at(rng, threads, parts):
     """The lookup, written into the columns of a wider array, and its gradient, read from them, are
-    reference.embedding_forward and embedding_backward (add.at) bit for bit, however the columns are shared
-    out; rows repeat among and within examples."""
+    reference.embedding_forward and embedding_backward (add.at) bit for bit, however the rows are shared
+    out (more parts than rows too); rows repeat among and within examples, and the other columns stay."""
     if threads > numba.config.NUMBA_NUM_THREADS:
         pytest.skip("Numba has one thread on this machine")
     table = rng.standard_normal((9, 5)).astype(np.float32)
     ids = rng.integers(0, 9, (30, 4))
     ids[:, 1] = ids[:, 3] = 2  # a NULL word at two places of every example
     wide = rng.standard_normal((30, 27)).astype(np.float32)
-    grad = rng.standard_normal((9, 5)).astype(np.float32)
-    expected = grad.copy()
-    np.add.at(expected, ids.ravel(), wide[:, 3:23].reshape(120, 5))
+    outside = np.concatenate([wide[:, :3], wide[:, 23:]], axis=1)
+    grad = np.zeros((9, 5), dtype=np.float32)
     marks = np.zeros(9, dtype=bool)
+    expected = embedding_backward(table, ids, wide[:, 3:23])
     before = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
@@ -171,8 +171,15 @@ def test_looked_up_rows_are_the_references_lookup_and_add_at(rng, threads, parts
     np.testing.assert_array_equal(grad, expected)
     assert np.array_equal(np.flatnonzero(marks), np.unique(ids))
     np.testing.assert_array_equal(wide[:, 3:23], embedding_forward(table, ids))
-    np.testing.assert_allclose(embedding_backward(table, ids, wide[:, 3:23]), np.eye(9)[ids.ravel()].T @ wide[:, 3:23]
-                               .reshape(120, 5), rtol=1e-5, atol=1e-5)  # the reference: the rows' sums
+    np.testing.assert_array_equal(np.concatenate([wide[:, :3], wide[:, 23:]], axis=1), outside)
+
+
+def test_looked_up_rows_of_an_empty_batch_change_nothing(rng):
+    table = rng.standard_normal((4, 3)).astype(np.float32)
+    grad, marks = np.zeros_like(table), np.zeros(4, dtype=bool)
+    add_to_looked_up_rows(grad, np.zeros((0, 2), dtype=np.int64), np.zeros((0, 6), np.float32), marks, 2)
+    copy_looked_up_rows(table, np.zeros((0, 2), dtype=np.int64), np.zeros((0, 6), np.float32))
+    assert not grad.any() and not marks.any()
 
 
 @pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="already running without the JIT")

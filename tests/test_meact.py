@@ -19,15 +19,18 @@ from tinyprop.tasks.mnist import MnistSettings
 from tinyprop.tasks.run import run
 from tinyprop.tasks.settings import ConfigError, make_settings
 
-N_EXAMPLES, N_IN, N_OUT = 7, 13, 11
+N_EXAMPLES, N_IN, N_OUT = 7, 13, 19
 
 
 @pytest.fixture
 def active(rng):
-    """Active sets of a training set of 7 examples over 11 units, held CSR-like, and their mask: example 0 has no
-    active unit, example 1 all of them, the others some."""
+    """Active sets of a training set of 7 examples over 19 units, held CSR-like, and their mask: example 0 has no
+    active unit, example 1 all of them (two passes of set_active_rows' eight rows, and three alone), example 2
+    eight, the others some."""
     mask = rng.random((N_EXAMPLES, N_OUT)) < 0.4
     mask[0], mask[1] = False, True
+    mask[2] = np.arange(N_OUT) % 2 == 1  # eight of the odd units, then the last, 17, off
+    mask[2, 17] = False
     indices, offsets = reference.active_sets(mask)
     return mask, indices, offsets
 
@@ -188,8 +191,7 @@ def test_with_act_mask_recorded_a_masked_unit_is_held_at_its_mean_and_gets_no_gr
     dense = x @ layer.weight.value.T + layer.bias.value
     np.testing.assert_allclose(y[~mask], means[~mask], rtol=1e-6)  # masked: held at the recorded mean
     np.testing.assert_allclose(y[mask], dense[mask], rtol=1e-5, atol=1e-6)  # active: computed
-    layer.weight.grad[:] = 0
-    layer.bias.grad[:] = 0
+    layer.zero_grad()  # the gradients and the marks of the dense epochs
     dx = layer.backward(dy)
     # no gradient for a masked unit: a row of W gets the batch's gradient only from the examples it is active for
     np.testing.assert_allclose(layer.weight.grad, (dy * mask).T @ x, rtol=1e-5, atol=1e-6)

@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 
 from tinyprop.reference import random_k_mask, selection_mask, topk_indices, unified_topk_mask
-from tinyprop.topk import BUCKETS, SHARED_TOPK_ROWS, magnitude_floor, random_rows, topk_rows, unified_topk
+from tinyprop.topk import (BUCKETS, SHARED_TOPK_ROWS, _topk_rows_shared, magnitude_floor, random_rows, topk_rows,
+                           unified_topk)
+
+two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="Numba has one thread on this machine")
 
 
 def heap_topk(grad, k):
@@ -30,16 +33,23 @@ def test_heap_matches_the_reference_on_ties(rng, k):
     assert np.array_equal(heap_topk(grad, k), topk_indices(grad, k))
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_many_rows_shared_out_among_threads_match_the_reference(rng, threads):
-    """From SHARED_TOPK_ROWS rows on, each thread selects a run of rows with its own heap."""
-    if threads > numba.config.NUMBA_NUM_THREADS:
-        pytest.skip("Numba has one thread on this machine")
+@pytest.mark.parametrize("parts", [1, 3, 7])
+def test_rows_shared_out_among_threads_match_the_reference(rng, parts):
+    """From SHARED_TOPK_ROWS rows on (with more than one thread), runs of rows are selected each with a heap of
+    its own: the same sets, however many runs."""
     grad = rng.integers(-3, 4, size=(SHARED_TOPK_ROWS + 5, 60)).astype(np.float32) * rng.random(60, np.float32)
+    out = np.empty((grad.shape[0], 7), dtype=np.int32)
+    _topk_rows_shared(grad.view(np.uint32), 7, parts, out)
+    assert np.array_equal(np.sort(out, axis=1), topk_indices(grad, 7))
+
+
+@two_threads
+def test_topk_rows_shares_many_rows_out_on_two_threads(rng):
+    grad = rng.standard_normal((SHARED_TOPK_ROWS, 40)).astype(np.float32)
     before = numba.get_num_threads()
-    numba.set_num_threads(threads)
+    numba.set_num_threads(2)
     try:
-        assert np.array_equal(heap_topk(grad, 7), topk_indices(grad, 7))
+        assert np.array_equal(heap_topk(grad, 5), topk_indices(grad, 5))
     finally:
         numba.set_num_threads(before)
 

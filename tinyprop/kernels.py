@@ -236,8 +236,9 @@ def add_to_rows(target, rows, values, target_rows):
 @njit(cache=True, parallel=True)
 def copy_looked_up_rows(table, ids, out):
     """out[b, i * dim:(i + 1) * dim] = table[ids[b, i]]: tinyprop.reference.embedding_forward (table[ids] side by
-    side), written straight into `out` (batch, n * dim), which may be a column slice of a wider output, so that
-    several tables fill one array without copies. The examples are shared out among the threads."""
+    side). table: (vocab, dim); ids: (batch, n) integers in [0, vocab); out: (batch, n * dim), which may be a
+    column slice of a wider output, so that several tables fill one array without copies. The examples are
+    shared out among the threads."""
     dim = table.shape[1]
     for b in prange(ids.shape[0]):
         piece = out[b]
@@ -250,7 +251,8 @@ def copy_looked_up_rows(table, ids, out):
 @njit(cache=True, parallel=True)
 def add_to_looked_up_rows(grad, ids, dy, grad_rows, parts):
     """grad[ids[b, i]] += dy[b, i * dim:(i + 1) * dim] for every b, i, marking those rows: tinyprop.reference.
-    embedding_backward (NumPy's add.at), with the same bits.
+    embedding_backward (NumPy's add.at), with the same bits. grad: (vocab, dim); ids: (batch, n) integers in
+    [0, vocab); dy: (batch, n * dim); grad_rows: (vocab,) bool; parts >= 1.
 
     A row may repeat (a parser's NULL word), so the threads share out rows, not examples: `parts` (the threads')
     runs of rows with about as many pieces each, every thread reading all of ids and adding the pieces of its
@@ -258,7 +260,7 @@ def add_to_looked_up_rows(grad, ids, dy, grad_rows, parts):
     the others' threads idle for the rest.)
     """
     n_rows, dim = grad.shape
-    ends = np.zeros(n_rows, dtype=np.int64)  # ends[r]: the pieces of rows 0..r
+    ends = np.zeros(n_rows, dtype=np.int64)  # first each row's count of pieces, then those of rows 0..r
     for b in range(ids.shape[0]):
         for i in range(ids.shape[1]):
             ends[ids[b, i]] += 1

@@ -179,7 +179,8 @@ def topk_rows(grad, k, heap, out_indices):
     """Per-example top-k: out_indices[b] = top-k indices of |grad[b]|. grad: (batch, n) float32, out: (batch, k).
 
     tinyprop.reference.topk_indices(grad, k), in no set order within a row, faster: `topk_of_row`'s
-    heap of k entries, O(n log k) an example, instead of sorting the n.
+    heap of k entries, O(n log k) an example, instead of sorting the n. From SHARED_TOPK_ROWS rows on, the
+    threads share the rows out, each with a heap of its own (`heap` is then not used).
     """
     check_selection(grad, k, heap, out_indices, (grad.shape[0], k))
     threads = numba.get_num_threads()

@@ -15,14 +15,14 @@ class Layer:
 
     What forward and backward return is the caller's to keep: a later call does not change it.
     (A layer that passes its argument through, Reshape or Dropout when off, may return that
-    argument or a view of it.) A loop that drops each gradient once the layer below has
-    used it, as the training loops do, may opt into reused buffers for speed: after
-    `layer.reuse_buffers()` (undone by `reuse_buffers(False)`; `reusing_buffers` tells which),
-    backward may return an array the layer keeps and overwrites at its next backward, and forward
-    one it overwrites at its next forward. Linear's dx and Embeddings' output use this today (at the
-    parser's mini-batch each is 96 MB, which a fresh array would first page in); the other layers
-    return fresh arrays either way. A layer made of layers passes the setting on to them, as it
-    does `train`'s.
+    argument or a view of it.) A loop that is done with each gradient once the layer below has
+    used it, and with each output before the next forward, as the training loops are, may opt into
+    reused buffers for speed: after `layer.reuse_buffers()` (undone by `reuse_buffers(False)`;
+    `reusing_buffers` tells which), backward may return an array the layer keeps and overwrites at
+    its next backward, and forward one it overwrites at its next forward. Linear's dx and
+    Embeddings' output use this today (at the parser's mini-batch each is 96 MB, which a fresh
+    array would first page in); the other layers return fresh arrays either way. A layer made of
+    layers passes the setting on to them, as it does `train`'s.
     """
 
     training = True

@@ -36,8 +36,12 @@ class Embedding(Layer):
             got = f"{ids.dtype} of shape {ids.shape}" if hasattr(ids, "shape") else type(ids).__name__
             raise ValueError(f"{self.name}: expected integer ids (batch, n) in [0, {vocab_size}), got {got}")
         self.ids = ids
+        shape = (ids.shape[0], ids.shape[1] * dim)
         if out is None:
-            out = np.empty((ids.shape[0], ids.shape[1] * dim), dtype=self.weight.value.dtype)
+            out = np.empty(shape, dtype=self.weight.value.dtype)
+        elif out.shape != shape or out.dtype != self.weight.value.dtype:  # the kernel would write past it
+            raise ValueError(f"{self.name}: out must be {self.weight.value.dtype} of shape {shape}, got {out.dtype} "
+                             f"of shape {out.shape}")
         copy_looked_up_rows(self.weight.value, ids, out)
         return out
 
@@ -62,6 +66,9 @@ class Embeddings(Layer):
                              f"and {len(widths)} widths")
         for width in widths:
             check_positive_int("Embeddings", "each width", width)
+        dtypes = {table.weight.value.dtype for table in tables}
+        if len(dtypes) > 1:  # their outputs share one array
+            raise ValueError(f"Embeddings: the tables must have one dtype, got {', '.join(sorted(map(str, dtypes)))}")
         self.tables, self.widths = list(tables), list(widths)
         self.ends = np.cumsum(self.widths)  # table i reads ids[:, ends[i] - widths[i]:ends[i]]
         self.output_widths = [width * table.weight.shape[1] for table, width in zip(self.tables, self.widths)]
