@@ -1,4 +1,5 @@
 """Finite-difference checks of every layer's backward, and meProp against the dense math."""
+import numba
 import numpy as np
 import pytest
 
@@ -8,7 +9,8 @@ from tinyprop.layers import (LSTM, BiLSTM, Conv2d, Cube, Dropout, Embedding, Emb
                              Reshape, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh)
 from tinyprop.optim import SGD
 from tinyprop.parameter import Parameter
-from tinyprop.reference import linear_backward, random_k_mask, selection_mask, topk_mask, unified_topk_mask
+from tinyprop.reference import (dropout_uniforms, linear_backward, random_k_mask, selection_mask, topk_mask,
+                                unified_topk_mask)
 
 
 def away_from_zero(rng, shape):
@@ -53,6 +55,25 @@ def test_dropout_gradient_and_scaling(rng):
     layer.train(False)
     x = rng.standard_normal((3, 4))
     assert layer.forward(x) is x
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_dropouts_mask_is_the_references_for_the_key_it_draws_on_any_number_of_threads(threads):
+    """Entry i is kept when reference.dropout_uniforms' i-th uniform for the key drawn from the layer's generator
+    is at least p; the kept ones share out 1 / (1 - p); a rate of 0.3 keeps 70% of a million entries."""
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("Numba has one thread on this machine")
+    y = np.random.default_rng(1).standard_normal((1000, 1000)).astype(np.float32)
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        z = Dropout(0.3, rng=np.random.default_rng(5)).forward(y)
+    finally:
+        numba.set_num_threads(before)
+    key = np.random.default_rng(5).integers(2 ** 64, dtype=np.uint64)
+    keep = (dropout_uniforms(key, y.size) >= np.float32(0.3)).reshape(y.shape)
+    np.testing.assert_array_equal(z, np.where(keep, y * (np.float32(1) / np.float32(0.7)), np.float32(0)))
+    assert abs(keep.mean() - 0.7) < 5 * np.sqrt(0.21 / y.size)
 
 
 def test_sequential_gradients(rng):

@@ -283,6 +283,34 @@ def add_to_looked_up_rows(grad, ids, dy, grad_rows, parts):
                         row[j] += piece[j]
 
 
+# Dropout's mask (tinyprop.layers.Dropout). The uniform of entry i is SplitMix64's output (Steele, Lea and Flood,
+# 2014) for the state key + (i + 1) * gamma: a hash of (key, i), so the threads draw the entries in any order and
+# the same mask comes out on any number of them.
+SPLITMIX_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+SPLITMIX_MULTIPLIERS = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
+
+
+@njit(cache=True)
+def splitmix64_uniform(key, i):
+    """The uniform of entry i under `key` (uint64): SplitMix64's output's top 24 bits / 2^24, a float32 in [0, 1)."""
+    z = key + (np.uint64(i) + np.uint64(1)) * SPLITMIX_GAMMA
+    z = (z ^ (z >> np.uint64(30))) * SPLITMIX_MULTIPLIERS[0]
+    z = (z ^ (z >> np.uint64(27))) * SPLITMIX_MULTIPLIERS[1]
+    z = z ^ (z >> np.uint64(31))
+    return np.float32(z >> np.uint64(40)) * np.float32(2.0 ** -24)
+
+
+@njit(cache=True, parallel=True)
+def drop_out(y, p, key, scale, z):
+    """Inverted dropout's forward in one pass on the threads: scale = m / (1 - p) and z = y * scale, where m_i = 1
+    when entry i's uniform (splitmix64_uniform(key, i), tinyprop.reference.dropout_uniforms) is at least p.
+    y, scale, z: (n,) of one float dtype; p: float in [0, 1); key: uint64."""
+    kept = y.dtype.type(1) / y.dtype.type(1 - p)
+    for i in prange(y.shape[0]):
+        scale[i] = kept if splitmix64_uniform(key, i) >= np.float32(p) else y.dtype.type(0)
+        z[i] = y[i] * scale[i]
+
+
 # Convolution as a matrix product (TKDE 2018, Section 3.3.2): with the input unfolded into
 # patches, cols: (batch, positions, patch) and W: (channels, patch), the output at position p
 # of channel c is W[c] . cols[b, p]. Spatial top-k keeps, per example and channel, the k

@@ -122,6 +122,18 @@ def embedding_backward(E, ids, dy):
     return dE
 
 
+def dropout_uniforms(key, n):
+    """The uniforms of Dropout's mask for `key`: entry i's is SplitMix64's output for the state key + (i + 1) *
+    0x9E3779B97F4A7C15 (Steele, Lea and Flood, 2014, in uint64 arithmetic, which wraps), its top 24 bits / 2^24
+    -> (n,) float32 in [0, 1). An entry is kept when its uniform is at least the rate p."""
+    with np.errstate(over="ignore"):
+        z = np.uint64(key) + np.arange(1, n + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return (z >> np.uint64(40)).astype(np.float32) * np.float32(2.0 ** -24)
+
+
 def meact_active_mask(g, p):
     """Algorithm 3, lines 6-10, as tinyprop reads line 7: unit i stays active for example j when its share of
     the example's accumulated absolute gradient exceeds p, g_ij > p * sum_i g_ij; the other units are masked
