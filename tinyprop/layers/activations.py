@@ -78,7 +78,7 @@ class Dropout(Layer):
     Each forward draws one key from `rng`; entry i is kept when its uniform, a hash of the key and i
     (tinyprop.reference.dropout_uniforms), is at least p. tinyprop.kernels.drop_out computes the mask,
     the scale and z in one pass on the threads, where NumPy's generator would draw the uniforms on one
-    (9 of the 14 ms of a parser's mini-batch, docs/performance.md), with the same mask on any number.
+    (docs/performance.md, "The parser on two threads"), with the same mask on any number.
 
     Kept for backward: `scale`, the mask already divided by (1 - p) (None: identity), and the
     output's `shape`.
