@@ -60,10 +60,10 @@ def test_dropout_gradient_and_scaling(rng):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_dropouts_mask_is_the_references_for_the_key_it_draws_on_any_number_of_threads(threads):
     """Entry i is kept when reference.dropout_uniforms' i-th uniform for the key drawn from the layer's generator
-    is at least p; the kept ones share out 1 / (1 - p); a rate of 0.3 keeps 70% of a million entries."""
+    is at least p; the kept ones share out 1 / (1 - p); a rate of 0.3 keeps 70% of 90,000 entries."""
     if threads > numba.config.NUMBA_NUM_THREADS:
         pytest.skip("Numba has one thread on this machine")
-    y = np.random.default_rng(1).standard_normal((1000, 1000)).astype(np.float32)
+    y = np.random.default_rng(1).standard_normal((300, 300)).astype(np.float32)
     before = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
