@@ -8,6 +8,8 @@ magnitude, top_k(dy), and passes them on as the dense backward would (Algorithm 
 The fast layers (tinyprop.layers.Linear, LSTM) compute exactly these functions, with the same
 ties (the lower index wins) and the same dense bias gradient; the tests hold them to it.
 
+Then the plain versions of two layers' kernels that are not meProp's: a lookup table's output and
+gradient (tinyprop.layers.Embedding), and the uniforms of dropout's mask (tinyprop.layers.Dropout).
 meAct (TKDE 2018, Section 3.5, Algorithm 3) is at the end: the selection of each example's active
 units from its accumulated gradients, and a hidden layer's forward and backward on them alone
 (tinyprop.meact and tinyprop.layers.ActiveLinear compute the same faster).
