@@ -77,4 +77,6 @@ def test_bench_on_two_threads_gives_each_variants_speed_up():
         return {line.split()[0]: float(line.split()[1][:-2]) for line in table[2:]}
     one, two = medians(mine[0]), medians(mine[1])
     top = next(line for line in mine[1][2:] if line.split()[0] == "top")
-    assert float(top.split()[-1][:-1]) == pytest.approx(one["top"] / two["top"], abs=0.006)
+    # the medians are printed to 0.1 us and the ratio to 0.01, so the ratio of the printed medians is only that close
+    low, high = (one["top"] - 0.05) / (two["top"] + 0.05), (one["top"] + 0.05) / (two["top"] - 0.05)
+    assert low - 0.005 <= float(top.split()[-1][:-1]) <= high + 0.005
