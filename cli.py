@@ -8,13 +8,11 @@ Ctrl-C: 130).
 """
 import os
 
-# OpenBLAS starts with one thread unless the user says otherwise (numpy reads this once, at import): runs keep
-# it at one but for products large enough to share out (tinyprop.threads), and the commands that set no
-# count (bench, report) run on one, with no idle BLAS threads spinning beside the Numba kernels, which
-# made them many times slower (docs/performance.md). The threads it starts for the large products sleep as soon
-# as they finish (after 2^4 cycles, OpenBLAS's least) rather than spin there beside the kernels' threads.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+from tinyprop.environment import set_thread_defaults
+
+# before NumPy and Numba load (the tasks import them): BLAS on one thread but for large products, and threads
+# that wait for work without spinning beside the others' (tinyprop.environment)
+set_thread_defaults()
 
 import inspect  # noqa: E402
 import json  # noqa: E402

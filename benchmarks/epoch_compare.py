@@ -21,11 +21,11 @@ import argparse
 import dataclasses
 import json
 import multiprocessing
-import os
 import time
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # as the command line runs
+from tinyprop.environment import set_thread_defaults
+
+set_thread_defaults()  # as the command line runs
 
 import numpy as np  # noqa: E402
 
@@ -182,12 +182,14 @@ def main():
         child[0].join()
     medians = {name: float(np.median(values)) for name, values in times.items()}
     phase_medians = {name: dict(zip(PHASES, np.median(values, axis=0).tolist())) for name, values in phases.items()}
-    dense = medians[tinyprop_name("mlp (dense)", 1)]
+    reference = tinyprop_name("mlp (dense)", counts[0])  # the fewest threads measured
+    dense = medians[reference]
     print(f"\nmedian epoch time over {args.rounds} rounds ({len(data.splits['train'][1]):,} images, batch {BATCH}, "
           "Adam):")
     for name, seconds in medians.items():
         split = ", ".join(f"{phase} {value:.2f}" for phase, value in phase_medians.get(name, {}).items())
-        print(f"  {name:<48} {seconds:7.2f} s   dense tinyprop, 1 thread / this: {dense / seconds:5.2f}x"
+        print(f"  {name:<48} {seconds:7.2f} s   dense tinyprop,{reference.split(',')[1]} / this: "
+              f"{dense / seconds:5.2f}x"
               + (f"   ({split} s)" if split else ""))
     ratios = {count: medians[tinyprop_name(f"mlptop k={args.k}", count)] / medians[tinyprop_name("mlp (dense)", count)]
               for count in counts}

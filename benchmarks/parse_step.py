@@ -8,11 +8,11 @@ own train_step; each round runs the same mini-batches on one thread, then on two
 sets them), in this one process. Prints the medians over the rounds, in milliseconds a mini-batch.
 """
 import argparse
-import os
 import time
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # as the command line runs
+from tinyprop.environment import set_thread_defaults
+
+set_thread_defaults()  # as the command line runs
 
 import numpy as np  # noqa: E402
 

@@ -38,6 +38,7 @@ def provenance(data_files):
         "blas": blas(),
         "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
         "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
+        "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
         "numba_threads": {"configured": numba.config.NUMBA_NUM_THREADS, "in_use": numba.get_num_threads()},
         "data_files": {key: file_record(path) for key, path in data_files.items()},
     }

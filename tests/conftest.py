@@ -1,7 +1,8 @@
 import os
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the command line runs (see cli.py)
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+from tinyprop.environment import set_thread_defaults
+
+set_thread_defaults()  # as the command line runs
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -230,57 +230,44 @@ def add_to_rows(target, rows, values, target_rows):
             target[r, j] += values[i, j]
 
 
-# Lookup tables (tinyprop.layers.Embedding): row ids[b, i] of the table E is the i-th piece of example b's output.
+# Lookup tables (tinyprop.layers.Embedding, Embeddings): column c of ids looks up a row of table tables_of[c], which
+# goes to out[b, starts[c]:starts[c] + dim] (its dim: that table's). A parser's 48 features of three tables are
+# one call, so that the output and dy are walked row after row: a table at a time, walking its columns of
+# every row, took three times as long at the parser's mini-batch (docs/performance.md).
 
 
 @njit(cache=True, parallel=True)
-def copy_looked_up_rows(table, ids, out):
-    """out[b, i * dim:(i + 1) * dim] = table[ids[b, i]]: tinyprop.reference.embedding_forward (table[ids] side by
-    side). table: (vocab, dim); ids: (batch, n) integers in [0, vocab); out: (batch, n * dim), which may be a
-    column slice of a wider output, so that several tables fill one array without copies. The examples are
+def copy_looked_up_rows(tables, ids, tables_of, starts, out):
+    """out[b, starts[c]:starts[c] + dim] = tables[tables_of[c]][ids[b, c]]: tinyprop.reference.embedding_forward
+    of each table, side by side. tables: a tuple of (vocab_t, dim_t) arrays; ids: (batch, n) integers, column c in
+    [0, vocab of its table); tables_of, starts: (n,) integers; out: (batch, width), C-contiguous. The examples are
     shared out among the threads."""
-    dim = table.shape[1]
     for b in prange(ids.shape[0]):
-        piece = out[b]
-        for i in range(ids.shape[1]):
-            row = table[ids[b, i]]
-            for j in range(dim):
-                piece[i * dim + j] = row[j]
+        for c in range(ids.shape[1]):
+            row = tables[tables_of[c]][ids[b, c]]
+            piece = out[b, starts[c]:starts[c] + row.shape[0]]  # a contiguous slice: the copy vectorises
+            for j in range(row.shape[0]):
+                piece[j] = row[j]
 
 
-@njit(cache=True, parallel=True)
-def add_to_looked_up_rows(grad, ids, dy, grad_rows, parts):
-    """grad[ids[b, i]] += dy[b, i * dim:(i + 1) * dim] for every b, i, marking those rows: tinyprop.reference.
-    embedding_backward (NumPy's add.at), with the same bits. grad: (vocab, dim); ids: (batch, n) integers in
-    [0, vocab); dy: (batch, n * dim); grad_rows: (vocab,) bool; parts >= 1.
+@njit(cache=True)
+def add_to_looked_up_rows(grads, ids, tables_of, starts, dy, grad_rows):
+    """grads[tables_of[c]][ids[b, c]] += dy[b, starts[c]:starts[c] + dim] for every b, c in that order, marking
+    those rows in grad_rows[tables_of[c]]: tinyprop.reference.embedding_backward (NumPy's add.at) of each table,
+    with the same bits. grads, grad_rows: tuples of (vocab_t, dim_t) arrays and of (vocab_t,) bool; ids,
+    tables_of, starts as for copy_looked_up_rows; dy: (batch, width), C-contiguous.
 
-    A row may repeat (a parser's NULL word), so the threads share out rows, not examples: `parts` (the threads')
-    runs of rows with about as many pieces each, every thread reading all of ids and adding the pieces of its
-    own rows in the order of (b, i), whatever `parts` is. (One row with more than 1/parts of the pieces leaves
-    the others' threads idle for the rest.)
-    """
-    n_rows, dim = grad.shape
-    ends = np.zeros(n_rows, dtype=np.int64)  # first each row's count of pieces, then those of rows 0..r
+    On one thread: a row repeats (a parser's NULL word is most of its pieces), so the threads could only share
+    out rows, and then each thread read all of dy; at the parser's mini-batch that was slower on two threads
+    than this one pass is on one (docs/performance.md)."""
     for b in range(ids.shape[0]):
-        for i in range(ids.shape[1]):
-            ends[ids[b, i]] += 1
-    for r in range(n_rows):
-        if ends[r]:
-            grad_rows[r] = True
-        if r:
-            ends[r] += ends[r - 1]
-    first_rows = np.searchsorted(ends, np.arange(parts + 1) * (ends[n_rows - 1] / parts), side="right")
-    first_rows[0], first_rows[parts] = 0, n_rows
-    for part in prange(parts):
-        low, high = first_rows[part], first_rows[part + 1]
-        for b in range(ids.shape[0]):
-            for i in range(ids.shape[1]):
-                r = ids[b, i]
-                if low <= r < high:
-                    row = grad[r]
-                    piece = dy[b, i * dim:(i + 1) * dim]
-                    for j in range(dim):
-                        row[j] += piece[j]
+        for c in range(ids.shape[1]):
+            t, r = tables_of[c], ids[b, c]
+            grad_rows[t][r] = True
+            row = grads[t][r]
+            piece = dy[b, starts[c]:starts[c] + row.shape[0]]
+            for j in range(row.shape[0]):
+                row[j] += piece[j]
 
 
 # Dropout's mask (tinyprop.layers.Dropout). The uniform of entry i is SplitMix64's output (Steele, Lea and Flood,
