@@ -76,6 +76,26 @@ def test_dropouts_mask_is_the_references_for_the_key_it_draws_on_any_number_of_t
     assert abs(keep.mean() - 0.7) < 5 * np.sqrt(0.21 / y.size)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cube_is_numpys_y_cubed_and_3_y_squared_dz_bit_for_bit_on_any_number_of_threads(threads, dtype):
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("Numba has one thread on this machine")
+    rng = np.random.default_rng(4)
+    y, dz = (rng.standard_normal((300, 70)).astype(dtype) * 3 for _ in range(2))
+    layer = Cube()
+    layer.reuse_buffers()
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        z, dy = layer.forward(y[:, 10:]), layer.backward(dz[:, 10:])  # from non-contiguous views
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(z, y[:, 10:] * y[:, 10:] * y[:, 10:])
+    np.testing.assert_array_equal(dy, 3 * y[:, 10:] * y[:, 10:] * dz[:, 10:])
+    assert z.dtype == dy.dtype == dtype
+
+
 def test_sequential_gradients(rng):
     model = Sequential([Linear(6, 5, dtype=np.float64, rng=rng), Tanh(),
                         Linear(5, 4, dtype=np.float64, rng=rng), Sigmoid(),

@@ -5,7 +5,7 @@ Shapes: any; dy has the shape of the output.
 """
 import numpy as np
 
-from tinyprop.kernels import drop_out
+from tinyprop.kernels import cube, cube_grad, drop_out
 from tinyprop.layers.base import Layer, check_forward_done, check_same_shape
 
 
@@ -57,19 +57,26 @@ class Sigmoid(Layer):
 class Cube(Layer):
     """z = y^3, the activation of Chen and Manning's (2014) parser; dz/dy = 3 y^2.
 
-    Kept for backward: the input `y`.
+    NumPy's y * y * y and 3 * y * y * dz, computed by tinyprop.kernels.cube and cube_grad in one pass on the
+    threads, with the same bits. Kept for backward: the input `y`.
     """
 
     y = None
 
     def forward(self, y):
-        self.y = y
-        return y * y * y
+        self.y = y = np.ascontiguousarray(y)
+        z = self._kept_array("_z", y.shape, y.dtype)
+        cube(y.reshape(-1), z.reshape(-1))
+        return z
 
     def backward(self, dz, need_dx=True):
         check_forward_done("Cube", self.y)
         check_same_shape("Cube", dz, self.y.shape)
-        return 3 * self.y * self.y * dz if need_dx else None
+        if not need_dx:
+            return None
+        dy = self._kept_array("_dy", self.y.shape, self.y.dtype)
+        cube_grad(self.y.reshape(-1), np.ascontiguousarray(dz).reshape(-1), dy.reshape(-1))
+        return dy
 
 
 class Dropout(Layer):

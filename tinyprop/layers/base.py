@@ -19,9 +19,10 @@ class Layer:
     used it, and with each output before the next forward, as the training loops are, may opt into
     reused buffers for speed: after `layer.reuse_buffers()` (undone by `reuse_buffers(False)`;
     `reusing_buffers` tells which), backward may return an array the layer keeps and overwrites at
-    its next backward, and forward one it overwrites at its next forward. Linear's dx and
-    Embeddings' output use this today (at the parser's mini-batch each is 96 MB, which a fresh
-    array would first page in); the other layers return fresh arrays either way. A layer made of
+    its next backward, and forward one it overwrites at its next forward. Linear's dx,
+    Embeddings' output and Cube's output and dy use this today (at the parser's mini-batch they are
+    20 to 96 MB, which a fresh array would first page in); the other layers return fresh arrays
+    either way. A layer made of
     layers passes the setting on to them, as it does `train`'s.
     """
 
