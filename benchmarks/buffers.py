@@ -4,16 +4,18 @@ variants alternating, medians over rounds.
 
     python benchmarks/buffers.py [ROUNDS] [STEPS]    (docs/performance.md: 600 20)
 """
-import os
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-import statistics
-import sys
-import time
+from tinyprop.environment import set_thread_defaults
 
-import numpy as np
+set_thread_defaults()  # as the command line runs
 
-from tinyprop.layers import Linear, ReLU, Sequential, SoftmaxCrossEntropy
-from tinyprop.optim import Adam
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from tinyprop.layers import Linear, ReLU, Sequential, SoftmaxCrossEntropy  # noqa: E402
+from tinyprop.optim import Adam  # noqa: E402
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 30
 STEPS = int(sys.argv[2]) if len(sys.argv) > 2 else 200

@@ -137,6 +137,10 @@ def torch_variants(max_examples, seed, k):
     return {name: lambda name=name: remote(name) for name in names}, (child, connection)
 
 
+def threads_text(count):
+    return f"{count} thread" + ("s" if count > 1 else "")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -155,7 +159,7 @@ def main():
     variants, timers = {}, {}  # timers: each tinyprop variant's forward, backward and update seconds, summed
 
     def tinyprop_name(variant, count):
-        return f"tinyprop {variant}, {count} thread" + ("s" if count > 1 else "")
+        return f"tinyprop {variant}, {threads_text(count)}"
     for count in counts:
         for variant, net, unified in (("mlp (dense)", "mlp", False), (f"mlptop k={args.k}", "mlptop", False),
                                       (f"mlptop k={args.k} unified", "mlptop", True)):
@@ -182,20 +186,18 @@ def main():
         child[0].join()
     medians = {name: float(np.median(values)) for name, values in times.items()}
     phase_medians = {name: dict(zip(PHASES, np.median(values, axis=0).tolist())) for name, values in phases.items()}
-    reference = tinyprop_name("mlp (dense)", counts[0])  # the fewest threads measured
-    dense = medians[reference]
+    dense = medians[tinyprop_name("mlp (dense)", counts[0])]  # on the fewest threads measured
     print(f"\nmedian epoch time over {args.rounds} rounds ({len(data.splits['train'][1]):,} images, batch {BATCH}, "
           "Adam):")
     for name, seconds in medians.items():
         split = ", ".join(f"{phase} {value:.2f}" for phase, value in phase_medians.get(name, {}).items())
-        print(f"  {name:<48} {seconds:7.2f} s   dense tinyprop,{reference.split(',')[1]} / this: "
+        print(f"  {name:<48} {seconds:7.2f} s   dense tinyprop, {threads_text(counts[0])} / this: "
               f"{dense / seconds:5.2f}x"
               + (f"   ({split} s)" if split else ""))
     ratios = {count: medians[tinyprop_name(f"mlptop k={args.k}", count)] / medians[tinyprop_name("mlp (dense)", count)]
               for count in counts}
     for count, ratio in ratios.items():
-        threads = f"{count} thread" + ("s" if count > 1 else "")
-        print(f"  on {threads}: mlptop k={args.k}'s epoch / the dense one's: {ratio:.2f}")
+        print(f"  on {threads_text(count)}: mlptop k={args.k}'s epoch / the dense one's: {ratio:.2f}")
     if args.json:
         print(json.dumps(dict(rounds=args.rounds, seconds=times, medians=medians, phase_medians=phase_medians,
                               mlptop_over_dense={str(count): ratio for count, ratio in ratios.items()}), indent=2))

@@ -8,10 +8,11 @@ process; medians per call, and BLAS's time over the kernel's (above 1: the kerne
 tinyprop/layers/linear.py (LOOP_FORWARD_BATCHES) is read from this table, on one thread.
 """
 import argparse
-import os
 import time
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from tinyprop.environment import set_thread_defaults
+
+set_thread_defaults()  # as the command line runs
 
 import numpy as np  # noqa: E402
 

@@ -12,10 +12,11 @@ process, medians per step.
 """
 import argparse
 import math
-import os
 import time
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from tinyprop.environment import set_thread_defaults
+
+set_thread_defaults()  # as the command line runs
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402

@@ -13,10 +13,11 @@ dense forward's multiply-adds that the active sets leave (hidden layers, and the
 """
 import argparse
 import json
-import os
 import time
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from tinyprop.environment import set_thread_defaults
+
+set_thread_defaults()  # as the command line runs
 
 import numpy as np  # noqa: E402
 

@@ -17,7 +17,9 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the command line runs
+from tinyprop.environment import set_thread_defaults
+
+set_thread_defaults()  # as the command line runs
 
 import numpy as np  # noqa: E402
 

@@ -94,6 +94,10 @@ def test_cube_is_numpys_y_cubed_and_3_y_squared_dz_bit_for_bit_on_any_number_of_
     np.testing.assert_array_equal(z, y[:, 10:] * y[:, 10:] * y[:, 10:])
     np.testing.assert_array_equal(dy, 3 * y[:, 10:] * y[:, 10:] * dz[:, 10:])
     assert z.dtype == dy.dtype == dtype
+    other = np.float64 if dtype == np.float32 else np.float32
+    with pytest.raises(ValueError, match=f"Cube: dz must have the input's dtype {np.dtype(dtype)}, got "
+                                         f"{np.dtype(other)}"):
+        layer.backward(dz[:, 10:].astype(other))
 
 
 def test_sequential_gradients(rng):

@@ -182,6 +182,9 @@ def test_embeddings_side_by_side_give_each_table_its_columns_and_gradient(rng):
         Embeddings([words, Embedding(4, 2)], [2, 1])
     with pytest.raises(ValueError, match=r"integer ids \(batch, n\) in \[0, 4\)"):
         layer.forward(np.array([[1, 6, 4]]))
+    tags.weight.value = np.zeros((4, 5))
+    with pytest.raises(ValueError, match=r"Embeddings: the tables' widths changed from \[3, 2\] since"):
+        layer.forward(ids)
 
 
 def test_parser_dropout_acts_in_training_only(rng):

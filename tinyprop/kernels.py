@@ -232,8 +232,9 @@ def add_to_rows(target, rows, values, target_rows):
 
 # Lookup tables (tinyprop.layers.Embedding, Embeddings): column c of ids looks up a row of table tables_of[c], which
 # goes to out[b, starts[c]:starts[c] + dim] (its dim: that table's). A parser's 48 features of three tables are
-# one call, so that the output and dy are walked row after row: a table at a time, walking its columns of
-# every row, took three times as long at the parser's mini-batch (docs/performance.md).
+# one call, so that the output and dy are walked row after row, not a table at a time (slower at the parser's
+# mini-batch, docs/performance.md). The tables' tuple holds arrays of one dtype and layout: Numba indexes a tuple
+# at run time only when its items share one type.
 
 
 @njit(cache=True, parallel=True)

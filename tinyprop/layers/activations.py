@@ -72,6 +72,8 @@ class Cube(Layer):
     def backward(self, dz, need_dx=True):
         check_forward_done("Cube", self.y)
         check_same_shape("Cube", dz, self.y.shape)
+        if dz.dtype != self.y.dtype:  # the kernel would round dz to y's type
+            raise ValueError(f"Cube: dz must have the input's dtype {self.y.dtype}, got {dz.dtype}")
         if not need_dx:
             return None
         dy = self._kept_array("_dy", self.y.shape, self.y.dtype)

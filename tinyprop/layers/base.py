@@ -41,7 +41,8 @@ class Layer:
         self.training = mode
 
     def reuse_buffers(self, mode=True):
-        """Opt into (mode=False: out of) backward results that the layer's next backward overwrites."""
+        """Opt into (mode=False: out of) results that the layer's next backward (for what backward returns) or
+        next forward (for what forward returns) overwrites."""
         self.reusing_buffers = mode
 
     def zero_grad(self):

@@ -81,7 +81,8 @@ class Embeddings(Layer):
         self.tables, self.widths = list(tables), list(widths)
         self.ends = np.cumsum(self.widths)  # table i reads ids[:, ends[i] - widths[i]:ends[i]]
         self.width = sum(width * table.weight.shape[1] for table, width in zip(self.tables, self.widths))
-        self.tables_of, self.starts = side_by_side([table.weight.shape[1] for table in self.tables], self.widths)
+        self.dims = [table.weight.shape[1] for table in self.tables]
+        self.tables_of, self.starts = side_by_side(self.dims, self.widths)
 
     def params(self):
         return [param for table in self.tables for param in table.params()]
@@ -95,6 +96,8 @@ class Embeddings(Layer):
         if getattr(ids, "ndim", None) != 2 or ids.shape[1] != self.ends[-1]:
             got = f"shape {ids.shape}" if hasattr(ids, "shape") else type(ids).__name__
             raise ValueError(f"Embeddings: expected ids of shape (batch, {self.ends[-1]}), got {got}")
+        if [table.weight.shape[1] for table in self.tables] != self.dims:  # the kernels would write past the output
+            raise ValueError(f"Embeddings: the tables' widths changed from {self.dims} since the layer was made")
         for table, width, end in zip(self.tables, self.widths, self.ends):
             table.check_ids(ids[:, end - width:end])
         self.ids = ids
