@@ -10,8 +10,9 @@ Each is a default: a value the user set stays. Why each (docs/performance.md, "T
   (tinyprop.threads); idle BLAS threads spinning beside the Numba kernels made runs many times slower.
 - OPENBLAS_THREAD_TIMEOUT=4: the threads BLAS starts for a large product sleep after 2^4 cycles, its least,
   rather than spin beside the kernels' threads.
-- GOMP_SPINCOUNT=30000: the kernels' threads wait for the next kernel spinning about a millisecond, not
-  libgomp's default ten; a large BLAS product that follows a kernel then has the core to itself.
+- GOMP_SPINCOUNT=30000: the kernels' threads wait for the next kernel spinning under a millisecond, not
+  libgomp's default of several; a large BLAS product that follows a kernel then has the core to itself,
+  and a mini-batch's kernels, microseconds apart, still find the threads awake.
 """
 import os
 
