@@ -15,7 +15,8 @@ process that takes its turn in each round: in this process its two OpenMP thread
 tinyprop's (Numba's OpenMP runtime and OpenBLAS's threads), and its two-thread epoch took three times
 its one-thread epoch. tinyprop runs each of its
 variants on each count of --threads (BLAS's and the kernels', as a run's --threads sets them; default: one
-and the cores this process may use), and reports for each count the ratio of mlptop's epoch to the dense one's.
+and the cores this process may use), and reports for each count the ratio of mlptop's epoch to the dense one's,
+and PyTorch's dense epoch over mlptop's where PyTorch ran on that count.
 """
 import argparse
 import dataclasses
@@ -198,9 +199,18 @@ def main():
               for count in counts}
     for count, ratio in ratios.items():
         print(f"  on {threads_text(count)}: mlptop k={args.k}'s epoch / the dense one's: {ratio:.2f}")
+    against_pytorch = {}  # on each thread count: PyTorch's dense epoch / mlptop's, where both ran
+    for count in counts:
+        pytorch_dense = [name for name in pytorch if name.endswith(f" dense, {threads_text(count)}")]
+        if pytorch_dense:
+            against_pytorch[count] = medians[pytorch_dense[0]] / medians[tinyprop_name(f"mlptop k={args.k}", count)]
+            print(f"  on {threads_text(count)}: PyTorch's dense epoch / mlptop k={args.k}'s: "
+                  f"{against_pytorch[count]:.2f}x")
     if args.json:
         print(json.dumps(dict(rounds=args.rounds, seconds=times, medians=medians, phase_medians=phase_medians,
-                              mlptop_over_dense={str(count): ratio for count, ratio in ratios.items()}), indent=2))
+                              mlptop_over_dense={str(count): ratio for count, ratio in ratios.items()},
+                              pytorch_dense_over_mlptop={str(count): ratio for count, ratio
+                                                         in against_pytorch.items()}), indent=2))
 
 
 if __name__ == "__main__":
