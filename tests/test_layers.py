@@ -3,6 +3,8 @@ import numba
 import numpy as np
 import pytest
 
+import tinyprop.reference
+
 from tinyprop.gradcheck import grad_check, numerical_gradient
 from tinyprop.kernels import add_shared_rows_grad, shared_rows_input_grad
 from tinyprop.layers import (LSTM, BiLSTM, Conv2d, Cube, Dropout, Embedding, Embeddings, Layer, Linear, MaxPool2d, ReLU,
@@ -108,6 +110,59 @@ def test_sequential_gradients(rng):
     assert max(errors.values()) < 1e-7, errors
 
 
+def on_threads(threads, function):
+    """function() with Numba on `threads` threads (skipped where Numba has fewer)."""
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("Numba has one thread on this machine")
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        return function()
+    finally:
+        numba.set_num_threads(before)
+
+
+def bits(array):
+    return array.view(np.uint64 if array.dtype == np.float64 else np.uint32)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_is_numpys_y_times_its_mask_bit_for_bit_on_any_number_of_threads(threads, dtype):
+    rng = np.random.default_rng(4)
+    y, dz = (rng.standard_normal((300, 70)).astype(dtype) for _ in range(2))
+    y[0, 10:14] = [0.0, -0.0, np.nan, -np.inf]  # -0 and NaN keep NumPy's signs and NaN
+    layer = ReLU()
+    layer.reuse_buffers()
+    z, dy = on_threads(threads, lambda: (layer.forward(y[:, 10:]).copy(), layer.backward(dz[:, 10:]).copy()))
+    with np.errstate(invalid="ignore"):  # -inf * 0
+        np.testing.assert_array_equal(bits(z), bits(y[:, 10:] * (y[:, 10:] > 0)))
+    np.testing.assert_array_equal(bits(dy), bits(dz[:, 10:] * (y[:, 10:] > 0)))
+    assert z.dtype == dy.dtype == dtype
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_softmax_cross_entropy_is_the_reference_and_the_same_bits_on_any_number_of_threads(threads, dtype, reduction):
+    rng = np.random.default_rng(6)
+    logits = (rng.standard_normal((257, 11)) * 8).astype(dtype)
+    labels = rng.integers(0, 11, 257)
+    loss = SoftmaxCrossEntropy(reduction)
+    value, dz = on_threads(threads, lambda: (loss.forward(logits, labels), loss.backward().copy()))
+    one_value, one_dz = on_threads(1, lambda: (loss.forward(logits, labels), loss.backward().copy()))
+    assert value == one_value
+    np.testing.assert_array_equal(bits(dz), bits(one_dz))
+    losses, probs = tinyprop.reference.softmax_cross_entropy(logits, labels)
+    scale = 1.0 if reduction == "sum" else 1 / 257
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    assert value == pytest.approx(float(losses.sum()) * scale, rel=rtol)
+    onehot = np.eye(11, dtype=dtype)[labels]
+    np.testing.assert_allclose(dz, (probs - onehot) * dtype(scale), rtol=rtol, atol=rtol * scale)
+    assert dz.dtype == dtype
+    np.testing.assert_array_equal(bits(dz), bits((loss.probs - onehot) * dtype(scale)))  # NumPy's order and bits
+
+
 def test_softmax_cross_entropy_gradient(rng):
     loss = SoftmaxCrossEntropy()
     logits = rng.standard_normal((4, 5)) * 3
@@ -122,8 +177,10 @@ def test_softmax_cross_entropy_value_and_bad_labels():
     loss = SoftmaxCrossEntropy()
     logits = np.log(np.array([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8]]))
     assert loss.forward(logits, np.array([0, 2])) == pytest.approx(-np.log(0.5) - np.log(0.8))
-    with pytest.raises(ValueError, match="labels must lie in"):
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\), got 3 at position 1"):
         loss.forward(logits, np.array([0, 3]))
+    with pytest.raises(ValueError, match=r"got -1 at position 0"):
+        loss.forward(logits, np.array([-1, 0]))
 
 
 def test_first_layer_computes_no_input_gradient(rng):

@@ -290,6 +290,62 @@ def cube_grad(y, dz, dy):
         dy[i] = three * y[i] * y[i] * dz[i]
 
 
+@njit(cache=True, parallel=True)
+def relu(y, z, active):
+    """active = y > 0 and z = y * active, NumPy's bits (a negative y gives -0). y, z: (n,) of one float dtype;
+    active: (n,) bool."""
+    one, zero = y.dtype.type(1), y.dtype.type(0)
+    for i in prange(y.shape[0]):
+        active[i] = y[i] > 0
+        z[i] = y[i] * (one if active[i] else zero)
+
+
+@njit(cache=True, parallel=True)
+def relu_grad(dz, active, dy):
+    """dy = dz * active, NumPy's bits. dz, dy: (n,) of one float dtype; active: (n,) bool."""
+    one, zero = dz.dtype.type(1), dz.dtype.type(0)
+    for i in prange(dz.shape[0]):
+        dy[i] = dz[i] * (one if active[i] else zero)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def softmax_cross_entropy(logits, labels, probs, losses):
+    """tinyprop.reference.softmax_cross_entropy's probabilities and per-example losses, a row per pass.
+    logits, probs: (batch, classes); labels: (batch,) ints; losses: (batch,) of logits' dtype.
+
+    Returns the position of the first label outside [0, classes), or -1 (then nothing is computed).
+    Each row is one thread's, so the same bits on any number of threads; within a few units in the last
+    place of NumPy's (its exp and its pairwise sums differ from these).
+    """
+    batch, classes = logits.shape
+    for b in range(batch):
+        if labels[b] < 0 or labels[b] >= classes:
+            return b
+    for b in prange(batch):
+        top = logits[b, 0]
+        for c in range(1, classes):
+            top = max(top, logits[b, c])
+        total = logits.dtype.type(0)
+        for c in range(classes):
+            total += np.exp(logits[b, c] - top)
+        log_norm = np.log(total)
+        for c in range(classes):
+            probs[b, c] = np.exp(logits[b, c] - top - log_norm)
+        losses[b] = log_norm - (logits[b, labels[b]] - top)
+    return -1
+
+
+@njit(cache=True, parallel=True)
+def softmax_cross_entropy_grad(probs, labels, scale, dz):
+    """dz = (probs - onehot(labels)) * scale, tinyprop.reference.softmax_cross_entropy's gradient.
+    probs, dz: (batch, classes); labels: (batch,) ints; scale: a Python float (1, or 1 / batch for a mean)."""
+    scale, one = probs.dtype.type(scale), probs.dtype.type(1)  # not the literal 1, which would compute in float64
+    for b in prange(probs.shape[0]):
+        for c in range(probs.shape[1]):
+            dz[b, c] = probs[b, c] * scale
+        dz[b, labels[b]] = (probs[b, labels[b]] - one) * scale
+
+
 # Dropout's mask (tinyprop.layers.Dropout). The uniform of entry i is SplitMix64's output (Steele, Lea and Flood,
 # 2014) for the state key + (i + 1) * gamma: a hash of (key, i), so the threads draw the entries in any order and
 # the same mask comes out on any number of them.

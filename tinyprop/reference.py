@@ -8,8 +8,9 @@ magnitude, top_k(dy), and passes them on as the dense backward would (Algorithm 
 The fast layers (tinyprop.layers.Linear, LSTM) compute exactly these functions, with the same
 ties (the lower index wins) and the same dense bias gradient; the tests hold them to it.
 
-Then the plain versions of two layers' kernels that are not meProp's: a lookup table's output and
-gradient (tinyprop.layers.Embedding), and the uniforms of dropout's mask (tinyprop.layers.Dropout).
+Then the plain versions of kernels that are not meProp's: the loss (tinyprop.layers.SoftmaxCrossEntropy), a
+lookup table's output and gradient (tinyprop.layers.Embedding), and the uniforms of dropout's mask
+(tinyprop.layers.Dropout).
 meAct (TKDE 2018, Section 3.5, Algorithm 3) is at the end: the selection of each example's active
 units from its accumulated gradients, and a hidden layer's forward and backward on them alone
 (tinyprop.meact and tinyprop.layers.ActiveLinear compute the same faster).
@@ -108,6 +109,16 @@ def lstm_backward(W_x, W_h, b, x, dh, k=None):
         dW_h += np.outer(kept, h[t])
         dx[t], dh_next, dc_next = kept @ W_x, kept @ W_h, dc * f
     return dW_x, dW_h, dz.sum(axis=0), dx, mask
+
+
+def softmax_cross_entropy(z, t):
+    """The papers' classification loss: per example b, -log softmax(z_b)[t_b], softmax(z_b) computed from z_b
+    less its maximum (the same function, and exp cannot overflow). z: (batch, classes); t: (batch,) ints.
+    Returns (losses (batch,), probs (batch, classes)); the gradient of sum_b losses[b] in z is probs - onehot(t).
+    """
+    shifted = z - z.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -log_probs[np.arange(z.shape[0]), t], np.exp(log_probs)
 
 
 def embedding_forward(E, ids):

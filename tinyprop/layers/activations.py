@@ -5,23 +5,35 @@ Shapes: any; dy has the shape of the output.
 """
 import numpy as np
 
-from tinyprop.kernels import cube, cube_grad, drop_out
+from tinyprop.kernels import cube, cube_grad, drop_out, relu, relu_grad
 from tinyprop.layers.base import Layer, check_forward_done, check_same_shape
 
 
 class ReLU(Layer):
-    """z = max(y, 0). Kept for backward: `active`, the mask y > 0."""
+    """z = max(y, 0), as NumPy's y * (y > 0); dz/dy = (y > 0).
+
+    Both computed by tinyprop.kernels.relu and relu_grad in one pass on the threads, with NumPy's bits.
+    Kept for backward: `active`, the mask y > 0.
+    """
 
     active = None
 
     def forward(self, y):
-        self.active = y > 0
-        return y * self.active
+        y = np.ascontiguousarray(y)
+        self.active = self._kept_array("_active", y.shape, np.bool_)
+        z = self._kept_array("_z", y.shape, y.dtype)
+        relu(y.reshape(-1), z.reshape(-1), self.active.reshape(-1))
+        return z
 
     def backward(self, dz, need_dx=True):
         check_forward_done("ReLU", self.active)
         check_same_shape("ReLU", dz, self.active.shape)
-        return dz * self.active if need_dx else None
+        if not need_dx:
+            return None
+        dz = np.ascontiguousarray(dz)
+        dy = self._kept_array("_dy", dz.shape, dz.dtype)
+        relu_grad(dz.reshape(-1), self.active.reshape(-1), dy.reshape(-1))
+        return dy
 
 
 class Tanh(Layer):

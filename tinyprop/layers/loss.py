@@ -1,6 +1,7 @@
 """Softmax with cross-entropy, the loss of the papers' classifiers."""
 import numpy as np
 
+from tinyprop.kernels import softmax_cross_entropy, softmax_cross_entropy_grad
 from tinyprop.layers.base import Layer, check_forward_done
 
 REDUCTIONS = ("sum", "mean")
@@ -19,6 +20,9 @@ class SoftmaxCrossEntropy(Layer):
     bound and L2 factor act on gradients batch-size times smaller (SGD's steps shrink by as much).
     The loss ends the network, so its backward takes no dy.
 
+    This is tinyprop.reference.softmax_cross_entropy, computed by tinyprop.kernels.softmax_cross_entropy and
+    softmax_cross_entropy_grad a row at a time on the threads, not by NumPy's nine passes over the batch.
+
     Kept for backward: `probs` (batch, classes), `labels` and `scale` (1 or 1/batch).
     """
 
@@ -34,22 +38,23 @@ class SoftmaxCrossEntropy(Layer):
         if logits.ndim != 2 or labels.shape != (logits.shape[0],) or labels.dtype.kind not in "iu":
             raise ValueError(f"SoftmaxCrossEntropy: expected logits (batch, classes) and integer labels (batch,), "
                              f"got {logits.shape} and {labels.dtype} {labels.shape}")
-        if labels.size and (labels.min() < 0 or labels.max() >= logits.shape[1]):
-            raise ValueError(f"SoftmaxCrossEntropy: labels must lie in [0, {logits.shape[1]}), "
-                             f"got values from {labels.min()} to {labels.max()}")
+        if logits.dtype.kind != "f":
+            logits = logits.astype(np.float64)
         if self.reduction == "mean" and not labels.size:
             raise ValueError("SoftmaxCrossEntropy: the mean over an empty mini-batch is undefined")
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        log_norm = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        log_probs = shifted - log_norm
-        self.probs = np.exp(log_probs)
+        self.probs = self._kept_array("_probs", logits.shape, logits.dtype)
+        losses = self._kept_array("_losses", labels.shape, logits.dtype)
+        bad = softmax_cross_entropy(np.ascontiguousarray(logits), labels, self.probs, losses)
+        if bad >= 0:
+            self.probs = None
+            raise ValueError(f"SoftmaxCrossEntropy: labels must lie in [0, {logits.shape[1]}), "
+                             f"got {labels[bad]} at position {bad}")
         self.labels = labels
         self.scale = 1.0 if self.reduction == "sum" else 1.0 / labels.shape[0]
-        return float(-log_probs[np.arange(labels.shape[0]), labels].sum()) * self.scale
+        return float(losses.sum()) * self.scale
 
     def backward(self):
         check_forward_done("SoftmaxCrossEntropy", self.probs)
-        dz = self.probs.copy()
-        dz[np.arange(self.labels.shape[0]), self.labels] -= 1
-        dz *= self.scale
+        dz = self._kept_array("_dz", self.probs.shape, self.probs.dtype)
+        softmax_cross_entropy_grad(self.probs, self.labels, self.scale, dz)
         return dz
