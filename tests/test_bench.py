@@ -58,6 +58,26 @@ def test_epoch_compare_reports_medians_ratios_and_the_phases_within_each_epoch(m
         assert f"dense tinyprop, 1 thread / this: {dense / seconds:5.2f}x" in lines[name]
 
 
+@pytest.mark.data
+def test_step_parts_names_every_layer_and_parameter_and_its_parts_make_up_the_step(mnist_dir):
+    """benchmarks/step_parts.py over one round: a line for each layer's forward and backward, the loss and each
+    parameter's update, and, with one round (medians are the values), the parts sum to the step."""
+    script = os.path.join(os.path.dirname(HERE), "benchmarks", "step_parts.py")
+    env = dict(os.environ, TINYPROP_DATA=os.path.dirname(mnist_dir), PYTHONPATH=os.path.dirname(HERE))
+    result = subprocess.run([sys.executable, script, "--threads", "1", "--steps", "30", "--rounds", "1"], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    table = result.stdout[result.stdout.index("microseconds a step:"):].splitlines()[2:]
+    times = {line[:42].strip(): float(line[42:]) for line in table}
+    layers = ["0 Linear", "1 ReLU", "2 Linear", "3 ReLU", "4 Linear"]
+    updates = [f"layer{n}.{name}" for n in (1, 2, 3) for name in ("weight", "bias")]
+    assert list(times) == ([f"forward {layer}" for layer in layers] + ["loss forward", "loss backward"]
+                           + [f"backward {layer}" for layer in reversed(layers)] + [f"update {u}" for u in updates]
+                           + ["the rest (batch, timers, accuracy)", "the step"])
+    parts = [value for name, value in times.items() if name != "the step"]
+    assert min(parts[:-1]) > 0 and sum(parts) == pytest.approx(times["the step"], abs=0.05 * len(parts))
+
+
 def test_bench_on_two_threads_gives_each_variants_speed_up():
     """`tinyprop bench --threads 2`: each layer's one-thread table, then its two-thread table with a column of
     one-thread time over two-thread time, which the two tables' medians give."""

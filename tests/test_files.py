@@ -4,12 +4,9 @@ import errno
 import json
 import os
 
-import numpy as np
 import pytest
 
-from tinyprop.tasks.files import (DataError, append_jsonl, check_writable, write_bytes,
-                         write_json)
-from tinyprop.layers import Linear, Sequential
+from tinyprop.tasks.files import append_jsonl, check_writable, write_bytes, write_json
 
 
 def test_a_failed_write_leaves_the_previous_file_and_no_temporary_one(tmp_path):

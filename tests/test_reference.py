@@ -2,7 +2,6 @@
 import itertools
 
 import numpy as np
-import pytest
 
 from tinyprop.reference import (linear_backward, lstm_backward, random_k_mask, selection_mask, topk_indices,
                                 topk_mask, unified_topk_mask)
