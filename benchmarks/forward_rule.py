@@ -20,7 +20,7 @@ from tinyprop.kernels import small_batch_linear  # noqa: E402
 from tinyprop.tasks.run import using_threads  # noqa: E402
 
 SHAPES = ((784, 500), (500, 500), (500, 10), (2400, 500), (500, 103))
-BATCHES = (1, 2, 4, 10, 16, 24, 32, 64)
+BATCHES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 64)
 
 
 def blas(x, weight, bias, y):

@@ -67,7 +67,7 @@ def main():
     cls = task_class("mnist")
     settings = cls.Settings(net=args.net, k=args.k if args.net == "mlptop" else None, seed=1, epochs=1).checked()
     data = cls.load(cls.locate(settings), None)
-    task = build_task(cls, settings, data, cls.describe(settings, data), counts[-1])
+    task = build_task(cls, settings, data, cls.describe(settings, data), settings.seed)
     seconds = timed_parts(task)
     order = np.random.default_rng(1).permutation(task.train_size)
     batches = itertools.cycle([order[first:first + 10] for first in range(0, len(order) - 9, 10)])

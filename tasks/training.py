@@ -82,6 +82,7 @@ class Task:
         self.model = model
         self.meta = meta
         self.loss = SoftmaxCrossEntropy()
+        self.loss.reuse_buffers()  # a step is done with dL/dz when the model's backward returns, as with the layers'
         self.timers = Timers()
         self.optimizer = None
         self.simplifier = None

@@ -59,9 +59,9 @@ def test_epoch_compare_reports_medians_ratios_and_the_phases_within_each_epoch(m
 
 
 @pytest.mark.data
-def test_step_parts_names_every_layer_and_parameter_and_its_parts_make_up_the_step(mnist_dir):
+def test_step_parts_names_every_layer_and_parameter_and_its_parts_fit_in_the_step(mnist_dir):
     """benchmarks/step_parts.py over one round: a line for each layer's forward and backward, the loss and each
-    parameter's update, and, with one round (medians are the values), the parts sum to the step."""
+    parameter's update, and, with one round (medians are the values), the parts fit in the step."""
     script = os.path.join(os.path.dirname(HERE), "benchmarks", "step_parts.py")
     env = dict(os.environ, TINYPROP_DATA=os.path.dirname(mnist_dir), PYTHONPATH=os.path.dirname(HERE))
     result = subprocess.run([sys.executable, script, "--threads", "1", "--steps", "30", "--rounds", "1"], env=env,
@@ -74,8 +74,9 @@ def test_step_parts_names_every_layer_and_parameter_and_its_parts_make_up_the_st
     assert list(times) == ([f"forward {layer}" for layer in layers] + ["loss forward", "loss backward"]
                            + [f"backward {layer}" for layer in reversed(layers)] + [f"update {u}" for u in updates]
                            + ["the rest (batch, timers, accuracy)", "the step"])
-    parts = [value for name, value in times.items() if name != "the step"]
-    assert min(parts[:-1]) > 0 and sum(parts) == pytest.approx(times["the step"], abs=0.05 * len(parts))
+    # with one round each median is the round's value: the rest is the step less the parts, and it is positive
+    # (it gathers and scales the batch) unless a part is counted twice
+    assert min(times.values()) > 0
 
 
 def test_bench_on_two_threads_gives_each_variants_speed_up():

@@ -99,6 +99,21 @@ def test_a_linear_layer_reusing_buffers_returns_the_same_values_in_its_own_array
     np.testing.assert_array_equal(reused[2], fresh[2])
 
 
+def test_the_loss_reusing_buffers_returns_the_same_values_in_its_own_arrays():
+    def steps(reuse):
+        rng = np.random.default_rng(3)
+        loss = SoftmaxCrossEntropy()
+        loss.reuse_buffers(reuse)
+        return [(loss.forward(floats(rng, 3, 4), rng.integers(0, 4, 3)), loss.probs, loss.backward())
+                for _ in range(3)]
+
+    fresh, reused = steps(False), steps(True)
+    assert reused[0][2] is reused[2][2] and reused[0][1] is reused[2][1] and fresh[0][2] is not fresh[2][2]
+    assert [value for value, _, _ in reused] == [value for value, _, _ in fresh]
+    np.testing.assert_array_equal(reused[2][1], fresh[2][1])
+    np.testing.assert_array_equal(reused[2][2], fresh[2][2])
+
+
 def test_embeddings_reusing_buffers_return_the_same_values_in_their_own_array():
     def forwards(reuse):
         rng = np.random.default_rng(3)
@@ -164,9 +179,10 @@ def test_the_training_loops_reuse_buffers_with_results_bit_identical_to_fresh_ar
     def train(reuse):
         task, batch = {"mnist": lambda: mnist_task(5), "parse": lambda: parse_task(5, tiny_treebank),
                        "pos": lambda: pos_task(5)}[task_name]()
-        assert task.model.reusing_buffers  # the task opts in
+        assert task.model.reusing_buffers and task.loss.reusing_buffers  # the task opts in
         if not reuse:
             task.model.reuse_buffers(False)
+            task.loss.reuse_buffers(False)
         task.optimizer = Adam(task.model.params(), lr=0.01)
         order = np.random.default_rng(1).permutation(task.train_size)
         results = [task.train_step(order[first:first + batch]) for first in range(0, task.train_size, batch)]

@@ -139,6 +139,9 @@ def test_relu_is_numpys_y_times_its_mask_bit_for_bit_on_any_number_of_threads(th
         np.testing.assert_array_equal(bits(z), bits(y[:, 10:] * (y[:, 10:] > 0)))
     np.testing.assert_array_equal(bits(dy), bits(dz[:, 10:] * (y[:, 10:] > 0)))
     assert z.dtype == dy.dtype == dtype
+    assert ReLU().forward(np.array(2.5, dtype)).shape == ()  # a 0-d array stays 0-d
+    with pytest.raises(ValueError, match="ReLU: expected a float32 or float64 array, got float16"):
+        ReLU().forward(y.astype(np.float16))
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -32,12 +32,12 @@ def small_batch_linear(x, weight, bias, y):
     """y = x W^T + b (eq. 1), the forward of tinyprop.layers.linear.Linear, for a small batch.
     x: (batch, in); weight: (out, in); bias: (out,); y: (batch, out), overwritten.
 
-    Four rows of W and two examples at a time: eight sums in registers, each row of W read once for the
-    whole batch, and each pair of x's rows once per four rows of W. At LOOP_FORWARD_BATCHES' sizes this is
-    faster than BLAS's product (tinyprop.layers.linear). Each entry of y is one thread's, summed in
-    an order fixed by the compiled code ("reassoc" lets the sums run in SIMD lanes): the same bits on any
-    number of threads. The blocks at the ends of W and of the batch repeat their last row or example, which
-    writes the same value twice.
+    Four rows of W and five examples at a time: twenty sums in registers, each row of W read once per five
+    examples, and each five rows of x once per four rows of W (a mini-batch of ten: W twice, where BLAS
+    reads it ten times). At LOOP_FORWARD_BATCHES' sizes this is faster than BLAS's product
+    (tinyprop.layers.linear). Each entry of y is one thread's, summed in an order fixed by the compiled
+    code ("reassoc" lets the sums run in SIMD lanes): the same bits on any number of threads. The blocks at
+    the ends of W and of the batch repeat their last row or example, which writes the same value again.
     """
     n_out, n_in = weight.shape
     last_row, last_example = n_out - 1, x.shape[0] - 1
@@ -45,22 +45,40 @@ def small_batch_linear(x, weight, bias, y):
     for block in prange((n_out + 3) // 4):
         r0 = 4 * block
         r1, r2, r3 = min(r0 + 1, last_row), min(r0 + 2, last_row), min(r0 + 3, last_row)
-        for b0 in range(0, x.shape[0], 2):
-            b1 = min(b0 + 1, last_example)
-            a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = zero  # a: example b0's sums, c: b1's
+        for b0 in range(0, x.shape[0], 5):
+            b1, b2 = min(b0 + 1, last_example), min(b0 + 2, last_example)
+            b3, b4 = min(b0 + 3, last_example), min(b0 + 4, last_example)
+            s00 = s01 = s02 = s03 = s04 = s10 = s11 = s12 = s13 = s14 = zero  # s<row><example>
+            s20 = s21 = s22 = s23 = s24 = s30 = s31 = s32 = s33 = s34 = zero
             for j in range(n_in):
-                x0, x1 = x[b0, j], x[b1, j]
+                x0, x1, x2, x3, x4 = x[b0, j], x[b1, j], x[b2, j], x[b3, j], x[b4, j]
                 w0, w1, w2, w3 = weight[r0, j], weight[r1, j], weight[r2, j], weight[r3, j]
-                a0 += w0 * x0
-                a1 += w1 * x0
-                a2 += w2 * x0
-                a3 += w3 * x0
-                c0 += w0 * x1
-                c1 += w1 * x1
-                c2 += w2 * x1
-                c3 += w3 * x1
-            y[b0, r0], y[b0, r1], y[b0, r2], y[b0, r3] = a0 + bias[r0], a1 + bias[r1], a2 + bias[r2], a3 + bias[r3]
-            y[b1, r0], y[b1, r1], y[b1, r2], y[b1, r3] = c0 + bias[r0], c1 + bias[r1], c2 + bias[r2], c3 + bias[r3]
+                s00 += w0 * x0
+                s01 += w0 * x1
+                s02 += w0 * x2
+                s03 += w0 * x3
+                s04 += w0 * x4
+                s10 += w1 * x0
+                s11 += w1 * x1
+                s12 += w1 * x2
+                s13 += w1 * x3
+                s14 += w1 * x4
+                s20 += w2 * x0
+                s21 += w2 * x1
+                s22 += w2 * x2
+                s23 += w2 * x3
+                s24 += w2 * x4
+                s30 += w3 * x0
+                s31 += w3 * x1
+                s32 += w3 * x2
+                s33 += w3 * x3
+                s34 += w3 * x4
+            for r, bias_r, s0, s1, s2, s3, s4 in ((r0, bias[r0], s00, s01, s02, s03, s04),
+                                                  (r1, bias[r1], s10, s11, s12, s13, s14),
+                                                  (r2, bias[r2], s20, s21, s22, s23, s24),
+                                                  (r3, bias[r3], s30, s31, s32, s33, s34)):
+                y[b0, r], y[b1, r], y[b2, r] = s0 + bias_r, s1 + bias_r, s2 + bias_r
+                y[b3, r], y[b4, r] = s3 + bias_r, s4 + bias_r
 
 
 @njit(cache=True)
@@ -313,7 +331,7 @@ def softmax_cross_entropy(logits, labels, probs, losses):
     """tinyprop.reference.softmax_cross_entropy's probabilities and per-example losses, a row per pass.
     logits, probs: (batch, classes); labels: (batch,) ints; losses: (batch,) of logits' dtype.
 
-    Returns the position of the first label outside [0, classes), or -1 (then nothing is computed).
+    Returns -1, or the position of the first label outside [0, classes) (then nothing is computed).
     Each row is one thread's, so the same bits on any number of threads; within a few units in the last
     place of NumPy's (its exp and its pairwise sums differ from these).
     """

@@ -6,7 +6,7 @@ Shapes: any; dy has the shape of the output.
 import numpy as np
 
 from tinyprop.kernels import cube, cube_grad, drop_out, relu, relu_grad
-from tinyprop.layers.base import Layer, check_forward_done, check_same_shape
+from tinyprop.layers.base import Layer, check_float_kernel_input, check_forward_done, check_same_shape
 
 
 class ReLU(Layer):
@@ -19,10 +19,11 @@ class ReLU(Layer):
     active = None
 
     def forward(self, y):
-        y = np.ascontiguousarray(y)
+        y = np.asarray(y)
+        check_float_kernel_input("ReLU", y)
         self.active = self._kept_array("_active", y.shape, np.bool_)
         z = self._kept_array("_z", y.shape, y.dtype)
-        relu(y.reshape(-1), z.reshape(-1), self.active.reshape(-1))
+        relu(np.ascontiguousarray(y).reshape(-1), z.reshape(-1), self.active.reshape(-1))
         return z
 
     def backward(self, dz, need_dx=True):
@@ -30,9 +31,10 @@ class ReLU(Layer):
         check_same_shape("ReLU", dz, self.active.shape)
         if not need_dx:
             return None
-        dz = np.ascontiguousarray(dz)
+        dz = np.asarray(dz)
+        check_float_kernel_input("ReLU", dz)
         dy = self._kept_array("_dy", dz.shape, dz.dtype)
-        relu_grad(dz.reshape(-1), self.active.reshape(-1), dy.reshape(-1))
+        relu_grad(np.ascontiguousarray(dz).reshape(-1), self.active.reshape(-1), dy.reshape(-1))
         return dy
 
 
@@ -77,6 +79,7 @@ class Cube(Layer):
 
     def forward(self, y):
         self.y = y = np.ascontiguousarray(y)
+        check_float_kernel_input("Cube", y)
         z = self._kept_array("_z", y.shape, y.dtype)
         cube(y.reshape(-1), z.reshape(-1))
         return z

@@ -20,8 +20,9 @@ class Layer:
     reused buffers for speed: after `layer.reuse_buffers()` (undone by `reuse_buffers(False)`;
     `reusing_buffers` tells which), backward may return an array the layer keeps and overwrites at
     its next backward, and forward one it overwrites at its next forward. Linear's dx,
-    Embeddings' output and Cube's output and dy use this today (at the parser's mini-batch they are
-    20 to 96 MB, which a fresh array would first page in); the other layers return fresh arrays
+    Embeddings' output, Cube's and ReLU's output and dy, and the loss's probabilities and gradient use
+    this today (at the parser's mini-batch they are 4 to 96 MB, which a fresh array would first page in;
+    at MNIST's, allocations cost as much as the arithmetic); the other layers return fresh arrays
     either way. A layer made of
     layers passes the setting on to them, as it does `train`'s.
     """
@@ -89,6 +90,12 @@ def check_input(owner, x, shape):
     if not fits:
         got = f"{x.dtype} array of shape {got_shape}" if got_shape is not None else type(x).__name__
         raise ValueError(f"{owner}: expected a float array x of shape ({', '.join(map(str, shape))}), got {got}")
+
+
+def check_float_kernel_input(owner, array):
+    """The element-wise kernels (tinyprop.kernels) compute in float32 or float64, the dtype they are given."""
+    if array.dtype not in (np.float32, np.float64):
+        raise ValueError(f"{owner}: expected a float32 or float64 array, got {array.dtype}")
 
 
 def check_forward_done(owner, kept):

@@ -19,7 +19,7 @@ SELECTIONS = ("top", "rand", "unified")
 UNIFIED_LOOP_MAX_BYTES = 32 * 1024
 # Batches from the first to the last of these sizes take tinyprop.kernels.small_batch_linear's forward,
 # the others BLAS's: the sizes where the kernel was faster at the MNIST MLP's shapes (docs/performance.md).
-LOOP_FORWARD_BATCHES = (4, 10)
+LOOP_FORWARD_BATCHES = (3, 12)
 
 
 class Linear(Layer):

@@ -38,8 +38,8 @@ class SoftmaxCrossEntropy(Layer):
         if logits.ndim != 2 or labels.shape != (logits.shape[0],) or labels.dtype.kind not in "iu":
             raise ValueError(f"SoftmaxCrossEntropy: expected logits (batch, classes) and integer labels (batch,), "
                              f"got {logits.shape} and {labels.dtype} {labels.shape}")
-        if logits.dtype.kind != "f":
-            logits = logits.astype(np.float64)
+        if logits.dtype.kind != "f" or logits.dtype.itemsize < 4:
+            logits = logits.astype(np.float64)  # integers, float16: the kernel computes in float32 or float64
         if self.reduction == "mean" and not labels.size:
             raise ValueError("SoftmaxCrossEntropy: the mean over an empty mini-batch is undefined")
         self.probs = self._kept_array("_probs", logits.shape, logits.dtype)
