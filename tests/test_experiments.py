@@ -145,6 +145,20 @@ def test_local_sweep_reports_what_its_summaries_give(swept):
 
 
 @pytest.mark.data
+def test_progress_counts_finished_runs_and_names_the_rows_short_of_their_seeds(swept, tmp_path):
+    path, results, found, lines = swept
+    copied = tmp_path / "results"
+    shutil.copytree(results, copied)
+    shutil.rmtree(copied / "quick" / "tiny-max300-epochs1" / "top-8" / "seed-2")
+    made = [report.collect(path, folder, max_examples=300, epochs=1)
+            for folder in (results, copied, tmp_path / "nothing")]
+    sweep = f"{path} --max-examples 300 --epochs 1"
+    assert report.progress(made)[-4:-1] == [f"| `{sweep}` | Table T | 6 of 6 | none |",
+                                           f"| `{sweep}` | Table T | 5 of 6 | top-8 (1/2) |",
+                                           f"| `{sweep}` | Table T | 0 of 6 | all (not started) |"]
+
+
+@pytest.mark.data
 def test_finished_runs_are_skipped_stopped_ones_resumed_changed_ones_refused(swept, tmp_path, mnist_dir):
     path, results, found, lines = swept
     copied = tmp_path / "results"
