@@ -13,8 +13,9 @@ it, the gradient at each hidden layer's output multiplied by a 0/1 mask of its p
 top-k (every product still computed densely), with the default threads. PyTorch trains in a child
 process that takes its turn in each round: in this process its two OpenMP threads shared the cores with
 tinyprop's (Numba's OpenMP runtime and OpenBLAS's threads), and its two-thread epoch took three times
-its one-thread epoch. tinyprop runs each of its
-variants on each count of --threads (BLAS's and the kernels', as a run's --threads sets them; default: one
+its one-thread epoch. The child inherits this process's thread settings (tinyprop.environment); its libgomp
+reads GOMP_SPINCOUNT too, and its epoch was faster with it than without (docs/performance.md). tinyprop runs
+each of its variants on each count of --threads (BLAS's and the kernels', as a run's --threads sets them; default: one
 and the cores this process may use), and reports for each count the ratio of mlptop's epoch to the dense one's,
 and PyTorch's dense epoch over mlptop's where PyTorch ran on that count.
 """

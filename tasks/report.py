@@ -258,10 +258,14 @@ def progress(results):
     """Markdown lines: how far each experiment's sweep is, and its rows still short of the seeds it asks for."""
     lines = ["| experiment | table | runs finished | rows short of their seeds |", "|---|---|---|---|"]
     for result in results:
-        finished = sum(min(len(row.runs), row.wanted) for row in result.rows)
+        done = {row.row.label: len(set(row.row.seeds) & set(row.runs)) for row in result.rows}  # of the file's seeds
         wanted = sum(row.wanted for row in result.rows)
-        short = [f"{row.row.label} ({len(row.runs)}/{row.wanted})" for row in result.rows if len(row.runs) < row.wanted]
-        shortfall = "none" if not short else "all (not started)" if not finished else "; ".join(short)
+        started = [f"{row.row.label} ({done[row.row.label]}/{row.wanted})" for row in result.rows
+                   if 0 < done[row.row.label] < row.wanted]
+        waiting = sum(not count for count in done.values())
+        parts = started + ([f"{waiting} row{'s' if waiting > 1 else ''} with none finished"] if waiting else [])
+        shortfall = "none finished" if not any(done.values()) else "; ".join(parts) or "none"
+        finished = sum(done.values())
         lines.append(f"| `{result.sweep}` | {result.experiment.table} | {finished} of {wanted} | {shortfall} |")
     return ["## Progress", "", wrap("Each experiment file's runs (rows x seeds) and how many have finished; "
                                     "`tinyprop reproduce EXPERIMENT` runs the rest, resuming stopped ones."), "",

@@ -149,13 +149,18 @@ def test_progress_counts_finished_runs_and_names_the_rows_short_of_their_seeds(s
     path, results, found, lines = swept
     copied = tmp_path / "results"
     shutil.copytree(results, copied)
-    shutil.rmtree(copied / "quick" / "tiny-max300-epochs1" / "top-8" / "seed-2")
+    top8 = copied / "quick" / "tiny-max300-epochs1" / "top-8"
+    os.rename(top8 / "seed-2", top8 / "seed-7")  # a seed the file does not ask for counts for nothing here
+    without_dense = tmp_path / "without-dense"
+    shutil.copytree(copied, without_dense)
+    shutil.rmtree(without_dense / "quick" / "tiny-max300-epochs1" / "dense")
     made = [report.collect(path, folder, max_examples=300, epochs=1)
-            for folder in (results, copied, tmp_path / "nothing")]
+            for folder in (results, copied, without_dense, tmp_path / "nothing")]
     sweep = f"{path} --max-examples 300 --epochs 1"
-    assert report.progress(made)[-4:-1] == [f"| `{sweep}` | Table T | 6 of 6 | none |",
+    assert report.progress(made)[-5:-1] == [f"| `{sweep}` | Table T | 6 of 6 | none |",
                                            f"| `{sweep}` | Table T | 5 of 6 | top-8 (1/2) |",
-                                           f"| `{sweep}` | Table T | 0 of 6 | all (not started) |"]
+                                           f"| `{sweep}` | Table T | 3 of 6 | top-8 (1/2); 1 row with none finished |",
+                                           f"| `{sweep}` | Table T | 0 of 6 | none finished |"]
 
 
 @pytest.mark.data

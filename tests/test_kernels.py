@@ -87,9 +87,10 @@ def test_the_linear_kernels_give_the_same_bits_on_one_and_two_threads(rng, batch
             assert np.array_equal(one, two), kernel.__name__
 
 
-@pytest.mark.parametrize("batch,n_in,n_out", [(10, 784, 500), (1, 9, 4), (2, 3, 1), (7, 33, 10), (16, 500, 13)])
+@pytest.mark.parametrize("batch,n_in,n_out", [(10, 784, 500), (16, 500, 13)]
+                         + [(batch, 33, 4 + batch % 4) for batch in range(1, 14)])
 def test_small_batch_linear_is_x_wt_plus_b(rng, batch, n_in, n_out):
-    """Every example and row, with the blocks of four rows and two examples cut short at the ends."""
+    """Every example and row, with the blocks of four rows and five examples cut short at the ends."""
     x = rng.standard_normal((batch, n_in)).astype(np.float32)
     weight = rng.standard_normal((n_out, n_in)).astype(np.float32)
     bias = rng.standard_normal(n_out).astype(np.float32)

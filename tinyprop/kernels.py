@@ -33,8 +33,8 @@ def small_batch_linear(x, weight, bias, y):
     x: (batch, in); weight: (out, in); bias: (out,); y: (batch, out), overwritten.
 
     Four rows of W and five examples at a time: twenty sums in registers, each row of W read once per five
-    examples, and each five rows of x once per four rows of W (a mini-batch of ten: W twice, where BLAS
-    reads it ten times). At LOOP_FORWARD_BATCHES' sizes this is faster than BLAS's product
+    examples, and each five rows of x once per four rows of W. At LOOP_FORWARD_BATCHES' sizes this is faster
+    than BLAS's product
     (tinyprop.layers.linear). Each entry of y is one thread's, summed in an order fixed by the compiled
     code ("reassoc" lets the sums run in SIMD lanes): the same bits on any number of threads. The blocks at
     the ends of W and of the batch repeat their last row or example, which writes the same value again.

@@ -28,7 +28,7 @@ class Linear(Layer):
     x: (batch, in) -> y: (batch, out).
 
     forward: y = x W^T + b by BLAS; for batches of LOOP_FORWARD_BATCHES' sizes, the same by
-    tinyprop.kernels.small_batch_linear, which reads each row of W once for the whole batch.
+    tinyprop.kernels.small_batch_linear, which reads each row of W once for every five examples.
 
     k=None: ordinary backprop, dW += dy^T x, db += sum_b dy, dx = dy W (eqs. 7, 8), by BLAS.
     With k, meProp (eqs. 9, 10): only k entries of each example's dy take part, chosen by

@@ -38,7 +38,7 @@ class SoftmaxCrossEntropy(Layer):
         if logits.ndim != 2 or labels.shape != (logits.shape[0],) or labels.dtype.kind not in "iu":
             raise ValueError(f"SoftmaxCrossEntropy: expected logits (batch, classes) and integer labels (batch,), "
                              f"got {logits.shape} and {labels.dtype} {labels.shape}")
-        if logits.dtype.kind != "f" or logits.dtype.itemsize < 4:
+        if logits.dtype not in (np.float32, np.float64):
             logits = logits.astype(np.float64)  # integers, float16: the kernel computes in float32 or float64
         if self.reduction == "mean" and not labels.size:
             raise ValueError("SoftmaxCrossEntropy: the mean over an empty mini-batch is undefined")
