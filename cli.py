@@ -317,7 +317,7 @@ def evaluate(model_path, data_dir, output, all_examples, threads):
     carry_out(work)
 
 
-@main.command()
+@main.command(short_help="Tag, parse or classify new input with a saved model.")
 @click.option("--model", "model_path", required=True, type=click.Path(exists=True), callback=not_empty,
               help="A model.npz written by tinyprop train, or the run's folder that holds it.")
 @click.argument("input_path", metavar="[FILE]", required=False, type=click.Path(exists=True, allow_dash=True),

@@ -264,11 +264,12 @@ def progress(results):
                    if 0 < done[row.row.label] < row.wanted]
         waiting = sum(not count for count in done.values())
         parts = started + ([f"{waiting} row{'s' if waiting > 1 else ''} with none finished"] if waiting else [])
-        shortfall = "none finished" if not any(done.values()) else "; ".join(parts) or "none"
+        shortfall = "all: no run finished yet" if not any(done.values()) else "; ".join(parts) or "none: complete"
         finished = sum(done.values())
         lines.append(f"| `{result.sweep}` | {result.experiment.table} | {finished} of {wanted} | {shortfall} |")
     return ["## Progress", "", wrap("Each experiment file's runs (rows x seeds) and how many have finished; "
-                                    "`tinyprop reproduce EXPERIMENT` runs the rest, resuming stopped ones."), "",
+                                    "`tinyprop reproduce EXPERIMENT` runs the rest, resuming stopped ones. An "
+                                    "experiment with a finished run has its section below."), "",
             *lines, ""]
 
 

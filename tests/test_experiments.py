@@ -157,10 +157,10 @@ def test_progress_counts_finished_runs_and_names_the_rows_short_of_their_seeds(s
     made = [report.collect(path, folder, max_examples=300, epochs=1)
             for folder in (results, copied, without_dense, tmp_path / "nothing")]
     sweep = f"{path} --max-examples 300 --epochs 1"
-    assert report.progress(made)[-5:-1] == [f"| `{sweep}` | Table T | 6 of 6 | none |",
+    assert report.progress(made)[-5:-1] == [f"| `{sweep}` | Table T | 6 of 6 | none: complete |",
                                            f"| `{sweep}` | Table T | 5 of 6 | top-8 (1/2) |",
                                            f"| `{sweep}` | Table T | 3 of 6 | top-8 (1/2); 1 row with none finished |",
-                                           f"| `{sweep}` | Table T | 0 of 6 | none finished |"]
+                                           f"| `{sweep}` | Table T | 0 of 6 | all: no run finished yet |"]
 
 
 @pytest.mark.data
