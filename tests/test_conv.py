@@ -10,6 +10,8 @@ from tinyprop.layers import Conv2d, MaxPool2d, Reshape, Sequential
 from tinyprop.layers.conv import col2im, im2col
 from tinyprop.reference import selection_mask, topk_mask
 
+from support import numba_threads
+
 
 def direct_convolution(x, weight, bias, kernel, stride, padding):
     """The definition, one output at a time: the reference for im2col."""
@@ -135,14 +137,10 @@ def test_spatial_topk_gives_the_same_bits_on_one_and_two_threads(rng):
     results = []
     for threads in (1, 2):
         layer = Conv2d(3, 6, 3, 1, 1, ratio=0.2, rng=np.random.default_rng(1))
-        before = numba.get_num_threads()
-        numba.set_num_threads(threads)
-        try:
+        with numba_threads(threads):
             y = layer.forward(x)
             dy = rng.standard_normal(y.shape).astype(np.float32) if dy is None else dy
             results.append((layer.forward(x), layer.backward(dy), layer.weight.grad.copy(), im2col(x, 3, 2, 1),
                             col2im(im2col(x, 3, 2, 1), x.shape, 3, 2, 1)))
-        finally:
-            numba.set_num_threads(before)
     for one, two in zip(*results):
         assert np.array_equal(one, two)

@@ -11,6 +11,8 @@ from tinyprop.kernels import (add_selected_rows_grad, add_shared_rows_grad, add_
                               copy_looked_up_rows, selected_input_grad, shared_rows_input_grad, small_batch_linear)
 from tinyprop.reference import embedding_backward, embedding_forward, linear_backward, selection_mask
 
+from support import numba_threads
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="Numba has one thread on this machine")
 
@@ -18,12 +20,8 @@ two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="Num
 def on_threads(count, kernel, *arguments):
     """kernel(*arguments), with copies of the arrays among them, on `count` threads; returns the arguments."""
     arguments = [argument.copy() if isinstance(argument, np.ndarray) else argument for argument in arguments]
-    before = numba.get_num_threads()
-    numba.set_num_threads(count)
-    try:
+    with numba_threads(count):
         kernel(*arguments)
-    finally:
-        numba.set_num_threads(before)
     return arguments
 
 
@@ -51,8 +49,6 @@ def test_add_selected_rows_grad_adds_the_references_dw(rng):
 def test_add_selected_rows_grad_adds_each_rows_examples_in_their_order(rng, threads, batch, n_in):
     """Row r gets w + dy[b, r] x[b] example after example in float32, as on one thread, on any number of
     threads: bit for bit (rows repeat among examples, and some examples select a row twice)."""
-    if threads > numba.config.NUMBA_NUM_THREADS:
-        pytest.skip("Numba has one thread on this machine")
     dy = rng.standard_normal((batch, 40)).astype(np.float32)
     x = rng.standard_normal((batch, n_in)).astype(np.float32)
     selected = rng.integers(0, 40, (batch, 13)).astype(np.int32)
@@ -163,13 +159,9 @@ def test_looked_up_rows_are_the_references_lookup_and_add_at(rng, threads):
     grads = tuple(np.zeros_like(table) for table in tables)
     marks = tuple(np.zeros(len(table), dtype=bool) for table in tables)
     out = np.empty((30, 21), dtype=np.float32)
-    before = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    try:
+    with numba_threads(threads):
         add_to_looked_up_rows(grads, ids, tables_of, starts, dy, marks)
         copy_looked_up_rows(tables, ids, tables_of, starts, out)
-    finally:
-        numba.set_num_threads(before)
     for t, (table, grad, mark) in enumerate(zip(tables, grads, marks)):
         columns = np.flatnonzero(tables_of == t)
         pieces = np.concatenate([dy[:, starts[c]:starts[c] + table.shape[1]] for c in columns], axis=1)

@@ -1,5 +1,4 @@
 """Finite-difference checks of every layer's backward, and meProp against the dense math."""
-import numba
 import numpy as np
 import pytest
 
@@ -13,6 +12,8 @@ from tinyprop.optim import SGD
 from tinyprop.parameter import Parameter
 from tinyprop.reference import (dropout_uniforms, linear_backward, random_k_mask, selection_mask, topk_mask,
                                 unified_topk_mask)
+
+from support import numba_threads
 
 
 def away_from_zero(rng, shape):
@@ -63,15 +64,9 @@ def test_dropout_gradient_and_scaling(rng):
 def test_dropouts_mask_is_the_references_for_the_key_it_draws_on_any_number_of_threads(threads):
     """Entry i is kept when reference.dropout_uniforms' i-th uniform for the key drawn from the layer's generator
     is at least p; the kept ones share out 1 / (1 - p); a rate of 0.3 keeps 70% of 90,000 entries."""
-    if threads > numba.config.NUMBA_NUM_THREADS:
-        pytest.skip("Numba has one thread on this machine")
     y = np.random.default_rng(1).standard_normal((300, 300)).astype(np.float32)
-    before = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    try:
+    with numba_threads(threads):
         z = Dropout(0.3, rng=np.random.default_rng(5)).forward(y)
-    finally:
-        numba.set_num_threads(before)
     key = np.random.default_rng(5).integers(2 ** 64, dtype=np.uint64)
     keep = (dropout_uniforms(key, y.size) >= np.float32(0.3)).reshape(y.shape)
     np.testing.assert_array_equal(z, np.where(keep, y * (np.float32(1) / np.float32(0.7)), np.float32(0)))
@@ -81,18 +76,12 @@ def test_dropouts_mask_is_the_references_for_the_key_it_draws_on_any_number_of_t
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_cube_is_numpys_y_cubed_and_3_y_squared_dz_bit_for_bit_on_any_number_of_threads(threads, dtype):
-    if threads > numba.config.NUMBA_NUM_THREADS:
-        pytest.skip("Numba has one thread on this machine")
     rng = np.random.default_rng(4)
     y, dz = (rng.standard_normal((300, 70)).astype(dtype) * 3 for _ in range(2))
     layer = Cube()
     layer.reuse_buffers()
-    before = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    try:
+    with numba_threads(threads):
         z, dy = layer.forward(y[:, 10:]), layer.backward(dz[:, 10:])  # from non-contiguous views
-    finally:
-        numba.set_num_threads(before)
     np.testing.assert_array_equal(z, y[:, 10:] * y[:, 10:] * y[:, 10:])
     np.testing.assert_array_equal(dy, 3 * y[:, 10:] * y[:, 10:] * dz[:, 10:])
     assert z.dtype == dy.dtype == dtype
@@ -110,18 +99,6 @@ def test_sequential_gradients(rng):
     assert max(errors.values()) < 1e-7, errors
 
 
-def on_threads(threads, function):
-    """function() with Numba on `threads` threads (skipped where Numba has fewer)."""
-    if threads > numba.config.NUMBA_NUM_THREADS:
-        pytest.skip("Numba has one thread on this machine")
-    before = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    try:
-        return function()
-    finally:
-        numba.set_num_threads(before)
-
-
 def bits(array):
     return array.view(np.uint64 if array.dtype == np.float64 else np.uint32)
 
@@ -134,7 +111,8 @@ def test_relu_is_numpys_y_times_its_mask_bit_for_bit_on_any_number_of_threads(th
     y[0, 10:14] = [0.0, -0.0, np.nan, -np.inf]  # -0 and NaN keep NumPy's signs and NaN
     layer = ReLU()
     layer.reuse_buffers()
-    z, dy = on_threads(threads, lambda: (layer.forward(y[:, 10:]).copy(), layer.backward(dz[:, 10:]).copy()))
+    with numba_threads(threads):
+        z, dy = layer.forward(y[:, 10:]).copy(), layer.backward(dz[:, 10:]).copy()
     with np.errstate(invalid="ignore"):  # -inf * 0
         np.testing.assert_array_equal(bits(z), bits(y[:, 10:] * (y[:, 10:] > 0)))
     np.testing.assert_array_equal(bits(dy), bits(dz[:, 10:] * (y[:, 10:] > 0)))
@@ -152,8 +130,10 @@ def test_softmax_cross_entropy_is_the_reference_and_the_same_bits_on_any_number_
     logits = (rng.standard_normal((257, 11)) * 8).astype(dtype)
     labels = rng.integers(0, 11, 257)
     loss = SoftmaxCrossEntropy(reduction)
-    value, dz = on_threads(threads, lambda: (loss.forward(logits, labels), loss.backward().copy()))
-    one_value, one_dz = on_threads(1, lambda: (loss.forward(logits, labels), loss.backward().copy()))
+    with numba_threads(threads):
+        value, dz = loss.forward(logits, labels), loss.backward().copy()
+    with numba_threads(1):
+        one_value, one_dz = loss.forward(logits, labels), loss.backward().copy()
     assert value == one_value
     np.testing.assert_array_equal(bits(dz), bits(one_dz))
     losses, probs = tinyprop.reference.softmax_cross_entropy(logits, labels)

@@ -19,6 +19,8 @@ from tinyprop.tasks.mnist import MnistSettings
 from tinyprop.tasks.run import run
 from tinyprop.tasks.settings import ConfigError, make_settings
 
+from support import numba_threads
+
 N_EXAMPLES, N_IN, N_OUT = 7, 13, 19
 
 
@@ -84,15 +86,11 @@ def test_kernels_give_the_same_bits_on_one_and_two_threads(rng, active):
     dy = rng.standard_normal((7, N_OUT)).astype(np.float32)
     results = []
     for threads in (1, 2):
-        before = numba.get_num_threads()
-        numba.set_num_threads(threads)
-        try:
+        with numba_threads(threads):
             y, dW, db, dx = np.zeros((7, N_OUT), np.float32), np.ones_like(W), np.ones(N_OUT, np.float32), np.empty_like(x)
             set_active_rows(x, W, W[:, 0].copy(), *layer_active, y)
             add_active_rows_grad(dy, x, *layer_active, dW, db, np.zeros(N_OUT, bool), np.zeros(N_OUT, bool))
             active_rows_input_grad(dy, W, *layer_active, dx)
-        finally:
-            numba.set_num_threads(before)
         results.append((y, dW, db, dx))
     for one, two in zip(*results):
         assert np.array_equal(one, two)

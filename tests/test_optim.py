@@ -6,6 +6,8 @@ import pytest
 from tinyprop.optim import SGD, AdaGrad, Adam
 from tinyprop.parameter import Parameter
 
+from support import numba_threads
+
 
 def make_param(rng, shape=(6, 4)):
     return Parameter(rng.standard_normal(shape).astype(np.float32), "w")
@@ -56,9 +58,7 @@ def train_steps(rng, make, fused, threads=1, dense_updates=False):
     """Five steps on a (300, 40) parameter and a bias, each row getting gradient at some of them; the parameters."""
     params = [make_param(rng, (300, 40)), make_param(rng, (300,))]
     optimizer = make(params, dense_updates=dense_updates)
-    before = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    try:
+    with numba_threads(threads):
         for _ in range(5):
             for param in params:
                 give_gradient(param, rng.choice(300, 90, replace=False), rng)
@@ -67,8 +67,6 @@ def train_steps(rng, make, fused, threads=1, dense_updates=False):
             else:
                 optimizer.step()
                 optimizer.zero_grad()
-    finally:
-        numba.set_num_threads(before)
     return params
 
 

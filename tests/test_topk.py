@@ -8,6 +8,8 @@ from tinyprop.reference import random_k_mask, selection_mask, topk_indices, unif
 from tinyprop.topk import (BUCKETS, SHARED_TOPK_ROWS, _topk_rows_shared, magnitude_floor, random_rows, topk_rows,
                            unified_topk)
 
+from support import numba_threads
+
 two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="Numba has one thread on this machine")
 
 
@@ -46,12 +48,8 @@ def test_rows_shared_out_among_threads_match_the_reference(rng, parts):
 @two_threads
 def test_topk_rows_shares_many_rows_out_on_two_threads(rng):
     grad = rng.standard_normal((SHARED_TOPK_ROWS, 40)).astype(np.float32)
-    before = numba.get_num_threads()
-    numba.set_num_threads(2)
-    try:
+    with numba_threads(2):
         assert np.array_equal(heap_topk(grad, 5), topk_indices(grad, 5))
-    finally:
-        numba.set_num_threads(before)
 
 
 @pytest.mark.parametrize("values", ["relu", "few levels", "wide range", "tiny"])
