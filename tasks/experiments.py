@@ -428,11 +428,12 @@ def ray_runs(specs, address, events):
 
 class Sweep:
     """The progress of a sweep over its runs: done, running, failed and left, and the time left (from the
-    durations of the runs of each task finished so far)."""
+    durations of the runs of each task started and finished in this sweep: a resumed run's is only its rest)."""
 
     def __init__(self, total, done, todo, jobs, log):
         self.total, self.done, self.jobs, self.log = total, done, jobs, log
         self.waiting = {spec.folder: spec.row.task for spec in todo}
+        self.resumed = {spec.folder for spec in todo if state(spec.folder) == "stopped"}
         self.failed, self.durations, self.starts = [], {}, {}
         self.start = time.monotonic()
 
@@ -444,7 +445,8 @@ class Sweep:
         del self.waiting[spec.folder]
         if error is None:
             self.done += 1
-            self.durations.setdefault(spec.row.task, []).append(seconds)
+            if spec.folder not in self.resumed:
+                self.durations.setdefault(spec.row.task, []).append(seconds)
             outcome = f"test {summary['test_acc']:.2f}, best dev {summary['best_dev_acc']:.2f} ({seconds:.0f} s)"
         else:
             self.failed.append((spec, error))

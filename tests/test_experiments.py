@@ -10,13 +10,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 
 import pytest
 from click.testing import CliRunner
 
 from tinyprop.cli import main
 from tinyprop.tasks import report
-from tinyprop.tasks.experiments import load, reproduce, run_specs, shipped, state
+from tinyprop.tasks import experiments
+from tinyprop.tasks.experiments import Sweep, load, reproduce, run_specs, shipped, state
 from tinyprop.tasks.mnist import MnistSettings
 from tinyprop.tasks.run import run
 from tinyprop.tasks.settings import ConfigError
@@ -178,6 +180,31 @@ def test_finished_runs_are_skipped_stopped_ones_resumed_changed_ones_refused(swe
     changed = write(tmp_path, TINY.replace("hidden = 64, k", "hidden = 48, k"))
     with pytest.raises(ConfigError, match="hold runs made with other settings"):
         reproduce(changed, copied, max_examples=300, epochs=1, data_dir=mnist_dir, log=lines.append)
+
+
+def test_time_left_is_the_mean_of_each_tasks_runs_started_here_not_of_resumed_ones(tmp_path, monkeypatch):
+    """A resumed run's time is only what was left of it: it would make the estimate short."""
+    specs = []
+    for name, task in [("parse-1", "parse"), ("parse-2", "parse"), ("mnist-1", "mnist"), ("mnist-2", "mnist"),
+                       ("mnist-3", "mnist"), ("parse-3", "parse")]:
+        os.makedirs(tmp_path / name)
+        specs.append(types.SimpleNamespace(folder=str(tmp_path / name), name=name, row=types.SimpleNamespace(task=task)))
+    (tmp_path / "mnist-1" / "config.json").write_text("{}")  # stopped: it resumes
+    clock = iter([0, 0, 0, 10, 600, 600, 600, 640])  # the sweep's start, then each call below
+    monkeypatch.setattr(experiments.time, "monotonic", lambda: next(clock))
+    lines = []
+    sweep = Sweep(total=7, done=1, todo=specs, jobs=2, log=lines.append)
+    summary = {"test_acc": 97.0, "best_dev_acc": 98.0}
+    sweep.started(specs[2])
+    sweep.started(specs[0])
+    sweep.ended(specs[2], summary, None, None)  # mnist-1, resumed: its 10 s are not counted
+    assert lines[-1].startswith("[2/7 done, 1 running, 0 failed, 4 left]")
+    sweep.ended(specs[0], summary, None, None)  # parse-1: 600 s; the four left, at 600 s each, on two jobs
+    assert lines[-1].startswith("[3/7 done, 0 running, 0 failed, 4 left, about 20 min to go]")
+    sweep.started(specs[3])
+    sweep.started(specs[4])
+    sweep.ended(specs[3], summary, None, None)  # mnist-2: 40 s; left: mnist 40 s, parse 600 s twice, on two jobs
+    assert lines[-1].startswith("[4/7 done, 1 running, 0 failed, 2 left, about 10 min to go]")
 
 
 @pytest.mark.data
