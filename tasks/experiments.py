@@ -298,8 +298,10 @@ def same_settings(spec):
 
 def run_key(task, settings):
     """What makes two runs the same: the task and every setting (the seed too), wherever the data was and on
-    however many threads (a stopped run resumes on its own count)."""
-    return task, json.dumps(dict(settings, data_dir=None, threads=None), sort_keys=True)
+    however many threads (a stopped run resumes on its own count). A setting added since a run was made has
+    its default there (what the code did before it)."""
+    every = dict(dataclasses.asdict(task_class(task).Settings()), **settings)
+    return task, json.dumps(dict(every, data_dir=None, threads=None), sort_keys=True)
 
 
 def copy_identical_runs(specs, root):

@@ -1,5 +1,6 @@
 """Experiment files, sweeps (local processes and Ray) and the reports made from their runs."""
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -18,7 +19,7 @@ from click.testing import CliRunner
 from tinyprop.cli import main
 from tinyprop.tasks import report
 from tinyprop.tasks import experiments
-from tinyprop.tasks.experiments import Sweep, load, reproduce, run_specs, shipped, state
+from tinyprop.tasks.experiments import Sweep, load, reproduce, run_key, run_specs, shipped, state
 from tinyprop.tasks.mnist import MnistSettings
 from tinyprop.tasks.run import run
 from tinyprop.tasks.settings import ConfigError
@@ -325,6 +326,15 @@ def test_committed_documents_are_what_report_makes_from_results():
     for path, text in report.documents(os.path.join(root, "results"), root).items():
         with open(path) as handle:
             assert handle.read() == text, f"{path} differs from what tinyprop report --update-docs makes of results/"
+
+
+def test_a_run_made_before_a_setting_existed_is_the_same_as_one_with_its_default():
+    settings = dataclasses.asdict(MnistSettings(net="mlptop", k=20, seed=3))
+    older = {name: value for name, value in settings.items() if name != "update_sizes"}  # made before it existed
+    assert run_key("mnist", older) == run_key("mnist", settings)
+    assert run_key("mnist", older) != run_key("mnist", dict(settings, update_sizes=True))
+    assert run_key("mnist", dict(settings, threads=2, data_dir="/elsewhere")) == run_key("mnist", settings)
+    assert run_key("mnist", dict(settings, seed=4)) != run_key("mnist", settings)
 
 
 @pytest.mark.data
