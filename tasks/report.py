@@ -148,15 +148,21 @@ def markdown(result, heading="#", root="."):
     hours = math.fsum(summary["wall_time_s"] for summary, config, folder in done) / 3600
     processors = sorted({config.get("provenance", {}).get("processor") or "unknown"
                          for summary, config, folder in done})
+    threads = sorted({config.get("provenance", {}).get("numba_threads", {}).get("in_use", "unknown")
+                      for summary, config, folder in done}, key=str)
     if result.quick:
         lines += [wrap(f"A quick look ({result.sweep.split(' ', 1)[1]}), not a result: the figures of runs cut short "
                        "say nothing of the paper's."), ""]
     lines += [wrap(f"{experiment.paper}. Made by `tinyprop reproduce {result.sweep}`, then `tinyprop report "
                    f"{result.sweep}`, from {len(done)} run{'s' if len(done) != 1 else ''} ({hours:.1f} CPU hours) in "
-                   f"`{os.path.relpath(result.folder, root)}`; processors: {', '.join(processors) or 'none yet'}. "
-                   "Test is the score at the best dev score's evaluation; ± is the standard deviation over seeds, "
-                   "[ ] the lowest and highest seed. Backprop time is the linear layers' backward over the whole "
-                   "run, as the run measured it, one run per core beside other work: compare times with care."), ""]
+                   f"`{os.path.relpath(result.folder, root)}`; processors: {', '.join(processors) or 'none yet'}; "
+                   f"threads a run: {' or '.join(map(str, threads)) or 'none yet'}. Test is the score at the best "
+                   "dev score's evaluation, best epoch that evaluation's epoch (the paper's Iter); ± is the sample "
+                   "standard deviation (n - 1) over seeds, [ ] the lowest and highest seed's test score. Against "
+                   "the baseline: the row's test score less its baseline row's, seed by seed, over the seeds both "
+                   "have: mean ± sample standard deviation, and how many seeds scored at least as well. Backprop "
+                   "time is the linear layers' backward over the whole run, as the run measured it, beside the "
+                   "sweep's other runs: compare times with care."), ""]
     if not done and os.path.isdir(os.path.dirname(result.folder)):
         others = sorted(name for name in os.listdir(os.path.dirname(result.folder))
                         if name.startswith(f"{experiment.name}-") and os.path.isdir(
@@ -187,7 +193,10 @@ def markdown(result, heading="#", root="."):
                      f"{paper_figure(row.row, 'backprop_s', 1)} | {sizes} | {effect} |")
     verdicts = directions(result)
     if verdicts:
-        lines += ["", "Does the paper's direction of effect hold here?", ""]
+        lines += ["", wrap("Does the paper's direction of effect hold here? It holds where the 95% interval of the "
+                           "mean per-seed difference (Student's t) lies wholly on the paper's side of zero, does not "
+                           "where it lies wholly on the other, and is not settled by these seeds where it holds "
+                           "zero."), ""]
         lines += [wrap(f"- {text}", "  ") for text in verdicts]
     short = [f"{row.row.label} ({row.test.n} of {row.wanted})" for row in result.rows if row.test.n < row.wanted]
     if short:
@@ -197,21 +206,49 @@ def markdown(result, heading="#", root="."):
 
 
 def directions(result):
-    """For each row with a baseline: whether it scores at least as well, seed by seed, and how surely."""
+    """For each row with a baseline: whether the paper's direction of effect holds, from the 95% interval of the
+    mean per-seed difference in test score (Student's t over the paired seeds). The paper's direction is its
+    figures' (the row at least as accurate as its baseline, or less); where a file gives no figures at all, the
+    papers' claim that it is at least as accurate."""
+    from scipy import stats
+    rows = {row.row.label: row for row in result.rows}
+    claimed = any(is_figure(row.row.paper.get("test")) for row in result.rows)
     texts = []
     for row in result.rows:
         if row.effect is None:
             continue
-        if not row.effect.n:
-            texts.append(f"{row.row.label} against {row.row.baseline}: no seeds of both yet")
+        name = f"{row.row.label} against {row.row.baseline}"
+        effect = row.effect
+        if not effect.n:
+            texts.append(f"{name}: no seeds of both yet")
             continue
-        verdict = "holds" if row.effect.mean >= 0 else "does not hold"
-        spread = f" ± {row.effect.sd:.2f}" if row.effect.n > 1 else ""
-        within = " (within one standard deviation of the per-seed differences)" if row.effect.n > 1 and abs(
-            row.effect.mean) < row.effect.sd else ""
-        texts.append(f"{row.row.label} against {row.row.baseline}: {verdict}, {signed(row.effect.mean)}{spread} "
-                     f"points of test over {row.effect.n} paired seed{'s' if row.effect.n > 1 else ''}{within}")
+        if effect.n == 1:
+            low = high = math.nan
+            difference = f"{signed(effect.mean)} points of test in one paired seed"
+        else:
+            half = stats.t.ppf(0.975, effect.n - 1) * effect.sd / math.sqrt(effect.n)
+            low, high = effect.mean - half, effect.mean + half
+            difference = (f"{signed(effect.mean)} ± {effect.sd:.2f} points of test over {effect.n} paired seeds, "
+                          f"95% interval {signed(low)} to {signed(high)}")
+        paper, base = row.row.paper.get("test"), rows[row.row.baseline].row.paper.get("test")
+        if is_figure(paper) and is_figure(base):
+            above = paper >= base
+            source = f"the paper: {'at least as accurate' if above else 'less accurate'}, {paper:.2f} against {base:.2f}"
+        elif claimed:
+            texts.append(f"{name}: {difference} (the paper has no figure for this row)")
+            continue
+        else:
+            above, source = True, "the papers: at least as accurate; they give no figures"
+        if low >= 0 or high < 0:  # the whole interval on one side of zero
+            verdict = "holds" if (low >= 0) == above else "does not hold"
+        else:
+            verdict = "not settled by these seeds"
+        texts.append(f"{name}: {verdict}, {difference} ({source})")
     return texts
+
+
+def is_figure(value):
+    return isinstance(value, (int, float)) and not math.isnan(value)
 
 
 CSV_COLUMNS = ("experiment", "row", "task", "seeds", "seeds_wanted", "test_mean", "test_sd", "test_min", "test_max",

@@ -147,6 +147,37 @@ def test_local_sweep_reports_what_its_summaries_give(swept):
     assert float(rows[0]["test_mean"]) == pytest.approx(statistics.mean(dense)) and rows[0]["seeds"] == "2"
 
 
+def verdicts(rows, baseline_paper=98.0):
+    """report.directions of rows given as (label, paper's test or None, per-seed differences), each against a
+    baseline row whose paper's test is `baseline_paper`."""
+    made = [types.SimpleNamespace(row=types.SimpleNamespace(label="dense", baseline=None,
+                                                            paper={"test": baseline_paper}), effect=None)]
+    for label, paper, differences in rows:
+        made.append(types.SimpleNamespace(row=types.SimpleNamespace(label=label, baseline="dense",
+                                                                    paper={} if paper is None else {"test": paper}),
+                                          effect=report.Spread(differences)))
+    return report.directions(types.SimpleNamespace(rows=made))
+
+
+def test_the_papers_direction_holds_where_the_95_percent_interval_lies_on_its_side():
+    """Mean 0.3, sd 0.1 over 3 seeds: t(0.975, 2) = 4.303, so 0.3 ± 4.303 x 0.1 / sqrt(3) = 0.05 to 0.55."""
+    texts = verdicts([("up", 98.3, [0.3, 0.2, 0.4]), ("paper below", 97.5, [-0.3, -0.2, -0.4]),
+                      ("reversed", 98.3, [-0.3, -0.2, -0.4]), ("noisy", 98.3, [0.3, -0.2, 0.1]),
+                      ("one seed", 98.3, [0.5]), ("not in the paper", None, [0.3, 0.2, 0.4])])
+    assert texts[0] == ("up against dense: holds, +0.30 ± 0.10 points of test over 3 paired seeds, 95% interval "
+                        "+0.05 to +0.55 (the paper: at least as accurate, 98.30 against 98.00)")
+    assert texts[1].startswith("paper below against dense: holds, -0.30 ± 0.10") and texts[1].endswith(
+        "(the paper: less accurate, 97.50 against 98.00)")
+    assert texts[2].startswith("reversed against dense: does not hold, -0.30 ± 0.10")
+    assert texts[3].startswith("noisy against dense: not settled by these seeds, +0.07 ± 0.25")
+    assert texts[4].startswith("one seed against dense: not settled by these seeds, +0.50 points of test in one")
+    assert texts[5].startswith("not in the paper against dense: +0.30 ± 0.10") and texts[5].endswith(
+        "(the paper has no figure for this row)")
+    assert verdicts([("top-k", None, [0.3, 0.2, 0.4])], baseline_paper=None) == [
+        "top-k against dense: holds, +0.30 ± 0.10 points of test over 3 paired seeds, 95% interval +0.05 to +0.55 "
+        "(the papers: at least as accurate; they give no figures)"]
+
+
 @pytest.mark.data
 def test_progress_counts_finished_runs_and_names_the_rows_short_of_their_seeds(swept, tmp_path):
     path, results, found, lines = swept
