@@ -296,11 +296,22 @@ def same_settings(spec):
     return run_key(config["task"], config["settings"]) == run_key(spec.row.task, dataclasses.asdict(spec.settings))
 
 
+def refuse_changed(specs, experiment):
+    """ConfigError if a folder of `specs` holds a run (finished or stopped) made with other settings than the
+    file gives now: a sweep would not resume it, and a report would show it under the wrong row."""
+    changed = [spec.folder for spec in specs if state(spec.folder) != "new" and not same_settings(spec)]
+    if changed:
+        folders = "folder holds a run" if len(changed) == 1 else f"{len(changed)} run folders hold runs"
+        raise ConfigError(f"{folders} made with other settings than {experiment.path} now gives (the first: "
+                          f"{changed[0]}); move them away, or put the file back")
+
+
 def run_key(task, settings):
     """What makes two runs the same: the task and every setting (the seed too), wherever the data was and on
-    however many threads (a stopped run resumes on its own count). A setting added since a run was made has
-    its default there (what the code did before it)."""
-    every = dict(dataclasses.asdict(task_class(task).Settings()), **settings)
+    however many threads (a stopped run resumes on its own count). A setting added since a run was made (what
+    the code did before it), or one its net does not use (None), counts as its default."""
+    defaults = dataclasses.asdict(task_class(task).Settings())
+    every = {name: defaults.get(name) if value is None else value for name, value in dict(defaults, **settings).items()}
     return task, json.dumps(dict(every, data_dir=None, threads=None), sort_keys=True)
 
 
@@ -459,7 +470,7 @@ class Sweep:
         running = len(self.starts)
         text = (f"{self.done}/{self.total} done, {running} running, {len(self.failed)} failed, "
                 f"{len(self.waiting) - running} left")
-        if self.durations:
+        if self.durations and self.waiting:
             every = [seconds for durations in self.durations.values() for seconds in durations]
             mean = {task: statistics.fmean(durations) for task, durations in self.durations.items()}
             left = math.fsum(mean.get(task, statistics.fmean(every)) for task in self.waiting.values())
@@ -468,7 +479,13 @@ class Sweep:
 
 
 def format_duration(seconds):
+    if seconds < 90:
+        return f"{seconds:.0f} s"
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def plural(count, noun):
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def reproduce(experiment, results="results", seeds=None, jobs=None, ray_address=None, max_examples=None,
@@ -482,22 +499,18 @@ def reproduce(experiment, results="results", seeds=None, jobs=None, ray_address=
     if threads is None:
         threads = 1 if ray_address else max(1, CORES // jobs)
     specs = run_specs(experiment, results, seeds, max_examples, epochs, data_dir, threads)
-    changed = [spec for spec in specs if state(spec.folder) != "new" and not same_settings(spec)]
-    if changed:
-        raise ConfigError(f"{len(changed)} run folders hold runs made with other settings than {experiment.path} now "
-                          f"gives (the first: {changed[0].folder}); move them away, or put the file back")
+    refuse_changed(specs, experiment)
     experiment_folder = os.path.dirname(os.path.dirname(specs[0].folder))
     copied = copy_identical_runs([spec for spec in specs if state(spec.folder) == "new"],
                                  os.path.dirname(experiment_folder))
     if copied:
-        log(f"{copied} runs copied from the identical finished runs (same task, settings and seed) of other "
+        log(f"{plural(copied, 'run')} copied from the identical finished runs (same task, settings and seed) of other "
             "experiments")
     todo = [spec for spec in specs if state(spec.folder) != "done"]
     resuming = sum(state(spec.folder) == "stopped" for spec in todo)
     where = f"on the Ray cluster at {ray_address}" if ray_address else f"{jobs} at a time"
-    log(f"{experiment.table} ({experiment.name}): {len(specs)} runs, {len(specs) - len(todo)} finished before, "
-        f"{resuming} to resume, {len(todo) - resuming} to start; {where}; folders under "
-        f"{experiment_folder}")
+    log(f"{experiment.table} ({experiment.name}): {plural(len(specs), 'run')}, {len(specs) - len(todo)} finished "
+        f"before, {resuming} to resume, {len(todo) - resuming} to start; {where}; folders under {experiment_folder}")
     sweep = Sweep(len(specs), len(specs) - len(todo), todo, 1 if ray_address else jobs, log)
     if todo:
         runs = ray_runs(todo, ray_address, sweep) if ray_address else local_runs(todo, jobs, sweep)

@@ -178,6 +178,31 @@ def test_the_papers_direction_holds_where_the_95_percent_interval_lies_on_its_si
         "(the papers: at least as accurate; they give no figures)"]
 
 
+def test_speed_is_compared_where_the_paper_gives_both_backprop_times():
+    def row(label, baseline, paper, times, effect=None):
+        return types.SimpleNamespace(row=types.SimpleNamespace(label=label, baseline=baseline, paper=paper),
+                                     backprop=report.Spread(times), effect=effect)
+    dense = row("dense", None, {"test": 98.0, "backprop_s": 170.0}, [90.0, 94.0])
+    top = row("top", "dense", {"test": 98.3, "backprop_s": 34.0}, [45.0, 47.0], report.Spread([0.1, 0.2]))
+    assert report.directions(types.SimpleNamespace(rows=[dense, top]))[0].endswith(
+        "; backprop time 2.0 times less than the baseline's, by the means over seeds (the paper: 5.0 times)")
+    del top.row.paper["backprop_s"]
+    assert report.directions(types.SimpleNamespace(rows=[dense, top]))[0].endswith("98.30 against 98.00)")
+
+
+def test_durations_read_in_seconds_minutes_or_hours():
+    assert [experiments.format_duration(seconds) for seconds in (41, 89.4, 90, 5399, 5400)] == [
+        "41 s", "89 s", "2 min", "90 min", "1.5 h"]
+
+
+@pytest.mark.data
+def test_a_full_report_without_runs_points_to_the_quick_looks(swept):
+    path, results, found, lines = swept
+    text = report.markdown(report.collect(path, results))
+    assert f"No finished runs in `{results / 'tiny'}`; the quick looks at this experiment are in " \
+           f"`{results / 'quick'}`: tiny-max300-epochs1." in " ".join(text.split())
+
+
 @pytest.mark.data
 def test_progress_counts_finished_runs_and_names_the_rows_short_of_their_seeds(swept, tmp_path):
     path, results, found, lines = swept
@@ -185,6 +210,9 @@ def test_progress_counts_finished_runs_and_names_the_rows_short_of_their_seeds(s
     shutil.copytree(results, copied)
     top8 = copied / "quick" / "tiny-max300-epochs1" / "top-8"
     os.rename(top8 / "seed-2", top8 / "seed-7")  # a seed the file does not ask for counts for nothing here
+    config = json.loads((top8 / "seed-7" / "config.json").read_text())
+    config["settings"]["seed"] = 7
+    (top8 / "seed-7" / "config.json").write_text(json.dumps(config))
     without_dense = tmp_path / "without-dense"
     shutil.copytree(copied, without_dense)
     shutil.rmtree(without_dense / "quick" / "tiny-max300-epochs1" / "dense")
@@ -210,8 +238,15 @@ def test_finished_runs_are_skipped_stopped_ones_resumed_changed_ones_refused(swe
     with open(stopped / "summary.json") as handle:
         assert json.load(handle)["test_acc"] == found["top-8", "seed-2"]["test_acc"]
     changed = write(tmp_path, TINY.replace("hidden = 64, k", "hidden = 48, k"))
-    with pytest.raises(ConfigError, match="hold runs made with other settings"):
+    with pytest.raises(ConfigError, match="4 run folders hold runs made with other settings"):
         reproduce(changed, copied, max_examples=300, epochs=1, data_dir=mnist_dir, log=lines.append)
+    with pytest.raises(ConfigError, match="4 run folders hold runs made with other settings"):  # nor reported
+        report.collect(changed, copied, max_examples=300, epochs=1)
+    os.rename(copied / "quick" / "tiny-max300-epochs1" / "top-8" / "seed-1", tmp_path / "seed-1")
+    changed = write(tmp_path, TINY.replace("k = [8, 16]", "k = [8, 16], dropout = 0.3").replace("seeds = 2",
+                                                                                                 "seeds = 1"))
+    with pytest.raises(ConfigError, match=r"3 run folders hold runs made .*\(the first: .*top-8/seed-2\)"):
+        report.collect(changed, copied, max_examples=300, epochs=1)  # seed 2, beyond the file's seeds, too
 
 
 def test_time_left_is_the_mean_of_each_tasks_runs_started_here_not_of_resumed_ones(tmp_path, monkeypatch):
@@ -220,7 +255,8 @@ def test_time_left_is_the_mean_of_each_tasks_runs_started_here_not_of_resumed_on
     for name, task in [("parse-1", "parse"), ("parse-2", "parse"), ("mnist-1", "mnist"), ("mnist-2", "mnist"),
                        ("mnist-3", "mnist"), ("parse-3", "parse")]:
         os.makedirs(tmp_path / name)
-        specs.append(types.SimpleNamespace(folder=str(tmp_path / name), name=name, row=types.SimpleNamespace(task=task)))
+        specs.append(types.SimpleNamespace(folder=str(tmp_path / name), name=name,
+                                           row=types.SimpleNamespace(task=task)))
     (tmp_path / "mnist-1" / "config.json").write_text("{}")  # stopped: it resumes
     clock = iter([0, 0, 0, 10, 600, 600, 600, 640])  # the sweep's start, then each call below
     monkeypatch.setattr(experiments.time, "monotonic", lambda: next(clock))
@@ -360,9 +396,10 @@ def test_committed_documents_are_what_report_makes_from_results():
 
 
 def test_a_run_made_before_a_setting_existed_is_the_same_as_one_with_its_default():
-    settings = dataclasses.asdict(MnistSettings(net="mlptop", k=20, seed=3))
-    older = {name: value for name, value in settings.items() if name != "update_sizes"}  # made before it existed
-    assert run_key("mnist", older) == run_key("mnist", settings)
+    settings = dataclasses.asdict(MnistSettings(net="mlptop", k=20, seed=3).checked())
+    assert settings["act_after"] is None  # meAct's, which mlptop does not use
+    older = {name: value for name, value in settings.items() if name not in ("update_sizes", "act_after")}
+    assert run_key("mnist", older) == run_key("mnist", settings)  # made before the two existed
     assert run_key("mnist", older) != run_key("mnist", dict(settings, update_sizes=True))
     assert run_key("mnist", dict(settings, threads=2, data_dir="/elsewhere")) == run_key("mnist", settings)
     assert run_key("mnist", dict(settings, seed=4)) != run_key("mnist", settings)
