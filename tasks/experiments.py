@@ -149,6 +149,8 @@ def load(name):
     deviations = data.get("deviations", [])
     if not (isinstance(deviations, list) and all(isinstance(item, str) for item in deviations)):
         fail("deviations must be a list of texts")
+    if "seeds" in data:  # the file's, which rows without their own take: its error is the file's
+        checked_seeds(data["seeds"], fail)
     rows = data.get("row")
     if not (isinstance(rows, list) and rows and all(isinstance(row, dict) for row in rows)):
         fail("no rows: give each as a [[row]] table")

@@ -281,7 +281,7 @@ def csv_text(result):
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for row in result.rows:
-        effect = row.effect or Spread([])
+        effect = [row.effect.mean, row.effect.sd, row.effect.n] if row.effect else ["", "", ""]
         paper = [row.row.paper.get(name, "") for name in ("test", "dev", "backprop_s", "hidden_sizes", "epoch",
                                                           "active_units")]
         writer.writerow([result.experiment.name, row.row.label, row.row.task, row.test.n, row.wanted,
@@ -290,7 +290,7 @@ def csv_text(result):
                          " ".join(f"{layer.mean:g}" for layer in row.sizes),
                          " ".join(f"{layer.mean:g}" for layer in row.active)] + [
                             " ".join(map(str, value)) if isinstance(value, list) else value for value in paper] + [
-                            row.row.baseline or "", effect.mean, effect.sd, effect.n])
+                            row.row.baseline or ""] + effect)
     return out.getvalue()
 
 
@@ -438,7 +438,7 @@ def band(axes, series, label, parts=1):
     x = [i / parts for i in range(1, length + 1)]
     axes.plot(x, [column.mean for column in columns], label=label)
     if len(series) > 1:
-        axes.fill_between(x, [column.mean - column.sd for column in columns],
+        axes.fill_between(x, [max(0.0, column.mean - column.sd) for column in columns],  # none of them is < 0
                           [column.mean + column.sd for column in columns], alpha=0.2)
 
 

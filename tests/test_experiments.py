@@ -83,6 +83,7 @@ def test_expansion_labels_seeds_and_folders(tmp_path):
      "task; did you mean hidden?", 'settings = { net = "mlp", hidden_size = 64 }'),
     ('settings = { net = "mlp", hidden = 64 }', "row 1 (dense): settings: colour is not a setting of the mnist task (", 'settings = { net = "mlp", colour = 64 }'),
     ("seeds = 2\n", "row 1 (dense): no seeds", "\n"),
+    ("seeds = 2\n", "tiny.toml: seeds = 'three': give a count", "seeds = 'three'\n"),  # the file's, not a row's
     ("k = [8, 16]", "row 2 (top-{k}): settings hidden, k are lists", "k = [8, 16]"),
     ("k = [8, 16]", "row 2 (top-{k}): k = []: a grid needs one or more different values", "k = []"),
     ("paper = { test = [nan, 91.5] }", "row 2 (top-{k}): paper's test must be a list of 2 figures",
@@ -145,6 +146,7 @@ def test_local_sweep_reports_what_its_summaries_give(swept):
     assert f"| 91.50 | {statistics.mean(top16) - 91.5:+.2f} |" in text
     rows = list(csv.DictReader(io.StringIO(report.csv_text(result))))
     assert float(rows[0]["test_mean"]) == pytest.approx(statistics.mean(dense)) and rows[0]["seeds"] == "2"
+    assert rows[0]["effect_mean"] == rows[0]["effect_pairs"] == "" and rows[1]["effect_pairs"] == "2"  # no baseline
 
 
 def verdicts(rows, baseline_paper=98.0):
