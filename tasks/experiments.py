@@ -293,9 +293,19 @@ def state(folder):
 
 def same_settings(spec):
     """Whether the run in spec's folder was made with spec's settings (wherever its data was)."""
-    from tinyprop.tasks.files import read_json
-    config = read_json(os.path.join(spec.folder, "config.json"))
+    config = run_config(spec.folder)
     return run_key(config["task"], config["settings"]) == run_key(spec.row.task, dataclasses.asdict(spec.settings))
+
+
+def run_config(folder):
+    """The config.json of the run in `folder`, with the task and settings it was made with."""
+    from tinyprop.tasks.files import read_json
+    path = os.path.join(folder, "config.json")
+    config = read_json(path)
+    if not (isinstance(config, dict) and isinstance(config.get("settings"), dict) and config.get("task") in TASKS):
+        raise ConfigError(f"{path}: not a run's config.json (no task of tinyprop's, or no settings); move its "
+                          "folder away")
+    return config
 
 
 def refuse_changed(specs, experiment):
@@ -303,9 +313,10 @@ def refuse_changed(specs, experiment):
     file gives now: a sweep would not resume it, and a report would show it under the wrong row."""
     changed = [spec.folder for spec in specs if state(spec.folder) != "new" and not same_settings(spec)]
     if changed:
-        folders = "folder holds a run" if len(changed) == 1 else f"{len(changed)} run folders hold runs"
-        raise ConfigError(f"{folders} made with other settings than {experiment.path} now gives (the first: "
-                          f"{changed[0]}); move them away, or put the file back")
+        which = (f"{changed[0]} holds a run" if len(changed) == 1 else
+                 f"{len(changed)} run folders (the first: {changed[0]}) hold runs")
+        raise ConfigError(f"{which} made with other settings than {experiment.path} now gives; move "
+                          f"{'it' if len(changed) == 1 else 'them'} away, or put the file back")
 
 
 def run_key(task, settings):
@@ -320,10 +331,9 @@ def run_key(task, settings):
 def copy_identical_runs(specs, root):
     """Give each of `specs` a copy of an identical finished run of another experiment under `root` (Table 10's
     dense rows are Table 2's), if there is one; returns how many were copied."""
-    from tinyprop.tasks.files import read_json
     finished = {}
     for summary in sorted(glob.glob(os.path.join(root, "*", "*", "seed-*", "summary.json"))):
-        config = read_json(os.path.join(os.path.dirname(summary), "config.json"))
+        config = run_config(os.path.dirname(summary))
         finished.setdefault(run_key(config["task"], config["settings"]), os.path.dirname(summary))
     copied = 0
     for spec in specs:
@@ -509,11 +519,11 @@ def reproduce(experiment, results="results", seeds=None, jobs=None, ray_address=
         log(f"{plural(copied, 'run')} copied from the identical finished runs (same task, settings and seed) of other "
             "experiments")
     todo = [spec for spec in specs if state(spec.folder) != "done"]
-    resuming = sum(state(spec.folder) == "stopped" for spec in todo)
+    sweep = Sweep(len(specs), len(specs) - len(todo), todo, 1 if ray_address else jobs, log)
+    resuming = len(sweep.resumed)
     where = f"on the Ray cluster at {ray_address}" if ray_address else f"{jobs} at a time"
     log(f"{experiment.table} ({experiment.name}): {plural(len(specs), 'run')}, {len(specs) - len(todo)} finished "
         f"before, {resuming} to resume, {len(todo) - resuming} to start; {where}; folders under {experiment_folder}")
-    sweep = Sweep(len(specs), len(specs) - len(todo), todo, 1 if ray_address else jobs, log)
     if todo:
         runs = ray_runs(todo, ray_address, sweep) if ray_address else local_runs(todo, jobs, sweep)
         for spec, *outcome in runs:

@@ -101,12 +101,13 @@ class ExperimentResult:
 
 def collect(name, results="results", max_examples=None, epochs=None):
     """The ExperimentResult of experiment `name` from the finished runs under `results`: every seed-N folder
-    of each row, those the file asks for and any other a `reproduce --seeds` made."""
+    of each row, those the file asks for and any other a `reproduce --seeds` made. A ConfigError if a folder
+    holds a run made with other settings than the file gives (as reproduce refuses it)."""
     experiment = load(name)
     specs = run_specs(experiment, results, None, max_examples, epochs)
     found = {}  # a row's seed-N folders: the file's seeds and any other a `reproduce --seeds` made
     for spec in specs:
-        for folder in glob.glob(os.path.join(os.path.dirname(spec.folder), "seed-*")):
+        for folder in sorted(glob.glob(os.path.join(os.path.dirname(spec.folder), "seed-*"))):
             seed = os.path.basename(folder)[len("seed-"):]
             if seed.isdigit():
                 found[folder] = dataclasses.replace(spec, seed=int(seed), folder=folder,
@@ -131,10 +132,10 @@ def collect(name, results="results", max_examples=None, epochs=None):
 
 def paper_figure(row, name, digits=2):
     value = row.paper.get(name)
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
     if isinstance(value, list):
         return ", ".join(str(size) for size in value)
+    if not is_figure(value):
+        return "-"
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
@@ -243,7 +244,8 @@ def directions(result):
             source = (f"the paper: {'at least as accurate' if above else 'less accurate'}, {paper:.2f} against "
                       f"{base:.2f}")
         elif claimed:
-            texts.append(f"{name}: {difference} (the paper has no figure for this row)")
+            missing = "its baseline" if is_figure(paper) else "this row"
+            texts.append(f"{name}: {difference} (the paper has no figure for {missing})")
             continue
         else:
             above, source = True, "the papers: at least as accurate; they give no figures"
@@ -256,9 +258,10 @@ def directions(result):
 
 
 def speed(row, baseline):
-    """'; backprop N times faster ...' where the paper gives both rows' backprop times (its speed claim), else ''."""
+    """'; backprop time N times less than the baseline's ...' where the paper gives both rows' backprop times
+    (its speed claim), else ''."""
     paper, base = row.row.paper.get("backprop_s"), baseline.row.paper.get("backprop_s")
-    if not (is_figure(paper) and is_figure(base) and row.backprop.n and baseline.backprop.n):
+    if not (is_figure(paper) and is_figure(base) and paper > 0 and row.backprop.mean > 0):  # nan > 0 is False
         return ""
     return (f"; backprop time {baseline.backprop.mean / row.backprop.mean:.1f} times less than the baseline's, by "
             f"the means over seeds (the paper: {base / paper:.1f} times)")

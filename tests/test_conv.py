@@ -1,7 +1,6 @@
 """Conv2d, MaxPool2d and Reshape: finite differences, and spatial top-k against the dense math."""
 import math
 
-import numba
 import numpy as np
 import pytest
 
@@ -129,7 +128,6 @@ def test_conv_argument_errors():
         MaxPool2d(2).forward(np.zeros((1, 1, 5, 4)))
 
 
-@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="Numba has one thread on this machine")
 def test_spatial_topk_gives_the_same_bits_on_one_and_two_threads(rng):
     """The convolution's kernels (im2col, col2im, the selected positions' dW and dx) on one and two threads."""
     x = rng.standard_normal((5, 3, 12, 11)).astype(np.float32)

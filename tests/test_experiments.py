@@ -175,6 +175,8 @@ def test_the_papers_direction_holds_where_the_95_percent_interval_lies_on_its_si
     assert texts[4].startswith("one seed against dense: not settled by these seeds, +0.50 points of test in one")
     assert texts[5].startswith("not in the paper against dense: +0.30 ± 0.10") and texts[5].endswith(
         "(the paper has no figure for this row)")
+    assert verdicts([("top-k", 98.3, [0.3, 0.2, 0.4])], baseline_paper=None)[0].endswith(
+        "(the paper has no figure for its baseline)")
     assert verdicts([("top-k", None, [0.3, 0.2, 0.4])], baseline_paper=None) == [
         "top-k against dense: holds, +0.30 ± 0.10 points of test over 3 paired seeds, 95% interval +0.05 to +0.55 "
         "(the papers: at least as accurate; they give no figures)"]
@@ -188,6 +190,8 @@ def test_speed_is_compared_where_the_paper_gives_both_backprop_times():
     top = row("top", "dense", {"test": 98.3, "backprop_s": 34.0}, [45.0, 47.0], report.Spread([0.1, 0.2]))
     assert report.directions(types.SimpleNamespace(rows=[dense, top]))[0].endswith(
         "; backprop time 2.0 times less than the baseline's, by the means over seeds (the paper: 5.0 times)")
+    top.backprop = report.Spread([0.0, 0.0])  # no time to divide by
+    assert report.directions(types.SimpleNamespace(rows=[dense, top]))[0].endswith("98.30 against 98.00)")
     del top.row.paper["backprop_s"]
     assert report.directions(types.SimpleNamespace(rows=[dense, top]))[0].endswith("98.30 against 98.00)")
 
@@ -240,15 +244,24 @@ def test_finished_runs_are_skipped_stopped_ones_resumed_changed_ones_refused(swe
     with open(stopped / "summary.json") as handle:
         assert json.load(handle)["test_acc"] == found["top-8", "seed-2"]["test_acc"]
     changed = write(tmp_path, TINY.replace("hidden = 64, k", "hidden = 48, k"))
-    with pytest.raises(ConfigError, match="4 run folders hold runs made with other settings"):
+    with pytest.raises(ConfigError, match=r"4 run folders \(the first: .*\) hold runs made with other settings"):
         reproduce(changed, copied, max_examples=300, epochs=1, data_dir=mnist_dir, log=lines.append)
-    with pytest.raises(ConfigError, match="4 run folders hold runs made with other settings"):  # nor reported
+    with pytest.raises(ConfigError, match=r"4 run folders \(the first: .*\) hold runs made"):  # nor reported
         report.collect(changed, copied, max_examples=300, epochs=1)
-    os.rename(copied / "quick" / "tiny-max300-epochs1" / "top-8" / "seed-1", tmp_path / "seed-1")
+    rows = copied / "quick" / "tiny-max300-epochs1"
+    os.rename(rows / "top-8" / "seed-1", tmp_path / "seed-1")
     changed = write(tmp_path, TINY.replace("k = [8, 16]", "k = [8, 16], dropout = 0.3").replace("seeds = 2",
                                                                                                  "seeds = 1"))
-    with pytest.raises(ConfigError, match=r"3 run folders hold runs made .*\(the first: .*top-8/seed-2\)"):
+    with pytest.raises(ConfigError, match=r"3 run folders \(the first: .*top-8/seed-2\) hold runs made"):
         report.collect(changed, copied, max_examples=300, epochs=1)  # seed 2, beyond the file's seeds, too
+    (rows / "top-8" / "seed-2" / "config.json").write_text('{"settings": {}}')
+    with pytest.raises(ConfigError, match=r"top-8/seed-2/config.json: not a run's config.json \(no task of "):
+        report.collect(changed, copied, max_examples=300, epochs=1)
+    shutil.rmtree(rows / "top-8")
+    shutil.rmtree(rows / "top-16" / "seed-2")
+    with pytest.raises(ConfigError, match=r"^\S*top-16/seed-1 holds a run made with other settings than "
+                                          r"\S*tiny.toml now gives; move it away, or put the file back$"):
+        report.collect(changed, copied, max_examples=300, epochs=1)
 
 
 def test_time_left_is_the_mean_of_each_tasks_runs_started_here_not_of_resumed_ones(tmp_path, monkeypatch):

@@ -3,7 +3,6 @@ import os
 import subprocess
 import sys
 
-import numba
 import numpy as np
 import pytest
 
@@ -14,7 +13,6 @@ from tinyprop.reference import embedding_backward, embedding_forward, linear_bac
 from support import numba_threads
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="Numba has one thread on this machine")
 
 
 def on_threads(count, kernel, *arguments):
@@ -63,7 +61,6 @@ def test_add_selected_rows_grad_adds_each_rows_examples_in_their_order(rng, thre
     assert np.array_equal(np.flatnonzero(weight_rows), np.unique(selected))
 
 
-@two_threads
 @pytest.mark.parametrize("batch,n_in,n_out,k", [(10, 784, 500, 80), (13, 200, 97, 31), (3, 5, 7, 7),
                                                  (60, 2400, 103, 20)])
 def test_the_linear_kernels_give_the_same_bits_on_one_and_two_threads(rng, batch, n_in, n_out, k):
@@ -148,8 +145,6 @@ def test_looked_up_rows_are_the_references_lookup_and_add_at(rng, threads):
     """Two tables of different widths side by side, their columns interleaved: the lookup and its gradient are
     reference.embedding_forward and embedding_backward (add.at) of each table bit for bit; rows repeat among and
     within examples."""
-    if threads > numba.config.NUMBA_NUM_THREADS:
-        pytest.skip("Numba has one thread on this machine")
     tables = (rng.standard_normal((9, 5)).astype(np.float32), rng.standard_normal((4, 3)).astype(np.float32))
     tables_of = np.array([0, 1, 0, 0, 1])
     starts = np.array([0, 5, 8, 13, 18])

@@ -5,7 +5,6 @@ Exact resume of an mlpact run (its accumulators, then its active sets, in the ch
 import json
 import os
 
-import numba
 import numpy as np
 import pytest
 
@@ -78,7 +77,6 @@ def test_kernels_compute_the_dense_layer_on_masked_activations(rng, active, dtyp
     assert not dx[1].any()
 
 
-@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="Numba has one thread on this machine")
 def test_kernels_give_the_same_bits_on_one_and_two_threads(rng, active):
     _, layer_active = batch_of(active, [4, 0, 1, 6, 2, 5, 3])
     x = rng.standard_normal((7, N_IN)).astype(np.float32)

@@ -1,5 +1,4 @@
 """Optimizers: nnmnist's update rules, and sparse row updates that leave other rows alone."""
-import numba
 import numpy as np
 import pytest
 
@@ -81,7 +80,6 @@ def test_the_fused_step_is_the_step_then_zero_grad_bit_for_bit(rule, dense_updat
         assert not one.grad.any() and not one.rows_with_grad.any()
 
 
-@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="Numba has one thread on this machine")
 @pytest.mark.parametrize("rule", sorted(RULES))
 def test_steps_give_the_same_bits_on_one_and_two_threads(rule):
     one = train_steps(np.random.default_rng(4), RULES[rule], True, threads=1)

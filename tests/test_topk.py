@@ -1,6 +1,5 @@
 """The heap top-k picks exactly what tinyprop.reference's stable argsort picks; unified and random selections
 equal the reference's too."""
-import numba
 import numpy as np
 import pytest
 
@@ -10,7 +9,6 @@ from tinyprop.topk import (BUCKETS, SHARED_TOPK_ROWS, _topk_rows_shared, magnitu
 
 from support import numba_threads
 
-two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="Numba has one thread on this machine")
 
 
 def heap_topk(grad, k):
@@ -45,7 +43,6 @@ def test_rows_shared_out_among_threads_match_the_reference(rng, parts):
     assert np.array_equal(np.sort(out, axis=1), topk_indices(grad, 7))
 
 
-@two_threads
 def test_topk_rows_shares_many_rows_out_on_two_threads(rng):
     grad = rng.standard_normal((SHARED_TOPK_ROWS, 40)).astype(np.float32)
     with numba_threads(2):
