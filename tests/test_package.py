@@ -15,8 +15,9 @@ import venv
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# not copied: the copy is what pip builds in (its build/ and egg-info stay there), and it should be small
-SKIPPED_AT_TOP = {".git", ".venv", "venv", "build", "dist", "runs", "data", ".pytest_cache"}
+# not copied: the copy is what pip builds in (its build/ and egg-info stay there), and it should be small; the
+# package has nothing of results/, where a sweep may be writing while the tests run
+SKIPPED_AT_TOP = {".git", ".venv", "venv", "build", "dist", "runs", "data", ".pytest_cache", "results"}
 
 CHECK = r"""
 import json, sys, sysconfig
