@@ -71,6 +71,8 @@ def test_dropouts_mask_is_the_references_for_the_key_it_draws_on_any_number_of_t
     keep = (dropout_uniforms(key, y.size) >= np.float32(0.3)).reshape(y.shape)
     np.testing.assert_array_equal(z, np.where(keep, y * (np.float32(1) / np.float32(0.7)), np.float32(0)))
     assert abs(keep.mean() - 0.7) < 5 * np.sqrt(0.21 / y.size)
+    with pytest.raises(ValueError, match="Dropout: expected a float32 or float64 array, got float16"):
+        Dropout(0.3).forward(y.astype(np.float16))
 
 
 @pytest.mark.parametrize("threads", [1, 2])

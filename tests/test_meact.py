@@ -210,6 +210,40 @@ def test_act_mask_zero_keeps_no_held_means(rng):
         MinimalEffortActivation([layer], N_EXAMPLES, act_after=1, threshold=0.05, mask="frozen")
 
 
+@pytest.mark.parametrize("act_after", [0, 1.5, True])
+def test_act_after_must_be_a_whole_number_of_epochs(rng, act_after):
+    layer = ActiveLinear(N_IN, N_OUT, rng=rng)
+    with pytest.raises(ValueError, match=r"act_after \(e, the dense epochs before the selection\) must be a whole "
+                                         f"number >= 1, got {act_after!r}"):
+        MinimalEffortActivation([layer], N_EXAMPLES, act_after=act_after, threshold=0.05)
+
+
+def test_active_sets_that_do_not_fit_the_batch_are_refused_before_the_kernels(rng, active):
+    """The kernels index the sets unchecked: a short examples array or a wrong index would read past them."""
+    layer = ActiveLinear(N_IN, N_OUT, rng=rng)
+    x = rng.standard_normal((3, N_IN)).astype(np.float32)
+    for examples, message in [([4, 0], r"one set for each of the batch's 3 examples, got shape \(2,\)"),
+                              ([4, 0, 7], "must index its 7 active sets, got 0 to 7"),
+                              ([4, -1, 2], "must index its 7 active sets, got -1 to 4")]:
+        layer.active = (np.array(examples), *active[1:])
+        with pytest.raises(ValueError, match=message):
+            layer.forward(x)
+    layer.active = batch_of(active, [4, 0, 2])[1]
+    layer.held = np.zeros((N_EXAMPLES, N_OUT + 1), np.float32)
+    with pytest.raises(ValueError, match=r"held must be \(active sets, out\) = \(7, 19\), got \(7, 20\)"):
+        layer.forward(x)
+
+
+def test_in_evaluation_the_backward_is_the_dense_layers_as_the_forward(rng, active):
+    layer = ActiveLinear(N_IN, N_OUT, rng=rng)
+    layer.active = batch_of(active, [4, 0, 2])[1]
+    layer.train(False)
+    x, dy = rng.standard_normal((3, N_IN)).astype(np.float32), rng.standard_normal((3, N_OUT)).astype(np.float32)
+    np.testing.assert_allclose(layer.forward(x), x @ layer.weight.value.T + layer.bias.value, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(layer.backward(dy), dy @ layer.weight.value, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(layer.weight.grad, dy.T @ x, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("options, message", [
     (dict(net="mlpact", act_mask="frozen"), r"^--act-mask \(ActMask\): 'frozen' is not one of zero, recorded"),
     (dict(net="mlp", act_mask="recorded"), r"^--act-mask \(ActMask\): --net mlp does not use it"),

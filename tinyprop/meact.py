@@ -100,6 +100,9 @@ class MinimalEffortActivation:
     """
 
     def __init__(self, layers, n_examples, act_after, threshold, mask="zero"):
+        if not (isinstance(act_after, (int, np.integer)) and not isinstance(act_after, bool) and act_after >= 1):
+            raise ValueError(f"MinimalEffortActivation: act_after (e, the dense epochs before the selection) must be "
+                             f"a whole number >= 1, got {act_after!r}")
         if not 0 < threshold < 1:
             raise ValueError(f"MinimalEffortActivation: the threshold p must be in (0, 1), got {threshold!r}")
         if mask not in MASKS:

@@ -120,6 +120,7 @@ class Dropout(Layer):
         if not self.training or self.p == 0:
             self.scale = None
             return y
+        check_float_kernel_input("Dropout", y)
         y = np.ascontiguousarray(y)
         self.scale, z = np.empty_like(y), np.empty_like(y)
         drop_out(y.reshape(-1), self.p, self.rng.integers(2 ** 64, dtype=np.uint64), self.scale.reshape(-1),

@@ -45,6 +45,7 @@ class ActiveLinear(Linear):
             self.y = super().forward(x)
             return self.y
         check_input(self.name, x, ("batch", self.n_in))
+        self.check_active(x.shape[0])
         self.x = np.ascontiguousarray(x, dtype=self.weight.value.dtype)
         examples = self.active[0]
         self.y = (np.zeros((x.shape[0], self.n_out), dtype=self.x.dtype) if self.held is None
@@ -53,7 +54,7 @@ class ActiveLinear(Linear):
         return self.y
 
     def backward(self, dy, need_dx=True):
-        if self.active is None:
+        if self.active is None or not self.training:  # as the forward: an ordinary Linear's
             return super().backward(dy, need_dx)
         check_forward_done(self.name, self.x)
         check_same_shape(self.name, dy, (self.x.shape[0], self.n_out))
@@ -67,6 +68,20 @@ class ActiveLinear(Linear):
             active_rows_input_grad(dy, self.weight.value, *self.active, dx)
         self.backward_seconds += time.perf_counter() - start
         return dx
+
+    def check_active(self, batch):
+        """The active sets, and the held outputs, fit a batch of `batch`: the kernels index them unchecked."""
+        examples, indices, offsets = self.active
+        sets = len(offsets) - 1
+        if examples.shape != (batch,):
+            raise ValueError(f"{self.name}: active's examples must name one set for each of the batch's {batch} "
+                             f"examples, got shape {examples.shape}")
+        if batch and not (examples.min() >= 0 and examples.max() < sets):
+            raise ValueError(f"{self.name}: active's examples must index its {sets} active sets, got "
+                             f"{examples.min()} to {examples.max()}")
+        if self.held is not None and self.held.shape != (sets, self.n_out):
+            raise ValueError(f"{self.name}: held must be (active sets, out) = {(sets, self.n_out)}, got "
+                             f"{self.held.shape}")
 
     def __repr__(self):
         return f"ActiveLinear({self.n_in}, {self.n_out})"
