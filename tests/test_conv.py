@@ -1,4 +1,5 @@
-"""Conv2d, MaxPool2d and Reshape: finite differences, and spatial top-k against the dense math."""
+"""Conv2d, MaxPool2d and Reshape: finite differences, and the convolution and its spatial top-k backward
+against tinyprop.reference's definitions."""
 import math
 
 import numpy as np
@@ -7,24 +8,9 @@ import pytest
 from tinyprop.gradcheck import grad_check
 from tinyprop.layers import Conv2d, MaxPool2d, Reshape, Sequential
 from tinyprop.layers.conv import col2im, im2col
-from tinyprop.reference import selection_mask, topk_mask
+from tinyprop.reference import conv_backward, conv_forward, selection_mask, topk_mask
 
 from support import numba_threads
-
-
-def direct_convolution(x, weight, bias, kernel, stride, padding):
-    """The definition, one output at a time: the reference for im2col."""
-    batch, channels, height, width = x.shape
-    padded = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    out_h = (height + 2 * padding - kernel) // stride + 1
-    out_w = (width + 2 * padding - kernel) // stride + 1
-    w = weight.reshape(-1, channels, kernel, kernel)
-    y = np.zeros((batch, w.shape[0], out_h, out_w))
-    for i in range(out_h):
-        for j in range(out_w):
-            patch = padded[:, :, i * stride:i * stride + kernel, j * stride:j * stride + kernel]
-            y[:, :, i, j] = np.einsum("bcuv,ocuv->bo", patch, w) + bias
-    return y
 
 
 @pytest.mark.parametrize("kernel,stride,padding", [(3, 1, 0), (3, 2, 1), (5, 1, 2), (2, 2, 0)])
@@ -32,8 +18,13 @@ def test_forward_is_the_convolution(rng, kernel, stride, padding):
     layer = Conv2d(2, 3, kernel, stride, padding, dtype=np.float64, rng=rng)
     layer.bias.value[:] = rng.standard_normal(3)
     x = rng.standard_normal((2, 2, 7, 6))
-    expected = direct_convolution(x, layer.weight.value, layer.bias.value, kernel, stride, padding)
+    expected = conv_forward(x, layer.weight.value, layer.bias.value, kernel, stride, padding)
     np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-10, atol=1e-12)
+    dy = rng.standard_normal(expected.shape)
+    dx = layer.backward(dy)  # dense: BLAS and col2im
+    for got, want in zip((layer.weight.grad, layer.bias.grad, dx),
+                         conv_backward(x, layer.weight.value, dy, kernel, stride, padding)):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 
 def test_col2im_is_the_adjoint_of_im2col(rng):
@@ -61,22 +52,21 @@ def test_maxpool_and_reshape_gradients(rng):
 
 @pytest.mark.parametrize("ratio,kernel,stride,padding", [(0.05, 5, 1, 2), (0.3, 3, 2, 1), (1.0, 3, 1, 1),
                                                          (0.01, 3, 1, 0)])
-def test_spatial_topk_equals_dense_backward_of_masked_gradient(rng, ratio, kernel, stride, padding):
+def test_spatial_topk_is_the_references_backward_of_the_top_k_positions(rng, ratio, kernel, stride, padding):
     sparse = Conv2d(3, 4, kernel, stride, padding, ratio=ratio, rng=np.random.default_rng(1))
-    dense = Conv2d(3, 4, kernel, stride, padding, rng=np.random.default_rng(1))
     x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
     y = sparse.forward(x)
-    dense.forward(x)
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dx = sparse.backward(dy)
     positions = y.shape[2] * y.shape[3]
     k = math.ceil(round(ratio * positions, 9))
     mask = topk_mask(dy.reshape(2, 4, positions), k)  # per example and channel
     assert np.array_equal(selection_mask(sparse.selected, positions), mask)
-    dx_ref = dense.backward(np.where(mask.reshape(dy.shape), dy, 0))
-    np.testing.assert_allclose(sparse.weight.grad, dense.weight.grad, rtol=1e-4, atol=1e-5)
+    dW, db, dx_ref = conv_backward(x.astype(np.float64), sparse.weight.value.astype(np.float64), dy.astype(np.float64),
+                                   kernel, stride, padding, mask.reshape(dy.shape))
+    np.testing.assert_allclose(sparse.weight.grad, dW, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(dx, dx_ref, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(sparse.bias.grad, dy.sum(axis=(0, 2, 3)), rtol=1e-4, atol=1e-5)  # dense bias
+    np.testing.assert_allclose(sparse.bias.grad, db, rtol=1e-4, atol=1e-5)  # dense bias
 
 
 def test_spatial_k_is_ratio_times_positions_rounded_up_without_float_noise():

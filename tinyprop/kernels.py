@@ -400,7 +400,8 @@ def drop_out(y, p, key, scale, z):
 
 @njit(cache=True, parallel=True)
 def add_selected_positions_grad(dy, cols, selected, weight_grad):
-    """dW[c] += dy[b, c, p] * cols[b, p] for p in selected[b, c].
+    """dW[c] += dy[b, c, p] * cols[b, p] for p in selected[b, c]: tinyprop.reference.conv_backward's dW,
+    visiting only the selected positions.
 
     dy: (batch, channels, positions); cols: (batch, positions, patch); selected: (batch, channels, k).
     The channels are shared out among the threads, each adding its examples in order: the same bits on any number.
@@ -419,8 +420,8 @@ def add_selected_positions_grad(dy, cols, selected, weight_grad):
 def add_selected_positions_input_grad(dy, weight, selected, kernel, stride, out_w, padded_dx):
     """dx += sum over selected (b, c, p) of dy[b, c, p] * W[c] laid back onto position p's patch.
 
-    The sparse form of col2im(dy W): only the k selected positions per example and channel
-    are visited. padded_dx: (batch, C_in, H + 2 padding, W + 2 padding), accumulated into; each example's by one
+    The sparse form of col2im(dy W), tinyprop.reference.conv_backward's dx: only the k selected positions per
+    example and channel are visited. padded_dx: (batch, C_in, H + 2 padding, W + 2 padding), accumulated into; each example's by one
     thread.
     """
     in_channels = padded_dx.shape[1]

@@ -5,8 +5,8 @@ magnitude, top_k(dy), and passes them on as the dense backward would (Algorithm 
 
     dL/dW <- top_k(dy)^T x    (eq. 9)        dL/dx <- top_k(dy) W    (eq. 10)
 
-The fast layers (tinyprop.layers.Linear, LSTM) compute exactly these functions, with the same
-ties (the lower index wins) and the same dense bias gradient; the tests hold them to it.
+The fast layers (tinyprop.layers.Linear, LSTM, Conv2d) compute exactly these functions, with the
+same ties (the lower index wins) and the same dense bias gradient; the tests hold them to it.
 
 Then the plain versions of kernels that are not meProp's: the loss (tinyprop.layers.SoftmaxCrossEntropy), a
 lookup table's output and gradient (tinyprop.layers.Embedding), and the uniforms of dropout's mask
@@ -109,6 +109,41 @@ def lstm_backward(W_x, W_h, b, x, dh, k=None):
         dW_h += np.outer(kept, h[t])
         dx[t], dh_next, dc_next = kept @ W_x, kept @ W_h, dc * f
     return dW_x, dW_h, dz.sum(axis=0), dx, mask
+
+
+def conv_forward(x, W, b, kernel, stride, padding):
+    """A convolution (cross-correlation, Section 3.3.2) by its definition, one output position at a time:
+    y[:, c, i, j] = W[c] . the patch of x (zero-padded) at (i * stride, j * stride), plus b[c].
+    x: (batch, C_in, H, W_in), W: (C_out, C_in * kernel * kernel), b: (C_out,) -> (batch, C_out, H_out, W_out)."""
+    padded = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    out_h, out_w = ((size + 2 * padding - kernel) // stride + 1 for size in x.shape[2:])
+    w = W.reshape(W.shape[0], x.shape[1], kernel, kernel)
+    y = np.zeros((x.shape[0], W.shape[0], out_h, out_w), dtype=x.dtype)
+    for i in range(out_h):
+        for j in range(out_w):
+            patch = padded[:, :, i * stride:i * stride + kernel, j * stride:j * stride + kernel]
+            y[:, :, i, j] = np.einsum("bcuv,ocuv->bo", patch, w) + b
+    return y
+
+
+def conv_backward(x, W, dy, kernel, stride, padding, mask=None):
+    """Spatial top-k meProp's backward of conv_forward (Section 3.3.2): eqs. (9, 10) at each output position,
+    for the entries of dy in `mask` (per example and channel, its k positions of largest |dy|: topk_mask over
+    dy.reshape(batch, C_out, -1)): dW[c] gets sum of kept dy[b, c, i, j] times the patch at (i, j), and
+    dx gets each one's dy W[c] laid back onto its patch. db = sum dy stays dense, as in linear_backward.
+    x: (batch, C_in, H, W_in), W: (C_out, C_in * kernel * kernel), dy: (batch, C_out, H_out, W_out), mask: dy's
+    shape, bool, None for all -> dW: W's shape, db: (C_out,), dx: x's shape."""
+    kept = dy if mask is None else np.where(mask, dy, 0)
+    padded = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    w = W.reshape(W.shape[0], x.shape[1], kernel, kernel)
+    dw, dpadded = np.zeros_like(w), np.zeros_like(padded)
+    for i in range(dy.shape[2]):
+        for j in range(dy.shape[3]):
+            rows, columns = slice(i * stride, i * stride + kernel), slice(j * stride, j * stride + kernel)
+            dw += np.einsum("bo,bcuv->ocuv", kept[:, :, i, j], padded[:, :, rows, columns])
+            dpadded[:, :, rows, columns] += np.einsum("bo,ocuv->bcuv", kept[:, :, i, j], w)
+    dx = dpadded[:, :, padding:padding + x.shape[2], padding:padding + x.shape[3]]
+    return dw.reshape(W.shape), dy.sum(axis=(0, 2, 3)), dx
 
 
 def softmax_cross_entropy(z, t):

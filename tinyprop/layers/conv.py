@@ -51,11 +51,12 @@ class Conv2d(Layer):
     cols = im2col(x), y[b, c, p] = W[c] . cols[b, p] + b[c] (the matrix form of Section 3.3.2).
 
     ratio=None: dense backward by BLAS. With a ratio, spatial top-k meProp (TKDE 2018,
-    Section 3.3.2, Table 8): for each example and output channel, only the
-    k = ceil(ratio * H_out * W_out) positions of dy with the largest magnitude take part,
+    Section 3.3.2, Table 8; eqs. 9, 10 at each position): for each example and output channel, only
+    the k = ceil(ratio * H_out * W_out) positions of dy with the largest magnitude take part,
     and the Numba kernels in tinyprop.kernels touch only those positions: dW from their
     patches, and dx by laying dy[b, c, p] W[c] back onto each one's patch (col2im restricted
-    to the selected positions). The bias gradient stays dense, as for Linear.
+    to the selected positions). The bias gradient stays dense, as for Linear. The plain forms are
+    tinyprop.reference.conv_forward and conv_backward (with topk_mask's positions).
 
     Kept for backward: `cols` (the input's patches) and the input shape. Kept after
     backward: `selected`, (batch, C_out, k) positions. `backward_seconds` as in Linear.
