@@ -156,7 +156,7 @@ def selected_input_grad(dy, weight, selected, dx):
     tinyprop.reference.linear_backward's dx for the mask of `selected`, reading only those rows of W.
 
     Four selected rows per sweep over dx[b], which is then loaded and stored once per four
-    rows instead of once per row (35% faster at the parser's shape, 40% at MNIST's).
+    rows instead of once per row (docs/performance.md, "The sparse kernels").
     The examples are shared out among the threads; each dx[b] is one thread's.
     """
     n_in = weight.shape[1]

@@ -35,14 +35,14 @@ def _sigmoid(z, one):
 
 @njit(cache=True, error_model="numpy")
 def lstm_forward_steps(zx, recurrent, gates, cells, cell_tanh, hidden):
-    """The recurrence over all steps, for a batch of sequences of one length.
+    """The recurrence over all steps, for a batch of sequences of one length: the forward loop of
+    tinyprop.reference.lstm_backward, for each sequence of the batch.
 
     zx: (steps, batch, 4H) = W_x x + b; recurrent W_h: (4H, H). Fills gates (steps, batch, 4H)
     with the activated i, f, g, o, and cells, cell_tanh = tanh(c) and hidden (steps, batch, H).
     Each step's recurrent product W_h h_{t-1} is one matrix product for the whole batch, which
-    reads W_h (4 MB at the tagger's H = 500) once for all its sequences: at a batch of 32 a
-    sequence's step costs half what it does alone. Training runs a batch of one sentence, as
-    the papers do.
+    reads W_h (4 MB at the tagger's H = 500) once for all its sequences (evaluation's batches).
+    Training runs a batch of one sentence, as the papers do.
     """
     steps, batch, n = hidden.shape
     h_prev = np.zeros((batch, n), dtype=hidden.dtype)
@@ -71,7 +71,7 @@ def _gate_gradients(gates_t, tanh_t, cell_prev, dh, dc, dz):
     tanh_t = tanh(c_t), kept by the forward loop.
     """
     n = dh.shape[0]
-    one = dz.dtype.type(1)  # not the literal 1, which would turn float32 arithmetic into float64 (30% slower)
+    one = dz.dtype.type(1)  # not the literal 1, which would turn float32 arithmetic into float64
     for j in range(n):
         i, f, g, o = gates_t[j], gates_t[n + j], gates_t[2 * n + j], gates_t[3 * n + j]
         tanh_c = tanh_t[j]
@@ -85,7 +85,8 @@ def _gate_gradients(gates_t, tanh_t, cell_prev, dh, dc, dz):
 
 @njit(cache=True, error_model="numpy")
 def lstm_backward_dense(gates, cells, cell_tanh, dhidden, recurrent, dz):
-    """Backpropagation through time: dz (steps, 4H) from dhidden = dL/dh (steps, H).
+    """Backpropagation through time, dense: dz (steps, 4H) from dhidden = dL/dh (steps, H); the dz of
+    tinyprop.reference.lstm_backward with k=None, from which the caller makes the rest.
 
     dh_{t-1} = W_h^T dz_t by BLAS; the weight gradients need no loop (the caller forms
     dz^T x and dz[1:]^T h[:-1] as two matrix products).

@@ -57,8 +57,7 @@ class LinearActivityRecord(ActivityRecord):
 
     The C#'s binary heap also fills those places with zeros of original index below k, but
     breaks the ties by heap position, not by index. Counted that way exactly (a scratch
-    transcription of its heap), six seeds of `--net mlpvar` were no more accurate (mean 97.83
-    against 97.95 counted here, at like sizes; docs/mnist.md).
+    transcription of its heap), `--net mlpvar` was no more accurate (docs/mnist.md).
     """
 
     def __init__(self, n_units, k):

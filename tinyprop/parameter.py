@@ -26,8 +26,8 @@ def clear_row(grad, marked, r):
 def clear_marked_rows(grad, marked):
     """clear_row for every marked row r. grad: (rows, columns); marked: (rows,) bool.
 
-    One compiled call per parameter, after every mini-batch: 1.7x faster than numpy's
-    grad[marked] = 0 on the MNIST MLP (docs/performance.md).
+    One compiled call per parameter, after every mini-batch: faster than numpy's grad[marked] = 0
+    on the MNIST MLP (docs/performance.md).
     """
     for r in range(grad.shape[0]):
         if marked[r]:

@@ -5,12 +5,12 @@ indices S = {t_1, ..., t_k} of the k entries of dL/dy with the largest magnitude
 The authors' C# code finds them with a min-heap of size k, which costs O(n log k)
 time and O(k) extra memory per example; so does `topk_rows` below, with two speed-ups
 that leave its result unchanged. Its heap is 4-ary rather than binary: the sift-down takes half
-as many levels (the selection 1.24 times faster at k = 80 of 500). And the heap is not
+as many levels. And the heap is not
 started from the first k entries but from the first k that reach a floor read from a
 histogram of the magnitudes (`magnitude_floor`, 128 counters): the weakest kept entry is
 then near the k-th largest from the start, and the entries that a plain heap would take in
-and later drop are turned away at once. With the histogram the selection is 2.6 times
-faster at k = 80 of 500 (the measurements: docs/performance.md).
+and later drop are turned away at once. What each gains: docs/performance.md, "The top-k
+selection".
 
 Tie rule: when magnitudes are equal the lower index wins. The selection is then
 exactly what a stable descending argsort picks,

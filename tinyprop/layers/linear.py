@@ -52,7 +52,8 @@ class Linear(Layer):
     meSimp counts. `backward_seconds` sums the time spent in backward ("backprop time").
     backward returns dx in a fresh array; after `reuse_buffers()` (tinyprop.layers.base.Layer), as
     the training loops do, in a buffer the layer reuses while the input's shape stays the same: a
-    fresh (10,000, 2,400) array a step cost the parser's meProp backward 15% in page faults.
+    fresh (10,000, 2,400) array a step costs the parser's meProp backward its page faults
+    (docs/performance.md).
     """
 
     def __init__(self, n_in, n_out, k=None, selection="top", rng=None, dtype=np.float32, name="linear"):
@@ -132,7 +133,7 @@ class Linear(Layer):
             topk_rows(dy, self.k, self._heap, self.selected)
         else:
             self.selected = random_rows(self.rng, batch, self.n_out, self.k)
-        self.selected.sort(axis=1)  # the kernels then walk W's rows in order (28% faster at batch 10,000)
+        self.selected.sort(axis=1)  # the kernels then walk W's rows in order (faster at large batches)
         add_selected_rows_grad(dy, self.x, self.selected, self.weight.grad, self.weight.rows_with_grad)
         if not need_dx:
             return None

@@ -16,15 +16,15 @@ def adam_update_rows(value, grad, mean, mean_square, rows, step_size, beta1, bet
     A moment that decays below `tiny`, the smallest normal float of the dtype, is set to zero.
     Left subnormal, it would make every later step on it slow: processors handle subnormal
     floats in microcode. In the MNIST MLP a weight that stops getting gradient (an input pixel
-    seldom inked, a unit that stopped firing) has its mean turn subnormal about 800 steps later;
-    after one dense epoch a fifth of the first layer's means were, and the flush makes that
-    epoch's update 1.25x faster, with the same results bit for bit (docs/performance.md). What
-    the flush drops, below `tiny`, is far below what can move a weight.
+    seldom inked, a unit that stopped firing) has its mean turn subnormal some hundreds of steps
+    later, and the flush makes the update faster with the same results bit for bit
+    (docs/performance.md, "Subnormal moments flushed to zero"). What the flush drops, below
+    `tiny`, is far below what can move a weight.
     """
     to = value.dtype.type  # the scalars come as Python floats; in value's type float32 arithmetic stays float32
     step_size, beta1, beta2, eps, l2, clip_bound, tiny = (to(step_size), to(beta1), to(beta2), to(eps), to(l2),
                                                           to(clip_bound), to(tiny))
-    one = to(1)  # not the literal 1, which would turn float32 arithmetic into float64 (3.3x slower)
+    one = to(1)  # not the literal 1, which would turn float32 arithmetic into float64
     zero = to(0)
     for r in prange(value.shape[0]):
         if not rows[r]:

@@ -30,7 +30,7 @@ class Optimizer:
     the row if `clear` (tinyprop.parameter.clear_row), and takes its
     scalars as Python floats, turning them into the parameter's float type itself, so that
     the arithmetic stays in float32 and vectorises; numpy float32 scalars made at each call, and
-    the marked rows' indices gathered in Python, made Adam's step 1.25x slower (docs/performance.md).
+    the marked rows' indices gathered in Python, made Adam's step slower (docs/performance.md).
     """
 
     state_names = ()
