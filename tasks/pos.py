@@ -112,8 +112,8 @@ class TaggerModel(Layer):
         self.dropout = Dropout(dropout, rng)
         self.output = Linear(sum(self.hidden_sizes()), len(vocabulary.tags), rng=rng, name="output")
 
-    def params(self):
-        return [param for layer in (self.embeddings, self.bilstm, self.output) for param in layer.params()]
+    def children(self):
+        return [self.embeddings, self.bilstm, self.dropout, self.output]
 
     def hidden_sizes(self):
         return [lstm.n_out for lstm in self.bilstm.directions]
@@ -134,16 +134,6 @@ class TaggerModel(Layer):
     def backward(self, dlogits, need_dx=False):
         """Gradients of every parameter; the input (ids) has none, so need_dx is ignored."""
         self.embeddings.backward(self.bilstm.backward(self.dropout.backward(self.output.backward(dlogits))))
-
-    def train(self, mode=True):
-        """Dropout on in training, off when tagging."""
-        self.training = mode
-        self.dropout.train(mode)
-
-    def reuse_buffers(self, mode=True):
-        self.reusing_buffers = mode
-        for layer in (self.embeddings, self.bilstm, self.dropout, self.output):
-            layer.reuse_buffers(mode)
 
 
 LSTM_NETS = ("lstm", "lstmtop", "lstmvar")

@@ -93,6 +93,18 @@ def test_cube_is_numpys_y_cubed_and_3_y_squared_dz_bit_for_bit_on_any_number_of_
         layer.backward(dz[:, 10:].astype(other))
 
 
+def test_a_layer_of_layers_passes_train_and_buffers_on_and_has_their_parameters_in_order(rng):
+    tables = [Embedding(5, 3, rng=rng, name="a"), Embedding(4, 2, rng=rng, name="b")]
+    model = Sequential([Embeddings(tables, [1, 2]), BiLSTM(7, 4, rng=rng), Dropout(0.5), Linear(8, 3, rng=rng)])
+    leaves = tables + model.layers[1].directions + model.layers[2:]
+    assert model.params() == [param for leaf in leaves for param in leaf.params()]
+    model.train(False)
+    model.reuse_buffers()
+    assert [(leaf.training, leaf.reusing_buffers) for leaf in leaves] == [(False, True)] * len(leaves)
+    model.layers[1].train(True)
+    assert [lstm.training for lstm in model.layers[1].directions] == [True, True] and not tables[0].training
+
+
 def test_sequential_gradients(rng):
     model = Sequential([Linear(6, 5, dtype=np.float64, rng=rng), Tanh(),
                         Linear(5, 4, dtype=np.float64, rng=rng), Sigmoid(),

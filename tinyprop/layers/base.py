@@ -23,8 +23,10 @@ class Layer:
     Embeddings' output, Cube's and ReLU's output and dy, and the loss's probabilities and gradient use
     this today (at the parser's mini-batch they are 4 to 96 MB, which a fresh array would first page in;
     at MNIST's, allocations cost as much as the arithmetic); the other layers return fresh arrays
-    either way. A layer made of
-    layers passes the setting on to them, as it does `train`'s.
+    either way.
+
+    A layer made of layers (Sequential, BiLSTM, Embeddings) names them in `children()`; its parameters
+    are theirs, and `train` and `reuse_buffers` pass the setting on to them.
     """
 
     training = True
@@ -34,17 +36,25 @@ class Layer:
         # forward only: backward stays an explicit call, the step meProp changes
         return self.forward(*inputs)
 
-    def params(self):
+    def children(self):
+        """The layers this one is made of, in order; none for a layer of its own."""
         return []
+
+    def params(self):
+        return [param for child in self.children() for param in child.params()]
 
     def train(self, mode=True):
         """Switch training behaviour (dropout, meProp bookkeeping) on or off."""
         self.training = mode
+        for child in self.children():
+            child.train(mode)
 
     def reuse_buffers(self, mode=True):
         """Opt into (mode=False: out of) results that the layer's next backward (for what backward returns) or
         next forward (for what forward returns) overwrites."""
         self.reusing_buffers = mode
+        for child in self.children():
+            child.reuse_buffers(mode)
 
     def zero_grad(self):
         for param in self.params():

@@ -84,13 +84,8 @@ class Embeddings(Layer):
         self.dims = [table.weight.shape[1] for table in self.tables]
         self.tables_of, self.starts = side_by_side(self.dims, self.widths)
 
-    def params(self):
-        return [param for table in self.tables for param in table.params()]
-
-    def reuse_buffers(self, mode=True):
-        self.reusing_buffers = mode
-        for table in self.tables:
-            table.reuse_buffers(mode)
+    def children(self):
+        return self.tables
 
     def forward(self, ids):
         if getattr(ids, "ndim", None) != 2 or ids.shape[1] != self.ends[-1]:

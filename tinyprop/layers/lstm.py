@@ -153,13 +153,8 @@ class BiLSTM(Layer):
         self.directions = [LSTM(n_in, size, k and min(k, size), rng, dtype, f"{name}.{direction}")
                            for size, direction in zip(sizes, ("forward", "backward"))]
 
-    def params(self):
-        return [param for lstm in self.directions for param in lstm.params()]
-
-    def reuse_buffers(self, mode=True):
-        self.reusing_buffers = mode
-        for lstm in self.directions:
-            lstm.reuse_buffers(mode)
+    def children(self):
+        return self.directions
 
     def forward(self, x):
         ahead, behind = self.directions

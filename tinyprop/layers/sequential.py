@@ -15,18 +15,8 @@ class Sequential(Layer):
         self._params_before = [any(layer.params() for layer in self.layers[:position])
                                for position in range(len(self.layers))]
 
-    def params(self):
-        return [param for layer in self.layers for param in layer.params()]
-
-    def train(self, mode=True):
-        self.training = mode
-        for layer in self.layers:
-            layer.train(mode)
-
-    def reuse_buffers(self, mode=True):
-        self.reusing_buffers = mode
-        for layer in self.layers:
-            layer.reuse_buffers(mode)
+    def children(self):
+        return self.layers
 
     def forward(self, x):
         for layer in self.layers:
