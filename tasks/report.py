@@ -162,7 +162,8 @@ def markdown(result, heading="#", root="."):
         lines += [wrap(f"A quick look ({result.sweep.split(' ', 1)[1]}), not a result: the figures of runs cut short "
                        "say nothing of the paper's."), ""]
     lines += [wrap(f"{experiment.paper}. Made by `tinyprop reproduce {result.sweep}`, then `tinyprop report "
-                   f"{result.sweep}`, from {len(done)} run{'s' if len(done) != 1 else ''} ({hours:.1f} CPU hours) in "
+                   f"{result.sweep}`, from {len(done)} run{'s' if len(done) != 1 else ''} ({hours:.1f} hours of "
+                   f"their wall clock, added up) in "
                    f"`{os.path.relpath(result.folder, root)}`; processors: {', '.join(processors) or 'none yet'}; "
                    f"threads a run: {' or '.join(map(str, threads)) or 'none yet'}. Test is the score at the best "
                    "dev score's evaluation, best epoch that evaluation's epoch (the paper's Iter); ± is the sample "
