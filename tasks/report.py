@@ -161,8 +161,11 @@ def markdown(result, heading="#", root="."):
     if result.quick:
         lines += [wrap(f"A quick look ({result.sweep.split(' ', 1)[1]}), not a result: the figures of runs cut short "
                        "say nothing of the paper's."), ""]
-    lines += [wrap(f"{experiment.paper}. Made by `tinyprop reproduce {result.sweep}`, then `tinyprop report "
-                   f"{result.sweep}`, from {len(done)} run{'s' if len(done) != 1 else ''} ({hours:.1f} hours of "
+    results = os.path.dirname(os.path.dirname(result.folder) if result.quick else result.folder)
+    results = os.path.relpath(results, root)
+    command = result.sweep + ("" if results == "results" else f" --results {results}")
+    lines += [wrap(f"{experiment.paper}. Made by `tinyprop reproduce {command}`, then `tinyprop report "
+                   f"{command}`, from {len(done)} run{'s' if len(done) != 1 else ''} ({hours:.1f} hours of "
                    f"their wall clock, added up) in "
                    f"`{os.path.relpath(result.folder, root)}`; processors: {', '.join(processors) or 'none yet'}; "
                    f"threads a run: {' or '.join(map(str, threads)) or 'none yet'}. Test is the score at the best "

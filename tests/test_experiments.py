@@ -142,6 +142,8 @@ def test_local_sweep_reports_what_its_summaries_give(swept):
     assert row.test.sd == pytest.approx(statistics.stdev(top16))
     assert row.effect.mean == pytest.approx(statistics.mean([a - b for a, b in zip(top16, dense)]))
     text = report.markdown(result)
+    assert f"Made by `tinyprop reproduce {path} --max-examples 300 --epochs 1 --results " \
+           f"{os.path.relpath(results)}`" in " ".join(text.split())
     assert f"| top-16 | 2/2 | {statistics.mean(top16):.2f} ± {statistics.stdev(top16):.2f}" in text
     assert f"| 91.50 | {statistics.mean(top16) - 91.5:+.2f} |" in text
     rows = list(csv.DictReader(io.StringIO(report.csv_text(result))))
