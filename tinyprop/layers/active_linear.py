@@ -30,8 +30,8 @@ class ActiveLinear(Linear):
 
     This is tinyprop.reference.active_linear_forward and active_linear_backward for the mask of the
     active sets, computed by tinyprop.kernels' active_rows_* loops: no dense product with a mask.
-    Without `active` (meAct's dense epochs, evaluation, a saved model) it is an ordinary Linear, which
-    keeps its last output `y` so that the record can read the activations a_ij.
+    Without `active` (meAct's dense epochs, a saved model), or in evaluation (train(False)), it is an
+    ordinary Linear, which keeps its last output `y` so that the record can read the activations a_ij.
     """
 
     def __init__(self, n_in, n_out, rng=None, dtype=np.float32, name="linear"):
@@ -70,7 +70,8 @@ class ActiveLinear(Linear):
         return dx
 
     def check_active(self, batch):
-        """The active sets, and the held outputs, fit a batch of `batch`: the kernels index them unchecked."""
+        """The batch's examples index the active sets, and the held outputs fit them: the kernels index both
+        unchecked. The sets themselves (indices, offsets) are MinimalEffortActivation's, and not checked here."""
         examples, indices, offsets = self.active
         sets = len(offsets) - 1
         if examples.shape != (batch,):
