@@ -437,7 +437,8 @@ def reproduce(experiment, seeds, jobs, threads, ray_address, results, max_exampl
 def report(experiment, results, form, output, plots, max_examples, epochs, update_docs):
     """Make an experiment's table from its finished runs: for each row, its seeds' test and dev scores
     (mean, standard deviation, lowest, highest), backprop time and sizes, the paper's figures beside
-    them, and the per-seed difference to the row's baseline.
+    them, and the per-seed difference to the row's baseline; then whether the paper's direction of effect
+    holds, from the 95% interval of that difference (or is not settled by the seeds).
 
     EXPERIMENT is the name of one of tinyprop's experiment files or the path of a .toml file.
     """
