@@ -383,7 +383,7 @@ class ExperimentCommand(click.Command):
               help="Runs at a time on this machine.  [default: the cores this process may use]")
 @click.option("--threads", type=click.IntRange(min=1),
               help="Threads of each run that its row does not set.  [default: its share of the cores, cores // "
-                   "jobs; on Ray, 1]")
+                   "jobs, at most NUMBA_NUM_THREADS; on Ray, 1]")
 @click.option("--ray", "ray_address", callback=not_empty,
               help="Run on a Ray cluster instead: its address (HOST:PORT), or 'auto' for the one this machine "
                    "belongs to. Needs tinyprop[cluster].")

@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 
 from tinyprop.tasks.mnist import Mnist, MnistSettings, MnistTask, build_mlp, locate_files, scale_pixels  # noqa: E402
 from tinyprop.tasks.run import using_threads  # noqa: E402
-from tinyprop.tasks.settings import CORES  # noqa: E402
+from tinyprop.tasks.settings import KERNEL_THREADS  # noqa: E402
 from tinyprop.tasks.training import Timers, make_optimizer  # noqa: E402
 
 SIZES = [784, 500, 500, 10]
@@ -150,7 +150,7 @@ def main():
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--max-examples", type=int, help="train on the first N training images only (quick runs)")
-    parser.add_argument("--threads", default=f"1,{CORES}",
+    parser.add_argument("--threads", default=f"1,{KERNEL_THREADS}",
                         help="tinyprop's thread counts, comma-separated (default: 1 and the cores this process may "
                              "use)")
     args = parser.parse_args()

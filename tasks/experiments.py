@@ -45,7 +45,7 @@ import traceback
 from importlib import resources
 
 from tinyprop.tasks import TASKS, task_class
-from tinyprop.tasks.settings import CORES, ConfigError
+from tinyprop.tasks.settings import CORES, KERNEL_THREADS, ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -503,13 +503,13 @@ def plural(count, noun):
 def reproduce(experiment, results="results", seeds=None, jobs=None, ray_address=None, max_examples=None,
               epochs=None, data_dir=None, log=print, threads=None):
     """Run every run of `experiment` (a name or a .toml path) that has not finished, each on `threads` threads
-    where its row does not set them (default: its share of the cores, cores // jobs, or one on Ray, whose
-    tasks take one CPU each); returns the Sweep (its `failed`: [(spec, error)])."""
+    where its row does not set them (default: its share of the cores, cores // jobs, at most NUMBA_NUM_THREADS,
+    or one on Ray, whose tasks take one CPU each); returns the Sweep (its `failed`: [(spec, error)])."""
     if not isinstance(experiment, Experiment):
         experiment = load(experiment)
     jobs = jobs or CORES
     if threads is None:
-        threads = 1 if ray_address else max(1, CORES // jobs)
+        threads = 1 if ray_address else max(1, min(KERNEL_THREADS, CORES // jobs))
     specs = run_specs(experiment, results, seeds, max_examples, epochs, data_dir, threads)
     refuse_changed(specs, experiment)
     experiment_folder = os.path.dirname(os.path.dirname(specs[0].folder))

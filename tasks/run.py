@@ -29,7 +29,7 @@ from tinyprop.mesimp import Simplifier
 from tinyprop.tasks import task_class
 from tinyprop.tasks.files import DataError, keep_lines, read_json, read_model_file, write_bytes, write_json, write_npz
 from tinyprop.tasks.provenance import provenance
-from tinyprop.tasks.settings import CORES, ConfigError, resolve_seed
+from tinyprop.tasks.settings import KERNEL_THREADS, ConfigError, resolve_seed
 from tinyprop.tasks.training import (CHECKPOINT, Checkpoint, UpdateSizes, make_optimizer, param_count, train,
                                      write_summary)
 
@@ -241,7 +241,7 @@ def finish(task, settings, seed, out_dir, training, log):
     return summary
 
 
-def evaluate(model_path, data_dir=None, all_examples=False, output=None, log=print, threads=CORES):
+def evaluate(model_path, data_dir=None, all_examples=False, output=None, log=print, threads=KERNEL_THREADS):
     """Score a saved model (a model.npz, or the run folder that holds it) on dev and test: on the files it
     was trained on, unless `data_dir` names others or they have moved, and on the run's --max-examples
     unless `all_examples`, with `threads` threads (using_threads). `output`: a file for the task's predictions

@@ -29,6 +29,9 @@ import numpy as np
 OPTIMIZERS = ("sgd", "adagrad", "adam")
 # the cores this process may use (its CPU affinity), where the system tells
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+# Numba refuses more threads than NUMBA_NUM_THREADS, and ignores a value that is not a number
+KERNEL_THREADS = min(CORES, int(os.environ["NUMBA_NUM_THREADS"])) \
+    if os.environ.get("NUMBA_NUM_THREADS", "").strip().isdigit() else CORES
 
 
 class ConfigError(Exception):
@@ -107,10 +110,11 @@ class Settings:
                                   "epochs 1-5, 11-15 prune).", key="TrainCycle", nets="simplified_nets", at_least=1)
     max_examples: Optional[int] = setting(None, "Use at most N examples of each split (quick runs).", at_least=1)
     data_dir: Optional[str] = setting(None, "Folder with the task's data.", path=True)
-    threads: int = setting(CORES, "Threads of tinyprop's kernels, training and evaluating; BLAS runs on one, but "
+    threads: int = setting(KERNEL_THREADS, "Threads of tinyprop's kernels, training and evaluating; BLAS runs on one, but "
                                   "for products large enough to share out (the parser's). The kernels give the "
                                   "same bits on any number; BLAS may not, so a run repeats bit for bit with the "
-                                  "same count.", at_least=1, default_text="the cores this process may use")
+                                  "same count.", at_least=1,
+                          default_text="the cores this process may use, at most NUMBA_NUM_THREADS")
 
     # the net names of the task that run meProp and meSimp (subclasses set them)
     meprop_nets = ()

@@ -1,5 +1,8 @@
 """Threads: a run's count goes to the Numba kernels (and BLAS's large products), is recorded, and changes no bits."""
 import json
+import os
+import subprocess
+import sys
 
 import numba
 import numpy as np
@@ -9,7 +12,7 @@ import threadpoolctl
 from tinyprop.tasks.experiments import load, run_specs
 from tinyprop.tasks.mnist import MnistSettings
 from tinyprop.tasks.run import run
-from tinyprop.tasks.settings import CORES, ConfigError
+from tinyprop.tasks.settings import CORES, KERNEL_THREADS, ConfigError
 
 two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="Numba has one thread on this machine")
 
@@ -59,11 +62,19 @@ def test_large_products_share_blas_threads_and_small_ones_do_not():
 
 
 def test_threads_default_to_the_cores_and_more_than_numba_has_are_refused(tmp_path, mnist_dir):
-    assert MnistSettings().threads == CORES
+    assert MnistSettings().threads == KERNEL_THREADS == min(CORES, numba.config.NUMBA_NUM_THREADS)
     too_many = numba.config.NUMBA_NUM_THREADS + 1
     with pytest.raises(ConfigError, match=f"--threads {too_many}: Numba runs at most"):
         run("mnist", MnistSettings(net="mlp", max_examples=100, epochs=1, threads=too_many, data_dir=mnist_dir),
             str(tmp_path / "run"), log=lambda line: None)
+
+
+def test_the_default_threads_stay_within_numba_num_threads():
+    """One who sets NUMBA_NUM_THREADS=1 and gives no --threads trains on one thread, not on the cores (refused)."""
+    code = "from tinyprop.tasks.mnist import MnistSettings; print(MnistSettings().threads)"
+    shown = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, NUMBA_NUM_THREADS="1"),
+                           capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == "1"
 
 
 def test_a_sweep_gives_each_run_its_threads_unless_the_row_sets_them(tmp_path):
@@ -76,18 +87,20 @@ def test_a_sweep_gives_each_run_its_threads_unless_the_row_sets_them(tmp_path):
     assert [spec.settings.threads for spec in run_specs(experiment, tmp_path)] == [3, CORES]
 
 
-@pytest.mark.parametrize("jobs,ray_address,threads,expected", [(2, None, None, 2), (None, None, None, 1),
-                                                                (3, None, None, 1), (1, None, None, 4),
-                                                                (None, "auto", None, 1), (2, None, 3, 3)])
+@pytest.mark.parametrize("jobs,ray_address,threads,numba_threads,expected", [
+    (2, None, None, 4, 2), (None, None, None, 4, 1), (3, None, None, 4, 1), (1, None, None, 4, 4),
+    (1, None, None, 3, 3), (None, "auto", None, 4, 1), (2, None, 3, 4, 3)])
 def test_reproduce_gives_each_run_its_share_of_the_cores(tmp_path, monkeypatch, jobs, ray_address, threads,
-                                                         expected):
-    """On a 4-core machine: cores // jobs (jobs defaulting to the cores), one a Ray task, or --threads."""
+                                                         numba_threads, expected):
+    """On a 4-core machine: cores // jobs (jobs defaulting to the cores) but at most NUMBA_NUM_THREADS, one a
+    Ray task, or --threads."""
     import tinyprop.tasks.experiments as experiments
     path = tmp_path / "one.toml"
     path.write_text('paper = "x"\ntable = "t"\ncaption = "c"\nseeds = 1\n'
                     '[[row]]\nlabel = "shared"\ntask = "mnist"\nsettings = { net = "mlp" }\n')
     started = []
     monkeypatch.setattr(experiments, "CORES", 4)
+    monkeypatch.setattr(experiments, "KERNEL_THREADS", numba_threads)
     monkeypatch.setattr(experiments, "local_runs", lambda todo, jobs, sweep: started.extend(todo) or [])
     monkeypatch.setattr(experiments, "ray_runs", lambda todo, address, sweep: started.extend(todo) or [])
     experiments.reproduce(str(path), tmp_path / "results", jobs=jobs, ray_address=ray_address, threads=threads,
