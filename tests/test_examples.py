@@ -47,9 +47,10 @@ def test_mesimp_shrinks_the_hidden_layers_and_keeps_the_accuracy(capsys):
     assert result["before"] == [200, 200]
     assert all(1 <= after < before for after, before in zip(result["after"], result["before"]))  # measured [87, 61]
     assert result["accuracy"] >= 0.88  # measured 0.945
-    assert result["speedup"] > 1  # measured 2.8x: about 5x fewer multiply-adds
+    assert result["speedup"] > 0  # a timing, printed not asserted: a busy machine swings it (measured 2.8x)
     assert f"{result['before']} -> {result['after']}" in printed
-    assert f"held-out accuracy {result['accuracy']:.3f}" in printed
+    assert f"held-out accuracy {result['accuracy']:.3f}; decode speed-up over the unpruned sizes " \
+           f"{result['speedup']:.2f}x" in printed
 
 
 def test_the_fast_layer_equals_the_reference(capsys):
