@@ -13,9 +13,11 @@ pytestmark = pytest.mark.data
 
 
 def command(*args, env=None):
-    """The tinyprop command in a process of its own, as a user starts it."""
+    """The tinyprop command in a process of its own, as a user starts it from a terminal: with Ctrl-C's
+    default action, even where these tests run in the background of a shell, which ignores it."""
     return subprocess.Popen([sys.executable, "-m", "tinyprop", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, **(env or {})))
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, **(env or {})),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def training(mnist_dir, out):
