@@ -380,14 +380,14 @@ def plots(result, folder):
                 x = [row.row.grid[1] for row in rows]
                 mean = [of(row).mean for row in rows]
                 sd = [0.0 if math.isnan(of(row).sd) else of(row).sd for row in rows]
-                axes.plot(x, mean, marker="o", label=re.sub(r"\{(\w+)\}", r"\1", family))  # top-{k}: top-k
+                axes.plot(x, mean, marker="o", label=varied_name(family))
                 axes.fill_between(x, [m - s for m, s in zip(mean, sd)], [m + s for m, s in zip(mean, sd)], alpha=0.2)
             values = [row.row.grid[1] for rows in families.values() for row in rows]
             if min(values) > 0 and max(values) / min(values) >= 10:
                 axes.set_xscale("log")
-            axes.set_xlabel(", ".join(sorted({row.row.grid[0] for rows in families.values() for row in rows})))
+            axes.set_xlabel(", ".join(dict.fromkeys(symbol(family) for family in families)))
             axes.set_ylabel(label)
-            axes.set_title(f"{result.experiment.table}: {label} (mean and ± sd over seeds)")
+            axes.set_title(f"{result.experiment.table} (mean and ± sd over seeds)")
             axes.legend(fontsize="small")
             made.append(save(fig, os.path.join(folder, f"{name}-{figure}.png")))
     curves = {row.row.label: [metrics(folder) for summary, config, folder in row.runs.values()]
@@ -425,6 +425,17 @@ def plots(result, folder):
         axes.legend(fontsize="small")
         made.append(save(fig, os.path.join(folder, f"{name}-updates.png")))
     return made
+
+
+def symbol(family):
+    """The name a grid label gives its varied value: 'h' in 'MLP (h={hidden})', else the setting's name."""
+    match = re.search(r"(\w+)\s*=\s*\{\w+\}", family) or re.search(r"\{(\w+)\}", family)
+    return match.group(1)
+
+
+def varied_name(family):
+    """A grid label as a legend entry: 'MLP (h={hidden})' -> 'MLP (h)', 'top-{k}' -> 'top-k'."""
+    return re.sub(r"\{(\w+)\}", r"\1", re.sub(r"(\w+)\s*=\s*\{\w+\}", r"\1", family))
 
 
 def parts_of(runs):

@@ -440,3 +440,10 @@ def test_a_run_identical_to_another_experiments_is_copied_not_run(swept, tmp_pat
         with open(folder / row / "seed-1" / "log.txt") as handle:
             assert handle.read().startswith("copied from ")
     assert not list(folder.glob("*/.tmp-*"))
+
+
+@pytest.mark.parametrize("family,symbol,legend", [("MNIST top-k (k={k})", "k", "MNIST top-k (k)"),
+                                                  ("MNIST MLP (h={hidden})", "h", "MNIST MLP (h)"),
+                                                  ("top-{k}", "k", "top-k")])
+def test_a_grid_label_names_its_varied_value_in_the_plots(family, symbol, legend):
+    assert report.symbol(family) == symbol and report.varied_name(family) == legend
