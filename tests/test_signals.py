@@ -12,12 +12,12 @@ from test_resume import assert_same_run
 pytestmark = pytest.mark.data
 
 
-def command(*args, env=None):
+def command(*args, env=None, ctrl_c=signal.SIG_DFL):
     """The tinyprop command in a process of its own, as a user starts it from a terminal: with Ctrl-C's
-    default action, even where these tests run in the background of a shell, which ignores it."""
+    default action (`ctrl_c`), even where these tests run in the background of a shell, which ignores it."""
     return subprocess.Popen([sys.executable, "-m", "tinyprop", *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=dict(os.environ, **(env or {})),
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, ctrl_c))
 
 
 def training(mnist_dir, out):
@@ -43,6 +43,16 @@ def test_a_signal_during_training_ends_with_how_to_resume(tmp_path, mnist_dir, s
     assert process.returncode == code, errors
     assert errors.endswith(f"\nstopped: {out} holds the run so far; continue it with: tinyprop train --resume {out}\n")
     assert "Traceback" not in errors
+
+
+def test_a_command_started_with_ctrl_c_ignored_keeps_ignoring_it(tmp_path, mnist_dir):
+    """As a shell script's background job: the script's Ctrl-C is not the job's."""
+    out = tmp_path / "run"
+    process = command(*training(mnist_dir, out), ctrl_c=signal.SIG_IGN)
+    wait_for(out / "checkpoint.npz", process)
+    process.send_signal(signal.SIGINT)
+    _, errors = process.communicate(timeout=300)
+    assert process.returncode == 0 and (out / "summary.json").exists(), errors
 
 
 def test_a_killed_run_resumes_to_the_files_of_the_run_left_alone(tmp_path, mnist_dir):

@@ -1,7 +1,8 @@
 """`python -m tinyprop` and the `tinyprop` command.
 
 Until the command line is imported, Ctrl-C and SIGTERM are noted, not raised, so that even
-in the first moments they end the command with its one-line `stopped`, not a traceback.
+in the first moments they end the command with its one-line `stopped`, not a traceback. A command
+started with Ctrl-C ignored (a shell script's background job) keeps ignoring it.
 """
 import os
 import signal
@@ -21,10 +22,13 @@ def raise_again(unraisable):
 
 def run():
     pending = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    # a shell starts its background jobs with Ctrl-C ignored, so that it stops only the foreground: keep it so
+    interruptible = signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    for signum in (signal.SIGINT, signal.SIGTERM) if interruptible else (signal.SIGTERM,):
         signal.signal(signum, lambda signum, frame: pending.append(signum))
     from tinyprop import cli
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if interruptible:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda signum, frame: cli.stop(signum))
     signal.signal(signal.SIGALRM, lambda signum, frame: cli.stop(cli.stop.signum))  # raise_again's timer
     sys.unraisablehook = raise_again
