@@ -57,8 +57,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--net", default="mlptop", choices=["mlp", "mlptop"])
     parser.add_argument("--k", type=int, default=80)
-    parser.add_argument("--threads", default=f"1,{KERNEL_THREADS}", help="thread counts, comma-separated (default: 1 and "
-                                                                 "the cores this process may use)")
+    parser.add_argument("--threads", default=f"1,{KERNEL_THREADS}",
+                        help="thread counts, comma-separated (default: 1 and the cores this process may use)")
     parser.add_argument("--steps", type=int, default=2000, help="steps a round on each thread count")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()

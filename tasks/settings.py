@@ -110,10 +110,10 @@ class Settings:
                                   "epochs 1-5, 11-15 prune).", key="TrainCycle", nets="simplified_nets", at_least=1)
     max_examples: Optional[int] = setting(None, "Use at most N examples of each split (quick runs).", at_least=1)
     data_dir: Optional[str] = setting(None, "Folder with the task's data.", path=True)
-    threads: int = setting(KERNEL_THREADS, "Threads of tinyprop's kernels, training and evaluating; BLAS runs on one, but "
-                                  "for products large enough to share out (the parser's). The kernels give the "
-                                  "same bits on any number; BLAS may not, so a run repeats bit for bit with the "
-                                  "same count.", at_least=1,
+    threads: int = setting(KERNEL_THREADS, "Threads of tinyprop's kernels, training and evaluating; BLAS runs on "
+                                           "one, but for products large enough to share out (the parser's). The "
+                                           "kernels give the same bits on any number; BLAS may not, so a run "
+                                           "repeats bit for bit with the same count.", at_least=1,
                           default_text="the cores this process may use, at most NUMBA_NUM_THREADS")
 
     # the net names of the task that run meProp and meSimp (subclasses set them)
