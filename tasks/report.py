@@ -427,15 +427,18 @@ def plots(result, folder):
     return made
 
 
+NAMED_VALUE = re.compile(r"(\w+)\s*=\s*\{\w+\}")  # 'h={hidden}' in a grid label: the value's name is h
+PLACED_VALUE = re.compile(r"\{(\w+)\}")  # '{k}': the setting's own name
+
+
 def symbol(family):
     """The name a grid label gives its varied value: 'h' in 'MLP (h={hidden})', else the setting's name."""
-    match = re.search(r"(\w+)\s*=\s*\{\w+\}", family) or re.search(r"\{(\w+)\}", family)
-    return match.group(1)
+    return (NAMED_VALUE.search(family) or PLACED_VALUE.search(family)).group(1)
 
 
 def varied_name(family):
     """A grid label as a legend entry: 'MLP (h={hidden})' -> 'MLP (h)', 'top-{k}' -> 'top-k'."""
-    return re.sub(r"\{(\w+)\}", r"\1", re.sub(r"(\w+)\s*=\s*\{\w+\}", r"\1", family))
+    return PLACED_VALUE.sub(r"\1", NAMED_VALUE.sub(r"\1", family))
 
 
 def parts_of(runs):

@@ -84,7 +84,7 @@ def test_a_sweep_gives_each_run_its_threads_unless_the_row_sets_them(tmp_path):
                     '[[row]]\nlabel = "shared"\ntask = "mnist"\nsettings = { net = "mlp" }\n')
     experiment = load(str(path))
     assert [spec.settings.threads for spec in run_specs(experiment, tmp_path, threads=2)] == [3, 2]
-    assert [spec.settings.threads for spec in run_specs(experiment, tmp_path)] == [3, CORES]
+    assert [spec.settings.threads for spec in run_specs(experiment, tmp_path)] == [3, KERNEL_THREADS]
 
 
 @pytest.mark.parametrize("jobs,ray_address,threads,numba_threads,expected", [
