@@ -298,7 +298,7 @@ def train(ctx, resume_dir, **common):
               help="Score every example of dev and test, also for a model trained with --max-examples.")
 @click.option("--threads", type=click.IntRange(min=1),
               help="Threads of tinyprop's kernels (and of BLAS for large products).  [default: the cores this "
-                   "process may use]")
+                   "process may use, at most NUMBA_NUM_THREADS]")
 def evaluate(model_path, data_dir, output, all_examples, threads):
     """Re-evaluate a saved model on the dev and test sets.
 

@@ -40,6 +40,7 @@ def provenance(data_files):
         "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
         "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
         "numba_threads": {"configured": numba.config.NUMBA_NUM_THREADS, "in_use": numba.get_num_threads()},
+        "numba_cpu": numba_cpu(),
         "data_files": {key: file_record(path) for key, path in data_files.items()},
     }
 
@@ -73,6 +74,14 @@ def processor():
     except OSError:
         pass
     return platform.processor()
+
+
+def numba_cpu():
+    """The processor LLVM compiles Numba's kernels for ("znver3"): it tells apart the models that a hypervisor
+    names alike ("AMD EPYC")."""
+    import numba
+    from llvmlite import binding
+    return numba.config.CPU_NAME or binding.get_host_cpu_name()
 
 
 def blas():

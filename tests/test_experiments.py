@@ -234,6 +234,28 @@ def test_progress_counts_finished_runs_and_names_the_rows_short_of_their_seeds(s
 
 
 @pytest.mark.data
+def test_the_processors_are_told_apart_by_their_blas_kernels_where_the_model_name_is_the_same(swept, tmp_path):
+    path, results, found, lines = swept
+    copied = tmp_path / "results"
+    shutil.copytree(results, copied)
+    run = copied / "quick" / "tiny-max300-epochs1" / "dense" / "seed-1" / "config.json"
+    config = json.loads(run.read_text())
+    here = report.machine(config)
+    text = " ".join(report.markdown(report.collect(path, copied, max_examples=300, epochs=1)).split())
+    assert f"processors: {here}; threads a run:" in text
+    for library in config["provenance"]["blas"]:
+        library["architecture"] = "Elsewhere"  # as if OpenBLAS had chosen other kernels for another processor
+    run.write_text(json.dumps(config))
+    text = " ".join(report.markdown(report.collect(path, copied, max_examples=300, epochs=1)).split())
+    elsewhere = f"{config['provenance']['processor']}, BLAS kernels Elsewhere"
+    assert f"processors: {'; '.join(sorted([f'{here} (5 runs)', f'{elsewhere} (1 run)']))}; threads" in text
+    assert report.machine({"provenance": {"processor": "AMD EPYC", "blas": [{"architecture": "SkylakeX"},
+                                                                             {"architecture": "Haswell"}]}}) \
+        == "AMD EPYC, BLAS kernels Haswell/SkylakeX"
+    assert report.machine({}) == "unknown"
+
+
+@pytest.mark.data
 def test_finished_runs_are_skipped_stopped_ones_resumed_changed_ones_refused(swept, tmp_path, mnist_dir):
     path, results, found, lines = swept
     copied = tmp_path / "results"

@@ -76,6 +76,11 @@ def test_the_blas_libraries_name_their_kind_and_threads(record):
     assert record["openblas_num_threads"] == os.environ.get("OPENBLAS_NUM_THREADS")
 
 
+def test_the_processor_numbas_kernels_are_compiled_for_is_named(record):
+    from llvmlite import binding
+    assert record["numba_cpu"] == binding.get_host_cpu_name() and record["numba_cpu"] not in ("", "generic")
+
+
 def test_the_record_is_json_with_the_command_line_and_versions(record):
     assert json.loads(json.dumps(record)) == record
     assert record["command_line"] == sys.argv
