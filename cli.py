@@ -446,6 +446,11 @@ def report(experiment, results, form, output, plots, max_examples, epochs, updat
     from tinyprop.tasks.files import write_bytes
     if update_docs == (experiment is not None):
         raise click.UsageError("name an EXPERIMENT, or give --update-docs (which reports them all)")
+    ignored = [name for name, given in (("--format", form != "md"), ("--output", output), ("--plots", plots),
+                                        ("--max-examples", max_examples), ("--epochs", epochs)) if given]
+    if update_docs and ignored:
+        raise click.UsageError(f"--update-docs rewrites RESULTS.md and README.md in this folder from the full runs; "
+                               f"it takes no {', '.join(ignored)}")
 
     def work():
         if update_docs:

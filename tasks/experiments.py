@@ -158,9 +158,15 @@ def load(name):
     for number, row in enumerate(rows, 1):
         expanded += expand(row, data.get("seeds"), Failing(path, row_name(row, number)))
     labels = [row.label for row in expanded]
+    folders = {}
     for row in expanded:
         if labels.count(row.label) > 1:
             fail(f"two rows are labelled {row.label!r}; labels name the runs' folders, so they must differ")
+        if not row.slug:
+            Failing(path, f"row {row.label!r}")("the label needs a letter or digit: it names the runs' folder")
+        if folders.setdefault(row.slug, row.label) != row.label:
+            fail(f"rows {folders[row.slug]!r} and {row.label!r} would share the runs' folder {row.slug!r} (labels "
+                 "name it by their letters and digits): make them differ in those")
         if row.baseline is not None and row.baseline not in labels:
             Failing(path, f"row {row.label!r}")(f"baseline {row.baseline!r} is not the label of a row")
     name = os.path.basename(path)[:-5] if path.endswith(".toml") else os.path.basename(path)

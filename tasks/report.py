@@ -223,7 +223,7 @@ def markdown(result, heading="#", root="."):
         lines += [wrap(f"- {text}", "  ") for text in verdicts]
     short = [f"{row.row.label} ({row.test.n} of {row.wanted})" for row in result.rows if row.test.n < row.wanted]
     if short:
-        lines += ["", wrap(f"Short of their seeds: {', '.join(short)}; `tinyprop reproduce {result.sweep}` goes "
+        lines += ["", wrap(f"Short of their seeds: {', '.join(short)}; `tinyprop reproduce {command}` goes "
                            "on.")]
     return "\n".join(lines) + "\n"
 
@@ -396,7 +396,8 @@ def plots(result, folder):
             values = [row.row.grid[1] for rows in families.values() for row in rows]
             if min(values) > 0 and max(values) / min(values) >= 10:
                 axes.set_xscale("log")
-            axes.set_xlabel(", ".join(dict.fromkeys(symbol(family) for family in families)))
+            axes.set_xlabel(", ".join(dict.fromkeys(symbol(family, rows[0].row.grid[0])
+                                                    for family, rows in families.items())))
             axes.set_ylabel(label)
             axes.set_title(f"{result.experiment.table} (mean and ± sd over seeds)")
             axes.legend(fontsize="small")
@@ -442,9 +443,10 @@ NAMED_VALUE = re.compile(r"(\w+)\s*=\s*\{\w+\}")  # 'h={hidden}' in a grid label
 PLACED_VALUE = re.compile(r"\{(\w+)\}")  # '{k}': the setting's own name
 
 
-def symbol(family):
-    """The name a grid label gives its varied value: 'h' in 'MLP (h={hidden})', else the setting's name."""
-    return (NAMED_VALUE.search(family) or PLACED_VALUE.search(family)).group(1)
+def symbol(family, setting):
+    """The name a grid label gives its varied setting: 'h' in 'MLP (h={hidden})', else the setting's name."""
+    named = NAMED_VALUE.search(family)
+    return named.group(1) if named else setting
 
 
 def varied_name(family):

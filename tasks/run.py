@@ -97,8 +97,13 @@ def resume(out_dir, log=print):
         raise ConfigError(f"--resume {out_dir}: the run has finished (summary.json); there is nothing to resume")
     cls, settings, config = read_run_config(config_path)
     seed = config["seed_used"]
+    import numba
+    threads = min(settings.threads, numba.config.NUMBA_NUM_THREADS)
+    if threads < settings.threads:  # moved to a smaller machine: better on fewer threads than not at all
+        log(f"note: the run was made on {settings.threads} threads and Numba runs at most {threads} here; it goes on "
+            f"with {threads} (tinyprop's kernels give the same bits on any count, BLAS's large products may not)")
     try:
-        with locked(out_dir), using_threads(settings.threads):
+        with locked(out_dir), using_threads(threads):
             for temporary in glob.glob(os.path.join(out_dir, ".tmp-*")):  # a write that a kill interrupted
                 os.unlink(temporary)
             started = config.get("provenance")
@@ -111,11 +116,11 @@ def resume(out_dir, log=print):
             paths = {key: record["path"] for key, record in here["data_files"].items()}
             for note in environment_changes(config["provenance"], here):
                 log(f"note: {note}; a resumed run repeats the run left alone only in the same environment")
-            write_json(config_path, dict(config, resumes=config.get("resumes", []) + [here]))
             saved = Checkpoint.read(out_dir)
-            if saved and saved[0].get("settings") != dataclasses.asdict(settings):
+            if saved and not same_settings(cls, saved[0].get("settings"), settings, out_dir):
                 raise DataError(f"{config_path}: its settings differ from those of the run's checkpoint; resume "
                                 "goes on with the run as it started: put them back")
+            write_json(config_path, dict(config, resumes=config.get("resumes", []) + [here]))
             meta = saved[0]["meta"] if saved else None
             data = cls.load(paths, settings.max_examples, meta=meta)
             task = build_task(cls, settings, data, meta or cls.describe(settings, data), seed)
@@ -133,6 +138,17 @@ def resume(out_dir, log=print):
             return finish(task, settings, seed, out_dir, train(task, settings, seed, out_dir, log, resumed), log)
     except KeyboardInterrupt as interrupt:
         raise RunInterrupted(out_dir, True) from interrupt
+
+
+def same_settings(cls, saved, settings, out_dir):
+    """Whether a checkpoint's settings are `settings`, read as config.json's are: a setting added to tinyprop
+    since the checkpoint was written counts as its default, as in a run that started before it existed."""
+    if not isinstance(saved, dict) or set(saved) - {field.name for field in cls.Settings.fields()}:
+        return False
+    try:
+        return cls.Settings(**saved).checked(source={name: out_dir for name in saved}) == settings
+    except ConfigError:
+        return False
 
 
 def read_run_config(path):

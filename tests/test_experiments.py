@@ -95,6 +95,8 @@ def test_expansion_labels_seeds_and_folders(tmp_path):
      'settings = { net = "mlp", hidden = 0 }'),
     ('settings = { net = "mlp", hidden = 64 }', "row 1 (dense): settings: seed is the sweep's",
      'settings = { net = "mlp", seed = 3 }'),
+    ('label = "dense"', "rows 'Top 8!' and 'top-8' would share the runs' folder 'top-8'", 'label = "Top 8!"'),
+    ('label = "dense"', "row '(*)': the label needs a letter or digit", 'label = "(*)"'),
 ])
 def test_bad_files_name_the_file_and_row_before_anything_runs(tmp_path, change, message, replacement):
     text = TINY.replace(change, replacement)
@@ -231,6 +233,8 @@ def test_progress_counts_finished_runs_and_names_the_rows_short_of_their_seeds(s
                                            f"| `{sweep}` | Table T | 5 of 6 | top-8 (1/2) |",
                                            f"| `{sweep}` | Table T | 3 of 6 | top-8 (1/2); 1 row with none finished |",
                                            f"| `{sweep}` | Table T | 0 of 6 | all: no run finished yet |"]
+    assert (f"Short of their seeds: dense (0 of 2); `tinyprop reproduce {sweep} --results "
+            f"{os.path.relpath(without_dense)}` goes on.") in " ".join(report.markdown(made[2]).split())
 
 
 @pytest.mark.data
@@ -411,6 +415,9 @@ def test_commands_refuse_conflicting_options(tmp_path):
     assert outcome.exit_code == 2 and "--update-docs" in outcome.output
     outcome = runner.invoke(main, ["reproduce", "table99"])
     assert outcome.exit_code == 1 and "no experiment named 'table99'" in outcome.output
+    outcome = runner.invoke(main, ["report", "--update-docs", "--output", str(tmp_path / "out.md"), "--format", "csv"])
+    assert outcome.exit_code == 2 and "it takes no --format, --output" in outcome.output
+    assert not os.path.exists(tmp_path / "out.md")
 
 
 @pytest.mark.data
@@ -464,8 +471,9 @@ def test_a_run_identical_to_another_experiments_is_copied_not_run(swept, tmp_pat
     assert not list(folder.glob("*/.tmp-*"))
 
 
-@pytest.mark.parametrize("family,symbol,legend", [("MNIST top-k (k={k})", "k", "MNIST top-k (k)"),
-                                                  ("MNIST MLP (h={hidden})", "h", "MNIST MLP (h)"),
-                                                  ("top-{k}", "k", "top-k")])
-def test_a_grid_label_names_its_varied_value_in_the_plots(family, symbol, legend):
-    assert report.symbol(family) == symbol and report.varied_name(family) == legend
+@pytest.mark.parametrize("family,setting,symbol,legend", [("MNIST top-k (k={k})", "k", "k", "MNIST top-k (k)"),
+                                                          ("MNIST MLP (h={hidden})", "hidden", "h", "MNIST MLP (h)"),
+                                                          ("top-{k}", "k", "k", "top-k"),
+                                                          ("top", "k", "k", "top")])  # the value is not placed
+def test_a_grid_label_names_its_varied_value_in_the_plots(family, setting, symbol, legend):
+    assert report.symbol(family, setting) == symbol and report.varied_name(family) == legend

@@ -194,6 +194,42 @@ def test_resume_names_what_is_wrong_with_a_config_json_edited_by_hand(tmp_path, 
             resume(str(folder))
 
 
+def test_a_run_stopped_before_a_setting_existed_resumes_with_its_default(tmp_path, monkeypatch, data_root,
+                                                                         uninterrupted):
+    task, settings = settings_of("mnist-mlptop", data_root)
+    with monkeypatch.context() as patch:
+        Stop(patch, Checkpoint, "write", 1, after=True)
+        with pytest.raises(RunInterrupted):
+            run(task, settings, str(tmp_path / "run"), log=lambda line: None)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    del config["settings"]["update_sizes"]  # as an older tinyprop, which had no such setting, wrote them
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    state, arrays = Checkpoint.read(str(tmp_path / "run"))
+    del state["settings"]["update_sizes"]
+    np.savez(tmp_path / "run" / "checkpoint.npz", progress=np.array(json.dumps(state)), **arrays)
+    resume(str(tmp_path / "run"), log=lambda line: None)
+    assert_same_run(tmp_path / "run", uninterrupted("mnist-mlptop"))
+
+
+def test_a_run_goes_on_with_the_threads_a_smaller_machine_has(tmp_path, monkeypatch, data_root, uninterrupted):
+    import numba
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two threads to start the run on")
+    task, settings = settings_of("mnist-mlptop", data_root)
+    with monkeypatch.context() as patch:
+        Stop(patch, Checkpoint, "write", 1, after=True)
+        with pytest.raises(RunInterrupted):
+            run(task, dataclasses.replace(settings, threads=2), str(tmp_path / "run"), log=lambda line: None)
+    alone = uninterrupted("mnist-mlptop")
+    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 1)  # as NUMBA_NUM_THREADS=1 or one core would
+    lines = []
+    resume(str(tmp_path / "run"), log=lines.append)
+    assert lines[0].startswith("note: the run was made on 2 threads and Numba runs at most 1 here; it goes on with 1")
+    with np.load(tmp_path / "run" / "model.npz") as resumed, np.load(os.path.join(alone, "model.npz")) as model:
+        for name in model.files:  # training's kernels give the same bits on any count (evaluation's BLAS may not)
+            assert np.array_equal(resumed[name], model[name]), name
+
+
 def test_resume_refuses_a_damaged_checkpoint_or_metrics_file_with_a_message(tmp_path, monkeypatch, data_root):
     task, settings = settings_of("mnist-mlptop", data_root)
     folders = {}
@@ -208,6 +244,7 @@ def test_resume_refuses_a_damaged_checkpoint_or_metrics_file_with_a_message(tmp_
     shutil.copy(folders["other"] / "checkpoint.npz", checkpoint)  # another run's (hidden 300)
     with pytest.raises(DataError, match="settings differ from those of the run's checkpoint"):
         resume(str(folders["run"]))
+    assert "resumes" not in json.loads((folders["run"] / "config.json").read_text())  # a refusal is no resume
     checkpoint.write_bytes(b"")
     with pytest.raises(DataError, match=f"{checkpoint}: cannot read it as a tinyprop checkpoint"):
         resume(str(folders["run"]))
