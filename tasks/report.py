@@ -54,6 +54,7 @@ class RowResult:
 
     def __init__(self, row, runs, wanted):
         self.row, self.runs, self.wanted = row, runs, wanted
+        self.finished = len(set(row.seeds) & set(runs))  # of the seeds the file asks for; others count in the figures
         summaries = [summary for summary, config, folder in runs.values()]
         self.test = Spread([summary["test_acc"] for summary in summaries])
         self.dev = Spread([summary["best_dev_acc"] for summary in summaries])
@@ -221,7 +222,7 @@ def markdown(result, heading="#", root="."):
                            "where it lies wholly on the other, and is not settled by these seeds where it holds "
                            "zero."), ""]
         lines += [wrap(f"- {text}", "  ") for text in verdicts]
-    short = [f"{row.row.label} ({row.test.n} of {row.wanted})" for row in result.rows if row.test.n < row.wanted]
+    short = [f"{row.row.label} ({row.finished} of {row.wanted})" for row in result.rows if row.finished < row.wanted]
     if short:
         lines += ["", wrap(f"Short of their seeds: {', '.join(short)}; `tinyprop reproduce {command}` goes "
                            "on.")]
@@ -330,7 +331,7 @@ def progress(results):
     """Markdown lines: how far each experiment's sweep is, and its rows still short of the seeds it asks for."""
     lines = ["| experiment | table | runs finished | rows short of their seeds |", "|---|---|---|---|"]
     for result in results:
-        done = {row.row.label: len(set(row.row.seeds) & set(row.runs)) for row in result.rows}  # of the file's seeds
+        done = {row.row.label: row.finished for row in result.rows}
         wanted = sum(row.wanted for row in result.rows)
         started = [f"{row.row.label} ({done[row.row.label]}/{row.wanted})" for row in result.rows
                    if 0 < done[row.row.label] < row.wanted]

@@ -233,7 +233,7 @@ def test_progress_counts_finished_runs_and_names_the_rows_short_of_their_seeds(s
                                            f"| `{sweep}` | Table T | 5 of 6 | top-8 (1/2) |",
                                            f"| `{sweep}` | Table T | 3 of 6 | top-8 (1/2); 1 row with none finished |",
                                            f"| `{sweep}` | Table T | 0 of 6 | all: no run finished yet |"]
-    assert (f"Short of their seeds: dense (0 of 2); `tinyprop reproduce {sweep} --results "
+    assert (f"Short of their seeds: dense (0 of 2), top-8 (1 of 2); `tinyprop reproduce {sweep} --results "
             f"{os.path.relpath(without_dense)}` goes on.") in " ".join(report.markdown(made[2]).split())
 
 
