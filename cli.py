@@ -465,7 +465,10 @@ def report(experiment, results, form, output, plots, max_examples, epochs, updat
             click.echo(f"wrote {output}")
         else:
             click.echo(text, nl=False)
-        for path in reports.plots(result, plots) if plots else ():
+        drawn = reports.plots(result, plots) if plots else []
+        if plots and not drawn:
+            click.echo("no finished runs: no figures drawn", err=True)
+        for path in drawn:
             for made in (path, os.path.splitext(path)[0] + ".svg"):
                 click.echo(f"wrote {made}", err=True)  # standard output may hold the table
     carry_out(work)

@@ -295,7 +295,8 @@ CSV_COLUMNS = ("experiment", "row", "task", "seeds", "seeds_wanted", "test_mean"
 
 
 def csv_text(result):
-    """One line per row, the figures unrounded."""
+    """One line per row, the figures unrounded; a figure there is none of (no runs, one seed's sd, the paper's nan)
+    is an empty field."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -303,13 +304,14 @@ def csv_text(result):
         effect = [row.effect.mean, row.effect.sd, row.effect.n] if row.effect else ["", "", ""]
         paper = [row.row.paper.get(name, "") for name in ("test", "dev", "backprop_s", "hidden_sizes", "epoch",
                                                           "active_units")]
-        writer.writerow([result.experiment.name, row.row.label, row.row.task, row.test.n, row.wanted,
-                         row.test.mean, row.test.sd, row.test.min, row.test.max, row.dev.mean, row.dev.sd,
-                         row.dev.min, row.dev.max, row.backprop.mean, row.train.mean, row.epoch.mean,
-                         " ".join(f"{layer.mean:g}" for layer in row.sizes),
-                         " ".join(f"{layer.mean:g}" for layer in row.active)] + [
-                            " ".join(map(str, value)) if isinstance(value, list) else value for value in paper] + [
-                            row.row.baseline or ""] + effect)
+        fields = [result.experiment.name, row.row.label, row.row.task, row.test.n, row.wanted,
+                  row.test.mean, row.test.sd, row.test.min, row.test.max, row.dev.mean, row.dev.sd,
+                  row.dev.min, row.dev.max, row.backprop.mean, row.train.mean, row.epoch.mean,
+                  " ".join(f"{layer.mean:g}" for layer in row.sizes),
+                  " ".join(f"{layer.mean:g}" for layer in row.active)] + [
+                     " ".join(map(str, value)) if isinstance(value, list) else value for value in paper] + [
+                     row.row.baseline or ""] + effect
+        writer.writerow(["" if isinstance(value, float) and math.isnan(value) else value for value in fields])
     return out.getvalue()
 
 
@@ -370,12 +372,15 @@ def documents(results="results", root="."):
 def plots(result, folder):
     """PNG figures of an experiment into `folder`; returns their paths. Grid rows (a setting varied, such as
     k): test score and backprop time against the value, mean and band over seeds, one line per family
-    (the effect-of-k figure); every experiment: dev score over training; meSimp rows: hidden sizes."""
+    (the effect-of-k figure); every experiment: dev score over training; meSimp rows: hidden sizes. None
+    without finished runs."""
     try:
         import matplotlib
     except ImportError:
         from tinyprop.tasks.settings import ConfigError
         raise ConfigError("--plots needs matplotlib: pip install 'tinyprop[plot]'") from None
+    if not any(row.runs for row in result.rows):
+        return []
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     os.makedirs(folder, exist_ok=True)

@@ -151,6 +151,7 @@ def test_local_sweep_reports_what_its_summaries_give(swept):
     rows = list(csv.DictReader(io.StringIO(report.csv_text(result))))
     assert float(rows[0]["test_mean"]) == pytest.approx(statistics.mean(dense)) and rows[0]["seeds"] == "2"
     assert rows[0]["effect_mean"] == rows[0]["effect_pairs"] == "" and rows[1]["effect_pairs"] == "2"  # no baseline
+    assert rows[1]["paper_test"] == "" and float(rows[2]["paper_test"]) == 91.5  # the file's nan: no figure
 
 
 def verdicts(rows, baseline_paper=98.0):
@@ -206,9 +207,11 @@ def test_durations_read_in_seconds_minutes_or_hours():
 
 
 @pytest.mark.data
-def test_a_full_report_without_runs_points_to_the_quick_looks(swept):
+def test_a_full_report_without_runs_points_to_the_quick_looks(swept, tmp_path):
     path, results, found, lines = swept
-    text = report.markdown(report.collect(path, results))
+    result = report.collect(path, results)
+    assert report.plots(result, tmp_path / "plots") == [] and not os.path.exists(tmp_path / "plots")  # none empty
+    text = report.markdown(result)
     assert f"No finished runs in `{results / 'tiny'}`; the quick looks at this experiment are in " \
            f"`{results / 'quick'}`: tiny-max300-epochs1." in " ".join(text.split())
 
