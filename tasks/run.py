@@ -172,19 +172,21 @@ def read_run_config(path):
     return cls, settings, config
 
 
-ENVIRONMENT = ("tinyprop_version", "python", "numpy", "numba", "scipy", "processor", "blas", "numba_threads")
+ENVIRONMENT = ("tinyprop_version", "python", "numpy", "numba", "scipy", "processor", "numba_cpu", "blas",
+               "numba_threads")
 
 
 def environment_changes(before, now):
     """What differs, of what decides float32 rounding, between the provenance of a run's start and now (the
-    BLAS libraries in any order: the order they loaded in does not matter)."""
+    BLAS libraries in any order: the order they loaded in does not matter); what a run's start did not record
+    (an older tinyprop's) is not compared."""
     def shown(name, value):
         if name == "blas" and isinstance(value, list):
             return sorted(" ".join(str(library.get(key)) for key in ("file", "version", "architecture", "num_threads"))
                           for library in value)
         return value
-    return [f"{name} was {shown(name, before.get(name))}, now {shown(name, now.get(name))}" for name in ENVIRONMENT
-            if shown(name, before.get(name)) != shown(name, now.get(name))]
+    return [f"{name} was {shown(name, before[name])}, now {shown(name, now.get(name))}" for name in ENVIRONMENT
+            if name in before and shown(name, before[name]) != shown(name, now.get(name))]
 
 
 @contextmanager

@@ -96,3 +96,6 @@ def test_environment_changes_ignore_the_order_blas_libraries_loaded_in():
     assert environment_changes(before, {"numpy": "2.1", "blas": [scipy_blas, numpy_blas]}) == []
     changed = environment_changes(before, {"numpy": "2.1", "blas": [scipy_blas, dict(numpy_blas, architecture="Haswell")]})
     assert len(changed) == 1 and "libscipy_openblas64_.so 0.3.27 Zen 1" in changed[0] and "Haswell" in changed[0]
+    assert environment_changes(before, dict(before, numba_cpu="znver3")) == []  # a start that did not record it
+    assert environment_changes(dict(before, numba_cpu="znver4"), dict(before, numba_cpu="znver3")) == [
+        "numba_cpu was znver4, now znver3"]
