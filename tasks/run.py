@@ -134,7 +134,12 @@ def resume(out_dir, log=print):
             else:
                 if os.path.exists(os.path.join(out_dir, "model.npz")):
                     os.unlink(os.path.join(out_dir, "model.npz"))
-                log(f"resuming {out_dir} from the start: it stopped before its first evaluation")
+                metrics = os.path.join(out_dir, "metrics.jsonl")
+                if os.path.exists(metrics) and os.path.getsize(metrics):  # a copy without it: results/ ignores them
+                    log(f"resuming {out_dir} from the start: it evaluated before but its {CHECKPOINT} is missing; "
+                        "its metrics.jsonl starts again")
+                else:
+                    log(f"resuming {out_dir} from the start: it stopped before its first evaluation")
             return finish(task, settings, seed, out_dir, train(task, settings, seed, out_dir, log, resumed), log)
     except KeyboardInterrupt as interrupt:
         raise RunInterrupted(out_dir, True) from interrupt

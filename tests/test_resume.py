@@ -252,3 +252,17 @@ def test_resume_refuses_a_damaged_checkpoint_or_metrics_file_with_a_message(tmp_
     (folders["run"] / "metrics.jsonl").write_text('{"epoch": 1}\n')  # cut: the checkpoint covers 2 lines
     with pytest.raises(DataError, match="metrics.jsonl: 1 whole lines, but the checkpoint covers 2"):
         resume(str(folders["run"]))
+
+
+def test_a_run_whose_checkpoint_is_gone_starts_again_and_ends_as_the_run_left_alone(tmp_path, monkeypatch,
+                                                                                     data_root, uninterrupted):
+    task, settings = settings_of("mnist-mlptop", data_root)
+    with monkeypatch.context() as patch:
+        Stop(patch, Checkpoint, "write", 2, after=True)
+        with pytest.raises(RunInterrupted):
+            run(task, settings, str(tmp_path / "run"), log=lambda line: None)
+    os.unlink(tmp_path / "run" / "checkpoint.npz")  # as in a copy of results/, which keeps no checkpoints
+    lines = []
+    resume(str(tmp_path / "run"), log=lines.append)
+    assert any("from the start: it evaluated before but its checkpoint.npz is missing" in line for line in lines)
+    assert_same_run(tmp_path / "run", uninterrupted("mnist-mlptop"))
