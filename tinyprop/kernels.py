@@ -398,6 +398,27 @@ def drop_out(y, p, key, scale, z):
 # positions S_bc with the largest |dy[b, c, p]|; only those take part in the backward.
 
 
+@njit(cache=True)
+def patch_offsets(channels, kernel, height, width):
+    """offsets[(c, u, v)] = (c * height + u) * width + v: where a patch's entries lie in a (channels, height,
+    width) input read as one flat array, from the patch's top-left corner. The kernels below visit a patch
+    through them, one index per entry in place of three nested loops: the same order, faster."""
+    offsets = np.empty(channels * kernel * kernel, dtype=np.int64)
+    j = 0
+    for c in range(channels):
+        for u in range(kernel):
+            for v in range(kernel):
+                offsets[j] = (c * height + u) * width + v
+                j += 1
+    return offsets
+
+
+@njit(cache=True)
+def patch_corner(p, stride, out_w, width):
+    """The flat index of output position p's patch's top-left corner in a channel `width` wide."""
+    return (p // out_w) * stride * width + (p % out_w) * stride
+
+
 @njit(cache=True, parallel=True)
 def add_selected_positions_grad(dy, cols, selected, weight_grad):
     """dW[c] += dy[b, c, p] * cols[b, p] for p in selected[b, c]: tinyprop.reference.conv_backward's dW,
@@ -421,23 +442,21 @@ def add_selected_positions_input_grad(dy, weight, selected, kernel, stride, out_
     """dx += sum over selected (b, c, p) of dy[b, c, p] * W[c] laid back onto position p's patch.
 
     The sparse form of col2im(dy W), tinyprop.reference.conv_backward's dx: only the k selected positions per
-    example and channel are visited. padded_dx: (batch, C_in, H + 2 padding, W + 2 padding), accumulated into; each example's by one
-    thread.
+    example and channel are visited. padded_dx: (batch, C_in, H + 2 padding, W + 2 padding), accumulated into; each
+    example's by one thread, in the order of the loops (the same bits on any number of threads).
     """
-    in_channels = padded_dx.shape[1]
-    for b in prange(selected.shape[0]):
+    batch, channels, height, width = padded_dx.shape
+    offsets = patch_offsets(channels, kernel, height, width)
+    for b in prange(batch):
+        flat = padded_dx[b].reshape(channels * height * width)
         for c in range(selected.shape[1]):
+            w = weight[c]
             for t in range(selected.shape[2]):
                 p = selected[b, c, t]
                 g = dy[b, c, p]
-                top = (p // out_w) * stride
-                left = (p % out_w) * stride
-                j = 0
-                for ci in range(in_channels):
-                    for u in range(kernel):
-                        for v in range(kernel):
-                            padded_dx[b, ci, top + u, left + v] += g * weight[c, j]
-                            j += 1
+                corner = patch_corner(p, stride, out_w, width)
+                for j in range(offsets.shape[0]):
+                    flat[corner + offsets[j]] += g * w[j]
 
 
 @njit(cache=True, parallel=True)
@@ -446,17 +465,14 @@ def im2col_copy(padded, kernel, stride, out_w, cols):
 
     padded: (batch, channels, H + 2p, W + 2p); cols: (batch, positions, channels * kernel * kernel).
     """
-    channels = padded.shape[1]
-    for b in prange(cols.shape[0]):
+    batch, channels, height, width = padded.shape
+    offsets = patch_offsets(channels, kernel, height, width)
+    for b in prange(batch):
+        flat = padded[b].reshape(channels * height * width)
         for p in range(cols.shape[1]):
-            top = (p // out_w) * stride
-            left = (p % out_w) * stride
-            j = 0
-            for c in range(channels):
-                for u in range(kernel):
-                    for v in range(kernel):
-                        cols[b, p, j] = padded[b, c, top + u, left + v]
-                        j += 1
+            corner = patch_corner(p, stride, out_w, width)
+            for j in range(offsets.shape[0]):
+                cols[b, p, j] = flat[corner + offsets[j]]
 
 
 @njit(cache=True, parallel=True)
@@ -466,17 +482,14 @@ def col2im_add(dcols, kernel, stride, out_w, padded):
     dcols: (batch, positions, channels * kernel * kernel); padded: (batch, channels, H + 2p, W + 2p); each
     example's by one thread.
     """
-    channels = padded.shape[1]
-    for b in prange(dcols.shape[0]):
+    batch, channels, height, width = padded.shape
+    offsets = patch_offsets(channels, kernel, height, width)
+    for b in prange(batch):
+        flat = padded[b].reshape(channels * height * width)
         for p in range(dcols.shape[1]):
-            top = (p // out_w) * stride
-            left = (p % out_w) * stride
-            j = 0
-            for c in range(channels):
-                for u in range(kernel):
-                    for v in range(kernel):
-                        padded[b, c, top + u, left + v] += dcols[b, p, j]
-                        j += 1
+            corner = patch_corner(p, stride, out_w, width)
+            for j in range(offsets.shape[0]):
+                flat[corner + offsets[j]] += dcols[b, p, j]
 
 
 # meAct (TKDE 2018, Section 3.5, Algorithm 3): each example b uses only its own active units of a hidden
