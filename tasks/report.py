@@ -151,12 +151,17 @@ def signed(value, digits=2):
 
 
 def machine(config):
-    """The processor a run's provenance names, with the kernels its BLAS chose for it: a hypervisor may show only
-    "AMD EPYC", and the kernels (SkylakeX: AVX-512; Haswell: AVX2) still tell the machines apart."""
+    """The processor a run's provenance names, with what LLVM compiled Numba's kernels for and the kernels its BLAS
+    chose: a hypervisor may show only "AMD EPYC", and those (znver3, znver5; SkylakeX: AVX-512, Haswell: AVX2)
+    still tell the machines apart. Runs from before tinyprop recorded LLVM's choice name only BLAS's."""
     record = config.get("provenance", {})
     kernels = sorted({library["architecture"] for library in record.get("blas", []) if library.get("architecture")})
-    name = record.get("processor") or "unknown"
-    return f"{name}, BLAS kernels {'/'.join(kernels)}" if kernels else name
+    parts = [record.get("processor") or "unknown"]
+    if record.get("numba_cpu"):
+        parts.append(f"LLVM target {record['numba_cpu']}")
+    if kernels:
+        parts.append(f"BLAS kernels {'/'.join(kernels)}")
+    return ", ".join(parts)
 
 
 def markdown(result, heading="#", root="."):

@@ -241,7 +241,7 @@ def test_progress_counts_finished_runs_and_names_the_rows_short_of_their_seeds(s
 
 
 @pytest.mark.data
-def test_the_processors_are_told_apart_by_their_blas_kernels_where_the_model_name_is_the_same(swept, tmp_path):
+def test_the_processors_are_told_apart_by_llvm_targets_and_blas_kernels_where_the_model_name_is_the_same(swept, tmp_path):
     path, results, found, lines = swept
     copied = tmp_path / "results"
     shutil.copytree(results, copied)
@@ -254,11 +254,15 @@ def test_the_processors_are_told_apart_by_their_blas_kernels_where_the_model_nam
         library["architecture"] = "Elsewhere"  # as if OpenBLAS had chosen other kernels for another processor
     run.write_text(json.dumps(config))
     text = " ".join(report.markdown(report.collect(path, copied, max_examples=300, epochs=1)).split())
-    elsewhere = f"{config['provenance']['processor']}, BLAS kernels Elsewhere"
+    elsewhere = f"{config['provenance']['processor']}, LLVM target {config['provenance']['numba_cpu']}, BLAS kernels " \
+                "Elsewhere"
     assert f"processors: {'; '.join(sorted([f'{here} (5 runs)', f'{elsewhere} (1 run)']))}; threads" in text
     assert report.machine({"provenance": {"processor": "AMD EPYC", "blas": [{"architecture": "SkylakeX"},
                                                                              {"architecture": "Haswell"}]}}) \
-        == "AMD EPYC, BLAS kernels Haswell/SkylakeX"
+        == "AMD EPYC, BLAS kernels Haswell/SkylakeX"  # a run from before tinyprop recorded numba_cpu
+    assert report.machine({"provenance": {"processor": "AMD EPYC", "numba_cpu": "znver5",
+                                          "blas": [{"architecture": "Haswell"}]}}) \
+        == "AMD EPYC, LLVM target znver5, BLAS kernels Haswell"
     assert report.machine({}) == "unknown"
 
 
