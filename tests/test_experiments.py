@@ -241,7 +241,7 @@ def test_progress_counts_finished_runs_and_names_the_rows_short_of_their_seeds(s
 
 
 @pytest.mark.data
-def test_the_processors_are_told_apart_by_llvm_targets_and_blas_kernels_where_the_model_name_is_the_same(swept, tmp_path):
+def test_processors_are_told_apart_by_llvm_target_and_blas_kernels_where_the_name_is_the_same(swept, tmp_path):
     path, results, found, lines = swept
     copied = tmp_path / "results"
     shutil.copytree(results, copied)
