@@ -190,8 +190,9 @@ def markdown(result, heading="#", root="."):
                    "standard deviation (n - 1) over seeds, [ ] the lowest and highest seed's test score. Against "
                    "the baseline: the row's test score less its baseline row's, seed by seed, over the seeds both "
                    "have: mean ± sample standard deviation, and how many seeds scored at least as well. Backprop "
-                   "time is the backward of the linear layers (and of the CNN's convolutions) over the whole run, "
-                   "as the run measured it, beside the sweep's other runs: compare times with care."), ""]
+                   "time is the backward of the layers meProp acts on (linear layers; the CNN's convolutions too, the "
+                   "tagger's LSTMs) over the whole run, as the run measured it, beside the sweep's other runs: "
+                   "compare times with care."), ""]
     quick = os.path.dirname(result.folder) if result.quick else os.path.join(os.path.dirname(result.folder), "quick")
     if not done and os.path.isdir(quick):
         others = sorted(name for name in os.listdir(quick) if name.startswith(f"{experiment.name}-")
@@ -396,8 +397,7 @@ def plots(result, folder):
             families.setdefault(row.row.family, []).append(row)
     if families:
         for figure, label, of in (("test", "test score (%)", lambda row: row.test),
-                                  ("backprop", "backprop time of the linear and convolution layers (s)",
-                                   lambda row: row.backprop)):
+                                  ("backprop", "backprop time (s)", lambda row: row.backprop)):
             fig, axes = plt.subplots(figsize=(6, 4))
             for family, rows in families.items():
                 x = [row.row.grid[1] for row in rows]

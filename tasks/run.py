@@ -86,8 +86,8 @@ def run(task_name, settings, out_dir=None, log=print):
 
 
 def resume(out_dir, log=print):
-    """Go on with the run in `out_dir` from its last checkpoint (from the start, if it stopped before its
-    first evaluation); returns the summary. The data must be the files the run started with; the
+    """Go on with the run in `out_dir` from its last checkpoint (from the start, if it has none: it stopped
+    before its first was written, or it was removed); returns the summary. The data must be the files the run started with; the
     settings, those it started with. config.json records each resume's own provenance."""
     config_path = os.path.join(out_dir, "config.json")
     if not os.path.isfile(config_path):
@@ -135,9 +135,9 @@ def resume(out_dir, log=print):
                 if os.path.exists(os.path.join(out_dir, "model.npz")):
                     os.unlink(os.path.join(out_dir, "model.npz"))
                 metrics = os.path.join(out_dir, "metrics.jsonl")
-                if os.path.exists(metrics) and os.path.getsize(metrics):  # a copy without it: results/ ignores them
-                    log(f"resuming {out_dir} from the start: it evaluated before but its {CHECKPOINT} is missing; "
-                        "its metrics.jsonl starts again")
+                if os.path.exists(metrics) and os.path.getsize(metrics):  # results/ keeps no checkpoints (.gitignore)
+                    log(f"resuming {out_dir} from the start: it evaluated, but has no {CHECKPOINT} (killed before "
+                        "its first was written, or removed, as in a copy of results/); its metrics.jsonl starts again")
                 else:
                     log(f"resuming {out_dir} from the start: it stopped before its first evaluation")
             return finish(task, settings, seed, out_dir, train(task, settings, seed, out_dir, log, resumed), log)

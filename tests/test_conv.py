@@ -132,3 +132,62 @@ def test_spatial_topk_gives_the_same_bits_on_one_and_two_threads(rng):
                             col2im(im2col(x, 3, 2, 1), x.shape, 3, 2, 1)))
     for one, two in zip(*results):
         assert np.array_equal(one, two)
+
+
+def patch_loops(x_shape, kernel, stride, padding):
+    """(b, position, j, channel, row, column) of each patch entry, in the order of the kernels' loops: example,
+    position, then channel, row and column within the patch (row and column in the padded input)."""
+    batch, channels, height, width = x_shape
+    out_h, out_w = [(size + 2 * padding - kernel) // stride + 1 for size in (height, width)]
+    for b in range(batch):
+        for p in range(out_h * out_w):
+            j = 0
+            for c in range(channels):
+                for u in range(kernel):
+                    for v in range(kernel):
+                        yield b, p, j, c, (p // out_w) * stride + u, (p % out_w) * stride + v
+                        j += 1
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(2, 3, 1), (1, 2, 0), (3, 1, 2)])
+def test_the_patch_kernels_add_in_the_order_of_plain_loops_to_the_bit(rng, kernel, stride, padding):
+    """im2col, col2im and the selected positions' dx against plain Python loops in float32, one addition at a time
+    in the loops' order: equal bits, so a rewrite that adds in another order fails here."""
+    x = rng.standard_normal((2, 2, 5, 9)).astype(np.float32)
+    layer = Conv2d(2, 3, kernel, stride, padding, ratio=0.4, rng=np.random.default_rng(1))
+    y = layer.forward(x)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = layer.backward(dy)
+    padded = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    cols = im2col(x, kernel, stride, padding)
+    dcols = rng.standard_normal(cols.shape).astype(np.float32)
+    expected_cols, expected_col2im = np.empty_like(cols), np.zeros_like(padded)
+    for b, p, j, c, row, column in patch_loops(x.shape, kernel, stride, padding):
+        expected_cols[b, p, j] = padded[b, c, row, column]
+        expected_col2im[b, c, row, column] += dcols[b, p, j]
+    expected_dx = np.zeros_like(padded)
+    dy = dy.reshape(2, 3, -1)
+    for b in range(2):
+        for c in range(3):
+            for p in layer.selected[b, c]:
+                for _, position, j, ci, row, column in patch_loops((1,) + x.shape[1:], kernel, stride, padding):
+                    if position == p:
+                        expected_dx[b, ci, row, column] += dy[b, c, p] * layer.weight.value[c, j]
+    crop = (slice(None), slice(None), slice(padding, padding + 5), slice(padding, padding + 9))
+    assert np.array_equal(cols, expected_cols)
+    assert np.array_equal(col2im(dcols, x.shape, kernel, stride, padding), expected_col2im[crop])
+    assert np.array_equal(dx, expected_dx[crop])
+
+
+def test_a_fortran_ordered_input_gives_what_a_c_ordered_one_does(rng):
+    x = rng.standard_normal((2, 3, 7, 6)).astype(np.float32)
+    dy = None
+    results = []
+    for given in (x, np.asfortranarray(x), x.transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2)):
+        layer = Conv2d(3, 4, 3, 1, 1, ratio=0.3, rng=np.random.default_rng(1))
+        y = layer.forward(given)
+        dy = rng.standard_normal(y.shape).astype(np.float32) if dy is None else dy
+        results.append((y, layer.backward(dy), layer.weight.grad.copy()))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert np.array_equal(a, b)

@@ -264,5 +264,5 @@ def test_a_run_whose_checkpoint_is_gone_starts_again_and_ends_as_the_run_left_al
     os.unlink(tmp_path / "run" / "checkpoint.npz")  # as in a copy of results/, which keeps no checkpoints
     lines = []
     resume(str(tmp_path / "run"), log=lines.append)
-    assert any("from the start: it evaluated before but its checkpoint.npz is missing" in line for line in lines)
+    assert any("from the start: it evaluated, but has no checkpoint.npz" in line for line in lines)
     assert_same_run(tmp_path / "run", uninterrupted("mnist-mlptop"))

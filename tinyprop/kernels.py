@@ -400,9 +400,10 @@ def drop_out(y, p, key, scale, z):
 
 @njit(cache=True)
 def patch_offsets(channels, kernel, height, width):
-    """offsets[(c, u, v)] = (c * height + u) * width + v: where a patch's entries lie in a (channels, height,
-    width) input read as one flat array, from the patch's top-left corner. The kernels below visit a patch
-    through them, one index per entry in place of three nested loops: the same order, faster."""
+    """offsets[(c, u, v)] = (c * height + u) * width + v, a (channels * kernel * kernel,) int64 array: where a
+    patch's entries lie in a C-contiguous (channels, height, width) input read as one flat array, from the patch's
+    top-left corner. The kernels below visit a patch through them, one index per entry in place of three nested
+    loops: the same order, faster."""
     offsets = np.empty(channels * kernel * kernel, dtype=np.int64)
     j = 0
     for c in range(channels):
@@ -442,8 +443,9 @@ def add_selected_positions_input_grad(dy, weight, selected, kernel, stride, out_
     """dx += sum over selected (b, c, p) of dy[b, c, p] * W[c] laid back onto position p's patch.
 
     The sparse form of col2im(dy W), tinyprop.reference.conv_backward's dx: only the k selected positions per
-    example and channel are visited. padded_dx: (batch, C_in, H + 2 padding, W + 2 padding), accumulated into; each
-    example's by one thread, in the order of the loops (the same bits on any number of threads).
+    example and channel are visited. padded_dx: (batch, C_in, H + 2 padding, W + 2 padding), C-contiguous,
+    accumulated into; each example's by one thread, in the order of the loops (the same bits on any number of
+    threads).
     """
     batch, channels, height, width = padded_dx.shape
     offsets = patch_offsets(channels, kernel, height, width)
@@ -463,7 +465,7 @@ def add_selected_positions_input_grad(dy, weight, selected, kernel, stride, out_
 def im2col_copy(padded, kernel, stride, out_w, cols):
     """cols[b, i*out_w + j, (c, u, v)] = padded[b, c, i*stride + u, j*stride + v]: the patches, one row each.
 
-    padded: (batch, channels, H + 2p, W + 2p); cols: (batch, positions, channels * kernel * kernel).
+    padded: (batch, channels, H + 2p, W + 2p), C-contiguous; cols: (batch, positions, channels * kernel * kernel).
     """
     batch, channels, height, width = padded.shape
     offsets = patch_offsets(channels, kernel, height, width)
@@ -479,8 +481,8 @@ def im2col_copy(padded, kernel, stride, out_w, cols):
 def col2im_add(dcols, kernel, stride, out_w, padded):
     """The adjoint of im2col: padded[b, c, i*stride + u, j*stride + v] += dcols[b, i*out_w + j, (c, u, v)].
 
-    dcols: (batch, positions, channels * kernel * kernel); padded: (batch, channels, H + 2p, W + 2p); each
-    example's by one thread.
+    dcols: (batch, positions, channels * kernel * kernel); padded: (batch, channels, H + 2p, W + 2p), C-contiguous;
+    each example's by one thread, in the order of the loops (the same bits on any number of threads).
     """
     batch, channels, height, width = padded.shape
     offsets = patch_offsets(channels, kernel, height, width)

@@ -19,7 +19,8 @@ def output_size(size, kernel, stride, padding):
 def im2col(x, kernel, stride, padding):
     """x: (batch, channels, H, W) -> patches (batch, H_out * W_out, channels * kernel * kernel)."""
     batch, channels, height, width = x.shape
-    padded = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    # the kernel reads each example as one flat array; np.pad keeps a Fortran-ordered input's order
+    padded = np.ascontiguousarray(np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding))))
     out_h = output_size(height, kernel, stride, padding)
     out_w = output_size(width, kernel, stride, padding)
     cols = np.empty((batch, out_h * out_w, channels * kernel * kernel), dtype=x.dtype)
