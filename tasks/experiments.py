@@ -403,16 +403,19 @@ def local_runs(specs, jobs, events):
     context.set_forkserver_preload(["tinyprop.tasks.run", "tinyprop.tasks.mnist", "tinyprop.tasks.pos",
                                     "tinyprop.tasks.parse"])
     waiting, running = list(specs), {}
+
+    def start_runs():
+        while waiting and len(running) < jobs:
+            spec = waiting.pop(0)
+            receive, send = context.Pipe(duplex=False)
+            process = context.Process(target=_child, args=(spec, send), daemon=True)
+            process.start()
+            send.close()
+            running[process.sentinel] = (spec, process, receive)
+            events.started(spec)
     try:
-        while waiting or running:
-            while waiting and len(running) < jobs:
-                spec = waiting.pop(0)
-                receive, send = context.Pipe(duplex=False)
-                process = context.Process(target=_child, args=(spec, send), daemon=True)
-                process.start()
-                send.close()
-                running[process.sentinel] = (spec, process, receive)
-                events.started(spec)
+        start_runs()
+        while running:
             for sentinel in multiprocessing.connection.wait(list(running)):
                 spec, process, receive = running.pop(sentinel)
                 process.join()
@@ -420,6 +423,7 @@ def local_runs(specs, jobs, events):
                     outcome = receive.recv()
                 except EOFError:
                     outcome = None, f"its process ended with exit code {process.exitcode}", None
+                start_runs()  # before the ended run's line, which then counts its successor as running
                 yield (spec, *outcome)
     finally:  # Ctrl-C, or an error here: stop the runs, which leave their checkpoints
         for spec, process, receive in running.values():

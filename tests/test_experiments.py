@@ -134,6 +134,9 @@ def test_local_sweep_reports_what_its_summaries_give(swept):
     path, results, found, lines = swept
     folder = results / "quick" / "tiny-max300-epochs1"
     assert len(found) == 6 and "6/6 done, 0 running, 0 failed, 0 left" in lines[-1]
+    progress = [line for line in lines if line.startswith("[")]
+    assert progress[0].startswith("[1/6 done, 2 running, 0 failed, 3 left")  # the next run started before the line
+    assert progress[-2].startswith("[5/6 done, 1 running, 0 failed, 0 left")
     assert {summary["k"] for summary in found.values()} == {None, 8, 16}
     assert all(os.path.isfile(folder / row / seed / "log.txt") for row, seed in found)
     result = report.collect(path, results, max_examples=300, epochs=1)
