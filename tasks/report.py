@@ -223,10 +223,12 @@ def markdown(result, heading="#", root="."):
                      f"{paper_figure(row.row, 'backprop_s', 1)} | {sizes} | {effect} |")
     verdicts = directions(result)
     if verdicts:
-        lines += ["", wrap("Does the paper's direction of effect hold here? It holds where the 95% interval of the "
-                           "mean per-seed difference (Student's t) lies wholly on the paper's side of zero, does not "
-                           "where it lies wholly on the other, and is not settled by these seeds where it holds "
-                           "zero."), ""]
+        caution = "A quick look: these verdicts are of runs cut short and say nothing of the paper's. " \
+            if result.quick else ""
+        lines += ["", wrap(caution + "Does the paper's direction of effect hold here? It holds where the 95% "
+                           "interval of the mean per-seed difference (Student's t) lies wholly on the paper's side of "
+                           "zero, does not where it lies wholly on the other, and is not settled by these seeds where "
+                           "it holds zero."), ""]
         lines += [wrap(f"- {text}", "  ") for text in verdicts]
     short = [f"{row.row.label} ({row.finished} of {row.wanted})" for row in result.rows if row.finished < row.wanted]
     if short:

@@ -151,6 +151,8 @@ def test_local_sweep_reports_what_its_summaries_give(swept):
            f"{os.path.relpath(results)}`" in " ".join(text.split())
     assert f"| top-16 | 2/2 | {statistics.mean(top16):.2f} ± {statistics.stdev(top16):.2f}" in text
     assert f"| 91.50 | {statistics.mean(top16) - 91.5:+.2f} |" in text
+    assert "A quick look: these verdicts are of runs cut short and say nothing of the paper's. Does the paper's " \
+           "direction" in " ".join(text.split())
     rows = list(csv.DictReader(io.StringIO(report.csv_text(result))))
     assert float(rows[0]["test_mean"]) == pytest.approx(statistics.mean(dense)) and rows[0]["seeds"] == "2"
     assert rows[0]["effect_mean"] == rows[0]["effect_pairs"] == "" and rows[1]["effect_pairs"] == "2"  # no baseline
