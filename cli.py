@@ -393,7 +393,8 @@ class ExperimentCommand(click.Command):
               help="A quick look: the first N examples of each split (runs go to RESULTS/quick/).")
 @click.option("--epochs", type=click.IntRange(min=1), help="A quick look: N epochs (runs go to RESULTS/quick/).")
 @click.option("--data-dir", type=click.Path(file_okay=False), callback=not_empty,
-              help="Folder with the tasks' data; else $TINYPROP_DATA.")
+              help="Folder with the tasks' data (mnist/, ud-english-ewt/); else $TINYPROP_DATA, else MNIST "
+                   "alone from ~/.cache/tinyprop (downloaded).")
 def reproduce(experiment, seeds, jobs, threads, ray_address, results, max_examples, epochs, data_dir):
     """Run an experiment: every row of a paper's table with each of its seeds, each run in a process of
     its own.

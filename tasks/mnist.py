@@ -370,7 +370,8 @@ def linear_layers(model):
 @dataclass
 class MnistSettings(Settings):
     """The papers' MNIST setting (TKDE 2018, Section 3.1 and Table 2): the MLP 784-500-500-10, ReLU, Adam,
-    mini-batch 10, 20 epochs, meProp k 80; nnmnist's config files set the same fields by its keys."""
+    mini-batch 10, 20 epochs, dense (--net mlp) unless --net says otherwise, meProp's k 80; nnmnist's config
+    files set the same fields by its keys."""
 
     net: str = retold(Settings, "net", "mlp", choices=MNIST_NETS,
                       help="mlp: dense MLP; mlptop: meProp top-k; mlprand: random k; mlpvar: meSimp; mlpact: meAct; "

@@ -70,9 +70,23 @@ def test_the_readme_quick_commands_run_and_the_first_run_reaches_the_floor(tmp_p
         found = re.fullmatch(r"best dev acc ([\d.]+) \(epoch \d+ part \d+\), test acc ([\d.]+);.*", last)
         assert found, f"{command}: its last line is not the README's kind: {last!r}"
         assert float(found.group(2)) > FIRST_RUN_FLOOR, last
+        if "--out" in command and same_environment_as_the_readme(text):  # then its figures must repeat
+            assert found.groups() == re.match(r"best dev acc ([\d.]+) .*, test acc ([\d.]+);", shown.group()).groups()
         out = shlex.split(command)[shlex.split(command).index("--out") + 1] if "--out" in command else None
         if out:  # the README then points at this folder
             assert os.path.isfile(tmp_path / out / "summary.json") and os.path.isfile(tmp_path / out / "model.npz")
+
+
+def same_environment_as_the_readme(text):
+    """Whether this machine is the one the README's first run names (LLVM's target, BLAS's kernels, numpy and
+    numba): on it, the accuracies must be the README's."""
+    import numba
+    import numpy
+    from tinyprop.tasks.provenance import blas, numba_cpu
+    named = re.search(r"\(LLVM's (\w+), OpenBLAS's (\w+) kernels\) with numpy ([\d.]+) and numba ([\d.]+)", text)
+    assert named, "the README names the machine of its first run"
+    return ({library["architecture"] for library in blas()} == {named.group(2)}
+            and named.group(1, 3, 4) == (numba_cpu(), numpy.__version__, numba.__version__))
 
 
 def test_the_readme_python_example_trains(tmp_path):
