@@ -69,10 +69,12 @@ class RowResult:
         self.effect = None
 
     def paired(self, baseline):
-        """The per-seed differences of test score to the baseline row's, over the seeds both have."""
+        """The per-seed differences of test score to the baseline row's, over the seeds both have; `crossed`: how
+        many of those pairs ran on processors that `machine` tells apart (their difference holds the processors')."""
         seeds = sorted(set(self.runs) & set(baseline.runs))
         self.effect = Spread([self.runs[seed][0]["test_acc"] - baseline.runs[seed][0]["test_acc"] for seed in seeds])
         self.better = sum(self.runs[seed][0]["test_acc"] >= baseline.runs[seed][0]["test_acc"] for seed in seeds)
+        self.crossed = sum(machine(self.runs[seed][1]) != machine(baseline.runs[seed][1]) for seed in seeds)
 
     def sizes_text(self):
         if not self.runs:
@@ -254,14 +256,15 @@ def directions(result):
         if not effect.n:
             texts.append(f"{name}: no seeds of both yet")
             continue
+        crossed = f" ({row.crossed} of {effect.n} on two processors)" if row.crossed else ""
         if effect.n == 1:
             low = high = math.nan
-            difference = f"{signed(effect.mean)} points of test in one paired seed"
+            difference = f"{signed(effect.mean)} points of test in one paired seed{crossed}"
         else:
             half = stats.t.ppf(0.975, effect.n - 1) * effect.sd / math.sqrt(effect.n)
             low, high = effect.mean - half, effect.mean + half
-            difference = (f"{signed(effect.mean)} ± {effect.sd:.2f} points of test over {effect.n} paired seeds, "
-                          f"95% interval {signed(low)} to {signed(high)}")
+            difference = (f"{signed(effect.mean)} ± {effect.sd:.2f} points of test over {effect.n} paired "
+                          f"seeds{crossed}, 95% interval {signed(low)} to {signed(high)}")
         paper, base = row.row.paper.get("test"), rows[row.row.baseline].row.paper.get("test")
         if is_figure(paper) and is_figure(base):
             above = paper >= base
@@ -299,7 +302,7 @@ CSV_COLUMNS = ("experiment", "row", "task", "seeds", "seeds_wanted", "test_mean"
                "dev_mean", "dev_sd", "dev_min", "dev_max", "backprop_s_mean", "train_s_mean", "best_epoch_mean",
                "hidden_sizes_mean", "active_units_mean", "paper_test", "paper_dev", "paper_backprop_s",
                "paper_hidden_sizes", "paper_epoch", "paper_active_units", "baseline", "effect_mean", "effect_sd",
-               "effect_pairs")
+               "effect_pairs", "effect_pairs_on_two_processors")
 
 
 def csv_text(result):
@@ -309,7 +312,7 @@ def csv_text(result):
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for row in result.rows:
-        effect = [row.effect.mean, row.effect.sd, row.effect.n] if row.effect else ["", "", ""]
+        effect = [row.effect.mean, row.effect.sd, row.effect.n, row.crossed] if row.effect else [""] * 4
         paper = [row.row.paper.get(name, "") for name in ("test", "dev", "backprop_s", "hidden_sizes", "epoch",
                                                           "active_units")]
         fields = [result.experiment.name, row.row.label, row.row.task, row.test.n, row.wanted,

@@ -4,6 +4,7 @@ import dataclasses
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -156,6 +157,7 @@ def test_local_sweep_reports_what_its_summaries_give(swept):
     rows = list(csv.DictReader(io.StringIO(report.csv_text(result))))
     assert float(rows[0]["test_mean"]) == pytest.approx(statistics.mean(dense)) and rows[0]["seeds"] == "2"
     assert rows[0]["effect_mean"] == rows[0]["effect_pairs"] == "" and rows[1]["effect_pairs"] == "2"  # no baseline
+    assert rows[0]["effect_pairs_on_two_processors"] == "" and rows[1]["effect_pairs_on_two_processors"] == "0"
     assert rows[1]["paper_test"] == "" and float(rows[2]["paper_test"]) == 91.5  # the file's nan: no figure
 
 
@@ -167,7 +169,7 @@ def verdicts(rows, baseline_paper=98.0):
     for label, paper, differences in rows:
         made.append(types.SimpleNamespace(row=types.SimpleNamespace(label=label, baseline="dense",
                                                                     paper={} if paper is None else {"test": paper}),
-                                          effect=report.Spread(differences)))
+                                          effect=report.Spread(differences), crossed=0))
     return report.directions(types.SimpleNamespace(rows=made))
 
 
@@ -195,7 +197,7 @@ def test_the_papers_direction_holds_where_the_95_percent_interval_lies_on_its_si
 def test_speed_is_compared_where_the_paper_gives_both_backprop_times():
     def row(label, baseline, paper, times, effect=None):
         return types.SimpleNamespace(row=types.SimpleNamespace(label=label, baseline=baseline, paper=paper),
-                                     backprop=report.Spread(times), effect=effect)
+                                     backprop=report.Spread(times), effect=effect, crossed=0)
     dense = row("dense", None, {"test": 98.0, "backprop_s": 170.0}, [90.0, 94.0])
     top = row("top", "dense", {"test": 98.3, "backprop_s": 34.0}, [45.0, 47.0], report.Spread([0.1, 0.2]))
     assert report.directions(types.SimpleNamespace(rows=[dense, top]))[0].endswith(
@@ -262,6 +264,9 @@ def test_processors_are_told_apart_by_llvm_target_and_blas_kernels_where_the_nam
     elsewhere = f"{config['provenance']['processor']}, LLVM target {config['provenance']['numba_cpu']}, BLAS kernels " \
                 "Elsewhere"
     assert f"processors: {'; '.join(sorted([f'{here} (5 runs)', f'{elsewhere} (1 run)']))}; threads" in text
+    for row in ("top-8", "top-16"):  # their seed 1 pairs with the dense seed 1 of the other processor
+        assert re.search(rf"- {row} against dense: [^±]* ± [\d.]+ points of test over 2 paired seeds \(1 of 2 on two "
+                         r"processors\)", text)
     assert report.machine({"provenance": {"processor": "AMD EPYC", "blas": [{"architecture": "SkylakeX"},
                                                                              {"architecture": "Haswell"}]}}) \
         == "AMD EPYC, BLAS kernels Haswell/SkylakeX"  # a run from before tinyprop recorded numba_cpu
