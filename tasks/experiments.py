@@ -27,6 +27,7 @@ which are never mixed with full ones). `reproduce` skips finished runs, resumes 
 and carries on past failed ones, on this machine's cores or on a Ray cluster. A run identical to a
 finished one of another experiment (task, settings, seed) is copied from it, not run again.
 """
+import contextlib
 import dataclasses
 import difflib
 import glob
@@ -536,7 +537,8 @@ def reproduce(experiment, results="results", seeds=None, jobs=None, ray_address=
         f"before, {resuming} to resume, {len(todo) - resuming} to start; {where}; folders under {experiment_folder}")
     if todo:
         runs = ray_runs(todo, ray_address, sweep) if ray_address else local_runs(todo, jobs, sweep)
-        for spec, *outcome in runs:
-            sweep.ended(spec, *outcome)
+        with contextlib.closing(runs):  # an error here stops the runs started at once, not when runs is collected
+            for spec, *outcome in runs:
+                sweep.ended(spec, *outcome)
     log(f"{experiment.name}: {sweep.status()}; took {format_duration(time.monotonic() - sweep.start)}")
     return sweep

@@ -37,6 +37,8 @@ def provenance(data_files):
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "blas": blas(),
         "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),  # it overrides the kernels' choice (architecture)
+        "openblas_l2_size": os.environ.get("OPENBLAS_L2_SIZE"),
         "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
         "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
         "numba_threads": {"configured": numba.config.NUMBA_NUM_THREADS, "in_use": numba.get_num_threads()},

@@ -70,11 +70,11 @@ class RowResult:
 
     def paired(self, baseline):
         """The per-seed differences of test score to the baseline row's, over the seeds both have; `crossed`: how
-        many of those pairs ran on processors that `machine` tells apart (their difference holds the processors')."""
+        many of those pairs ran in two environments (same_machine; their difference holds the environments')."""
         seeds = sorted(set(self.runs) & set(baseline.runs))
         self.effect = Spread([self.runs[seed][0]["test_acc"] - baseline.runs[seed][0]["test_acc"] for seed in seeds])
         self.better = sum(self.runs[seed][0]["test_acc"] >= baseline.runs[seed][0]["test_acc"] for seed in seeds)
-        self.crossed = sum(machine(self.runs[seed][1]) != machine(baseline.runs[seed][1]) for seed in seeds)
+        self.crossed = sum(not same_machine(self.runs[seed][1], baseline.runs[seed][1]) for seed in seeds)
 
     def sizes_text(self):
         if not self.runs:
@@ -164,6 +164,18 @@ def machine(config):
     if kernels:
         parts.append(f"BLAS kernels {'/'.join(kernels)}")
     return ", ".join(parts)
+
+
+def same_machine(config, other):
+    """Whether two runs' provenance name the same processor, LLVM target and BLAS kernels, where both record
+    them (a run from before tinyprop recorded numba_cpu is not told apart by its absence)."""
+    first, second = config.get("provenance", {}), other.get("provenance", {})
+
+    def kernels(record):
+        return {library.get("architecture") for library in record.get("blas", [])} or None
+    return all(a is None or b is None or a == b for a, b in (
+        (first.get("processor"), second.get("processor")), (first.get("numba_cpu"), second.get("numba_cpu")),
+        (kernels(first), kernels(second))))
 
 
 def markdown(result, heading="#", root="."):
@@ -256,7 +268,7 @@ def directions(result):
         if not effect.n:
             texts.append(f"{name}: no seeds of both yet")
             continue
-        crossed = f" ({row.crossed} of {effect.n} on two processors)" if row.crossed else ""
+        crossed = f" ({row.crossed} of {effect.n} in two environments)" if row.crossed else ""
         if effect.n == 1:
             low = high = math.nan
             difference = f"{signed(effect.mean)} points of test in one paired seed{crossed}"
@@ -302,7 +314,7 @@ CSV_COLUMNS = ("experiment", "row", "task", "seeds", "seeds_wanted", "test_mean"
                "dev_mean", "dev_sd", "dev_min", "dev_max", "backprop_s_mean", "train_s_mean", "best_epoch_mean",
                "hidden_sizes_mean", "active_units_mean", "paper_test", "paper_dev", "paper_backprop_s",
                "paper_hidden_sizes", "paper_epoch", "paper_active_units", "baseline", "effect_mean", "effect_sd",
-               "effect_pairs", "effect_pairs_on_two_processors")
+               "effect_pairs", "effect_pairs_in_two_environments")
 
 
 def csv_text(result):

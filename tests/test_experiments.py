@@ -157,7 +157,7 @@ def test_local_sweep_reports_what_its_summaries_give(swept):
     rows = list(csv.DictReader(io.StringIO(report.csv_text(result))))
     assert float(rows[0]["test_mean"]) == pytest.approx(statistics.mean(dense)) and rows[0]["seeds"] == "2"
     assert rows[0]["effect_mean"] == rows[0]["effect_pairs"] == "" and rows[1]["effect_pairs"] == "2"  # no baseline
-    assert rows[0]["effect_pairs_on_two_processors"] == "" and rows[1]["effect_pairs_on_two_processors"] == "0"
+    assert rows[0]["effect_pairs_in_two_environments"] == "" and rows[1]["effect_pairs_in_two_environments"] == "0"
     assert rows[1]["paper_test"] == "" and float(rows[2]["paper_test"]) == 91.5  # the file's nan: no figure
 
 
@@ -257,6 +257,7 @@ def test_processors_are_told_apart_by_llvm_target_and_blas_kernels_where_the_nam
     here = report.machine(config)
     text = " ".join(report.markdown(report.collect(path, copied, max_examples=300, epochs=1)).split())
     assert f"processors: {here}; threads a run:" in text
+    chosen = [library["architecture"] for library in config["provenance"]["blas"]]
     for library in config["provenance"]["blas"]:
         library["architecture"] = "Elsewhere"  # as if OpenBLAS had chosen other kernels for another processor
     run.write_text(json.dumps(config))
@@ -265,8 +266,14 @@ def test_processors_are_told_apart_by_llvm_target_and_blas_kernels_where_the_nam
                 "Elsewhere"
     assert f"processors: {'; '.join(sorted([f'{here} (5 runs)', f'{elsewhere} (1 run)']))}; threads" in text
     for row in ("top-8", "top-16"):  # their seed 1 pairs with the dense seed 1 of the other processor
-        assert re.search(rf"- {row} against dense: [^±]* ± [\d.]+ points of test over 2 paired seeds \(1 of 2 on two "
-                         r"processors\)", text)
+        assert re.search(rf"- {row} against dense: [^±]* ± [\d.]+ points of test over 2 paired seeds \(1 of 2 in two "
+                         r"environments\)", text)
+    for library, kernels in zip(config["provenance"]["blas"], chosen):
+        library["architecture"] = kernels
+    del config["provenance"]["numba_cpu"]  # as a run from before tinyprop recorded it: not told apart by that
+    run.write_text(json.dumps(config))
+    text = " ".join(report.markdown(report.collect(path, copied, max_examples=300, epochs=1)).split())
+    assert "in two environments" not in text and "over 2 paired seeds, 95% interval" in text
     assert report.machine({"provenance": {"processor": "AMD EPYC", "blas": [{"architecture": "SkylakeX"},
                                                                              {"architecture": "Haswell"}]}}) \
         == "AMD EPYC, BLAS kernels Haswell/SkylakeX"  # a run from before tinyprop recorded numba_cpu

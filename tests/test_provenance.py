@@ -74,6 +74,8 @@ def test_the_blas_libraries_name_their_kind_and_threads(record):
         if library["internal_api"] == "openblas" and os.environ.get("OPENBLAS_NUM_THREADS") == "1":
             assert library["num_threads"] == 1  # conftest.py sets it, as the command line does
     assert record["openblas_num_threads"] == os.environ.get("OPENBLAS_NUM_THREADS")
+    assert record["openblas_coretype"] == os.environ.get("OPENBLAS_CORETYPE")
+    assert record["openblas_l2_size"] == os.environ.get("OPENBLAS_L2_SIZE")
 
 
 def test_the_processor_numbas_kernels_are_compiled_for_is_named(record):
