@@ -101,8 +101,11 @@ def test_reproduce_gives_each_run_its_share_of_the_cores(tmp_path, monkeypatch, 
     started = []
     monkeypatch.setattr(experiments, "CORES", 4)
     monkeypatch.setattr(experiments, "KERNEL_THREADS", numba_threads)
-    monkeypatch.setattr(experiments, "local_runs", lambda todo, jobs, sweep: started.extend(todo) or [])
-    monkeypatch.setattr(experiments, "ray_runs", lambda todo, address, sweep: started.extend(todo) or [])
+    def runs(todo, *where):  # as local_runs and ray_runs: a generator, of no runs here
+        started.extend(todo)
+        yield from ()
+    monkeypatch.setattr(experiments, "local_runs", runs)
+    monkeypatch.setattr(experiments, "ray_runs", runs)
     experiments.reproduce(str(path), tmp_path / "results", jobs=jobs, ray_address=ray_address, threads=threads,
                           log=lambda line: None)
     assert [spec.settings.threads for spec in started] == [expected]
