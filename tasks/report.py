@@ -152,30 +152,27 @@ def signed(value, digits=2):
     return "-" if math.isnan(value) else f"{value:+.{digits}f}"
 
 
-def machine(config):
-    """The processor a run's provenance names, with what LLVM compiled Numba's kernels for and the kernels its BLAS
-    chose: a hypervisor may show only "AMD EPYC", and those (znver3, znver5; SkylakeX: AVX-512, Haswell: AVX2)
-    still tell the machines apart. Runs from before tinyprop recorded LLVM's choice name only BLAS's."""
+def environment(config):
+    """(processor, LLVM target, BLAS kernels) of a run's provenance, each None where it records none: a hypervisor
+    may show only "AMD EPYC", and what LLVM compiled Numba's kernels for (znver3, znver5) and the kernels BLAS chose
+    (SkylakeX: AVX-512, Haswell: AVX2) still tell the machines apart. Runs from before tinyprop recorded LLVM's
+    choice have only BLAS's."""
     record = config.get("provenance", {})
     kernels = sorted({library["architecture"] for library in record.get("blas", []) if library.get("architecture")})
-    parts = [record.get("processor") or "unknown"]
-    if record.get("numba_cpu"):
-        parts.append(f"LLVM target {record['numba_cpu']}")
-    if kernels:
-        parts.append(f"BLAS kernels {'/'.join(kernels)}")
-    return ", ".join(parts)
+    return record.get("processor") or None, record.get("numba_cpu") or None, "/".join(kernels) or None
+
+
+def machine(config):
+    """The environment of a run as the reports name it: "AMD EPYC, LLVM target znver5, BLAS kernels Haswell"."""
+    processor, target, kernels = environment(config)
+    return ", ".join([processor or "unknown"] + [f"{name} {value}" for name, value in
+                                                 (("LLVM target", target), ("BLAS kernels", kernels)) if value])
 
 
 def same_machine(config, other):
-    """Whether two runs' provenance name the same processor, LLVM target and BLAS kernels, where both record
-    them (a run from before tinyprop recorded numba_cpu is not told apart by its absence)."""
-    first, second = config.get("provenance", {}), other.get("provenance", {})
-
-    def kernels(record):
-        return {library.get("architecture") for library in record.get("blas", [])} or None
-    return all(a is None or b is None or a == b for a, b in (
-        (first.get("processor"), second.get("processor")), (first.get("numba_cpu"), second.get("numba_cpu")),
-        (kernels(first), kernels(second))))
+    """Whether two runs' environments agree in all that both record (a run from before tinyprop recorded
+    numba_cpu is not told apart by its absence)."""
+    return all(a is None or b is None or a == b for a, b in zip(environment(config), environment(other)))
 
 
 def markdown(result, heading="#", root="."):

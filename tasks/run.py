@@ -87,8 +87,8 @@ def run(task_name, settings, out_dir=None, log=print):
 
 def resume(out_dir, log=print):
     """Go on with the run in `out_dir` from its last checkpoint (from the start, if it has none: it stopped
-    before its first was written, or it was removed); returns the summary. The data must be the files the run started with; the
-    settings, those it started with. config.json records each resume's own provenance."""
+    before its first was written, or it was removed); returns the summary. The data must be the files the run
+    started with; the settings, those it started with. config.json records each resume's own provenance."""
     config_path = os.path.join(out_dir, "config.json")
     if not os.path.isfile(config_path):
         raise ConfigError(f"--resume {out_dir}: holds no config.json; give the folder of a run (tinyprop train's "
